@@ -1,0 +1,3 @@
+"""HMI/SCADA workstation for machine digital twins."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,149 @@
+"""Load a project file: TOML syntax, then the schema, then cross-references.
+
+Every problem becomes a ConfigIssue printed as `FILE: dotted.key.path: message`, and all
+of them are reported at once, so an engineer fixes a file in one pass.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from hmi.config.models import Project
+from hmi.core.tags import TAG_NAME_RE
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+_FRIENDLY = {
+    "extra_forbidden": "unknown key (check the spelling)",
+    "missing": "required key is missing",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    file: str
+    path: str  # dotted key path, or "line N, column M" for a syntax error
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.path}: {self.message}" if self.path else f"{self.file}: {self.message}"
+
+
+class ConfigError(Exception):
+    def __init__(self, issues: Sequence[ConfigIssue]) -> None:
+        self.issues = list(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+
+def format_key_path(loc: Sequence[str | int]) -> str:
+    """('tags', 'cnc01.speed', 'unit') -> tags."cnc01.speed".unit; list indices as [i]."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        key = part if _BARE_KEY.match(part) else '"' + part.replace('"', '\\"') + '"'
+        out += ("." if out else "") + key
+    return out
+
+
+def load_project(path: str | Path) -> Project:
+    """Read and validate a project file; raises ConfigError listing every problem."""
+    path = Path(path)
+    name = str(path)
+    try:
+        raw_text = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(name, "", f"cannot read the file: {exc.strerror or exc}")]) from None
+    try:
+        text = raw_text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([ConfigIssue(name, "", f"not UTF-8 text (byte {exc.start})")]) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([ConfigIssue(name, "", f"TOML syntax error: {exc}")]) from None
+    return validate_project(raw, name, path)
+
+
+def validate_project(raw: dict[str, Any], name: str, path: Path | None = None) -> Project:
+    try:
+        project = Project.model_validate(raw)
+    except ValidationError as exc:
+        issues = [
+            ConfigIssue(name, format_key_path(_file_loc(raw, err["loc"])), _message(err))
+            for err in exc.errors()
+        ]
+        raise ConfigError(issues) from None
+    issues = [ConfigIssue(name, format_key_path(loc), msg) for loc, msg in cross_check(project)]
+    if issues:
+        raise ConfigError(issues)
+    if path is not None:
+        project = project.model_copy(update={"source_path": path.resolve()})
+    return project
+
+
+def _message(err: Any) -> str:
+    friendly = _FRIENDLY.get(err["type"])
+    if friendly:
+        return friendly
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def _file_loc(raw: Any, loc: Sequence[str | int]) -> list[str | int]:
+    """Drop the parts of a pydantic location that are not keys of the file (union tags)."""
+    out: list[str | int] = []
+    node = raw
+    last = len(loc) - 1
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            out.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            out.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and i < last:
+            # Not a key of the file and not the last part: a union member's name.
+            continue
+        else:
+            out.append(part)
+            node = None
+    return out
+
+
+def cross_check(project: Project) -> list[tuple[list[str | int], str]]:
+    """References between sections: tags to connections and machines, trends to tags."""
+    problems: list[tuple[list[str | int], str]] = []
+    connections = sorted(project.connections)
+    for tag_name, tag in project.tags.items():
+        if not TAG_NAME_RE.match(tag_name):
+            problems.append((["tags", tag_name], "a tag name is machine.signal in lower snake case"))
+            continue
+        machine = tag_name.split(".", 1)[0]
+        if machine not in project.machines:
+            problems.append(
+                (["tags", tag_name], f"machine {machine!r} is not defined under [machines.{machine}]")
+            )
+        if tag.connection not in project.connections:
+            known = ", ".join(connections) or "none defined"
+            problems.append(
+                (["tags", tag_name, "connection"], f"unknown connection {tag.connection!r} (known: {known})")
+            )
+        if tag.range is not None and not tag.range[0] < tag.range[1]:
+            problems.append((["tags", tag_name, "range"], "range must be [low, high] with low < high"))
+    for i, trend in enumerate(project.trends):
+        for j, pen in enumerate(trend.pens):
+            if pen not in project.tags:
+                problems.append((["trends", i, "pens", j], f"unknown tag {pen!r}"))
+    for machine in project.machines:
+        if not re.match(r"^[a-z][a-z0-9_]*$", machine):
+            problems.append((["machines", machine], "a machine id is lower snake case (e.g. cnc01)"))
+    return problems

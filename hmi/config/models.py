@@ -1,0 +1,145 @@
+"""The project file's schema. docs/project-file.md documents every key.
+
+Unknown keys are errors: in a hand-edited file they are nearly always typos.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from hmi.core.tags import DataType, TagSpec
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProjectInfo(Strict):
+    name: str = Field(min_length=1)
+    timezone: str = "UTC"
+    description: str = ""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'Europe/Berlin')") from None
+        return value
+
+
+class SimulatorConfig(Strict):
+    """The built-in demo plant, started by `hmi run` in its own process when enabled."""
+
+    enabled: bool = False
+    machines: list[str] = Field(default_factory=list)  # empty: every demo machine
+    opcua_port: Port = 48400
+    rate_hz: float = Field(default=10.0, gt=0, le=1000)
+    speed: float = Field(default=1.0, gt=0, le=10000)
+    seed: int = 1
+
+
+class HistorianConfig(Strict):
+    url: str = "sqlite:///{data}/historian.sqlite"
+    retention_days: int = Field(default=90, ge=1)
+
+
+class RuntimeConfig(Strict):
+    """Where the headless runtime serves windows (used when it runs on its own)."""
+
+    ipc_host: str = "127.0.0.1"
+    stream_port: Port = 47100
+    request_port: Port = 47101
+
+
+class OpcUaConnection(Strict):
+    kind: Literal["opcua"]
+    endpoint: str
+    publishing_interval_ms: float = Field(default=100.0, gt=0, le=60000)
+    sampling_interval_ms: float = Field(default=0.0, ge=0, le=60000)  # 0: fastest the server allows
+    timeout_s: float = Field(default=4.0, gt=0, le=120)
+    watchdog_interval_s: float = Field(default=1.0, gt=0, le=60)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _opc_tcp(cls, value: str) -> str:
+        if not value.startswith("opc.tcp://"):
+            raise ValueError("an OPC UA endpoint starts with opc.tcp://")
+        return value
+
+
+# More kinds (mqtt) join this as a discriminated union on `kind`.
+Connection = OpcUaConnection
+
+
+class MachineConfig(Strict):
+    label: str = ""
+    model: str | None = None  # GLB file, relative to the project file
+    description: str = ""
+
+
+class TagConfig(Strict):
+    connection: str
+    address: str = Field(min_length=1)
+    unit: str = ""
+    description: str = ""
+    datatype: DataType = DataType.FLOAT
+    range: tuple[float, float] | None = None
+    writable: bool = False
+
+
+class TrendConfig(Strict):
+    name: str = Field(min_length=1)
+    pens: list[str] = Field(min_length=1)
+    span_s: float = Field(default=300.0, gt=0, le=8 * 3600)
+
+
+class Project(Strict):
+    project: ProjectInfo
+    simulator: SimulatorConfig = SimulatorConfig()
+    historian: HistorianConfig = HistorianConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+    connections: dict[str, Connection] = Field(default_factory=dict)
+    machines: dict[str, MachineConfig] = Field(default_factory=dict)
+    tags: dict[str, TagConfig] = Field(default_factory=dict)
+    trends: list[TrendConfig] = Field(default_factory=list)
+
+    # Set by the loader, not read from the file.
+    source_path: Path | None = Field(default=None, exclude=True)
+
+    def tag_specs(self) -> list[TagSpec]:
+        specs = []
+        for name, tag in self.tags.items():
+            low, high = tag.range if tag.range is not None else (None, None)
+            specs.append(
+                TagSpec(
+                    name=name,
+                    unit=tag.unit,
+                    datatype=tag.datatype,
+                    description=tag.description,
+                    connection=tag.connection,
+                    address=tag.address,
+                    writable=tag.writable,
+                    low=low,
+                    high=high,
+                )
+            )
+        return specs
+
+    def tags_of_connection(self, connection: str) -> list[TagSpec]:
+        return [spec for spec in self.tag_specs() if spec.connection == connection]
+
+    def resolve_path(self, relative: str) -> Path:
+        """A path from the project file, relative to the file's own folder."""
+        path = Path(relative)
+        if path.is_absolute() or self.source_path is None:
+            return path
+        return (self.source_path.parent / path).resolve()

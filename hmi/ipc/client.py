@@ -1,0 +1,267 @@
+"""Window side of the channel: snapshot first, then the stream, and a watch on the runtime.
+
+The client runs its own thread (ZeroMQ sockets stay in it, and it works the same on any
+event loop or none). It calls its listener on that thread; the listener must be quick
+and thread-safe. Protocol: subscribe to the stream, ask for a snapshot, hold stream
+messages until the snapshot arrives, then apply those newer than the snapshot. A message
+from a new runtime session (the runtime restarted) starts that over. No message for
+`timeout_s` means the runtime is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import zmq
+
+from hmi.core.events import Event
+from hmi.core.samples import SampleBatch
+from hmi.core.tags import TagSpec
+from hmi.ipc import messages as m
+
+log = logging.getLogger(__name__)
+
+RUNTIME_TIMEOUT_S = 1.0  # three heartbeats missed and some margin
+SNAPSHOT_RETRY_S = 1.0
+
+
+class ClientListener(Protocol):
+    def on_snapshot(self, tags: list[tuple[int, TagSpec]], batch: SampleBatch) -> None: ...
+    def on_tags(self, tags: list[tuple[int, TagSpec]]) -> None: ...
+    def on_batch(self, batch: SampleBatch) -> None: ...
+    def on_events(self, events: list[Event]) -> None: ...
+    def on_link(self, up: bool) -> None: ...
+
+
+@dataclass
+class ClientStats:
+    messages: int = 0
+    samples: int = 0
+    gaps: int = 0  # stream messages lost (sequence numbers skipped)
+    sessions: int = 0  # runtime sessions seen (restarts + 1)
+    snapshots: int = 0
+
+
+class IpcClient:
+    def __init__(
+        self,
+        stream_address: str,
+        request_address: str,
+        listener: ClientListener,
+        timeout_s: float = RUNTIME_TIMEOUT_S,
+        context: zmq.Context | None = None,
+    ) -> None:
+        self.stream_address = stream_address
+        self.request_address = request_address
+        self.listener = listener
+        self.timeout_s = timeout_s
+        self.stats = ClientStats()
+        self.link_up = False
+        self.session: int | None = None
+        self._ctx = context or zmq.Context.instance()
+        self._thread: threading.Thread | None = None
+        self._running = False
+        self._commands: list[tuple[dict[str, Any], Future[dict[str, Any]]]] = []
+        self._commands_lock = threading.Lock()
+        self._wake_address = f"inproc://ipc-client-wake-{id(self)}"
+        self._wake_send: zmq.Socket | None = None
+        self._wake_lock = threading.Lock()
+
+    def start(self) -> None:
+        self._running = True
+        wake_recv = self._ctx.socket(zmq.PAIR)
+        wake_recv.bind(self._wake_address)
+        self._thread = threading.Thread(target=self._loop, args=(wake_recv,), name="ipc-client", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._running = False
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        if self._wake_send is not None:
+            self._wake_send.close(0)
+            self._wake_send = None
+
+    def send_command(self, command: dict[str, Any]) -> Future[dict[str, Any]]:
+        """Send a command to the runtime; the future resolves with its reply (thread-safe)."""
+        future: Future[dict[str, Any]] = Future()
+        with self._commands_lock:
+            self._commands.append((command, future))
+        self._wake()
+        return future
+
+    def _wake(self) -> None:
+        with self._wake_lock:
+            if self._wake_send is None:
+                self._wake_send = self._ctx.socket(zmq.PAIR)
+                self._wake_send.connect(self._wake_address)
+            self._wake_send.send(b"", zmq.NOBLOCK)
+
+    # -- client thread ----------------------------------------------------------------------
+
+    def _new_dealer(self) -> zmq.Socket:
+        dealer = self._ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(self.request_address)
+        return dealer
+
+    def _loop(self, wake: zmq.Socket) -> None:
+        sub = self._ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.RCVHWM, 0)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.connect(self.stream_address)
+        dealer = self._new_dealer()
+        poller = zmq.Poller()
+        poller.register(sub, zmq.POLLIN)
+        poller.register(dealer, zmq.POLLIN)
+        poller.register(wake, zmq.POLLIN)
+
+        snapshot_seq: int | None = None  # None: waiting for a snapshot
+        held: list[tuple[m.Header, bytes, list[Any]]] = []
+        requested_at = 0.0
+        last_seq = 0
+        last_message = time.monotonic()
+        pending: dict[int, Future[dict[str, Any]]] = {}  # command id -> future
+        next_command_id = 1
+
+        def request_snapshot() -> None:
+            nonlocal requested_at, dealer
+            # A request sent to a runtime that died is never answered: start a fresh socket.
+            poller.unregister(dealer)
+            dealer.close(0)
+            dealer = self._new_dealer()
+            poller.register(dealer, zmq.POLLIN)
+            dealer.send_multipart([m.REQUEST_SNAPSHOT])
+            requested_at = time.monotonic()
+            for future in pending.values():
+                if not future.done():
+                    future.set_exception(ConnectionError("the runtime restarted before it answered"))
+            pending.clear()
+
+        request_snapshot()
+        try:
+            while self._running:
+                events = dict(poller.poll(50))
+                now = time.monotonic()
+                if wake in events:
+                    while wake.poll(0):
+                        wake.recv()
+                    with self._commands_lock:
+                        commands, self._commands = self._commands, []
+                    for command, future in commands:
+                        command_id = next_command_id
+                        next_command_id += 1
+                        pending[command_id] = future
+                        payload = json.dumps({**command, "_id": command_id}).encode()
+                        dealer.send_multipart([m.REQUEST_COMMAND, payload])
+                if dealer in events:
+                    frames = dealer.recv_multipart(copy=False)
+                    kind = bytes(frames[0].buffer)
+                    if kind == m.KIND_SNAPSHOT:
+                        header = m.unpack_header(frames[1].buffer)
+                        tags = m.tags_from_frame(frames[2])
+                        batch = m.batch_from_frames(frames[3:])
+                        if self.session != header.session:
+                            self.stats.sessions += 1
+                            self.session = header.session
+                        snapshot_seq = header.last_seq
+                        last_seq = snapshot_seq
+                        self.stats.snapshots += 1
+                        self.listener.on_snapshot(tags, batch)
+                        for h, k, f in held:
+                            if h.session == header.session and h.last_seq > snapshot_seq:
+                                last_seq = self._apply(h, k, f, last_seq)
+                        held.clear()
+                        last_message = now
+                        self._set_link(True)
+                    elif kind == m.KIND_REPLY:
+                        reply = json.loads(bytes(frames[1].buffer))
+                        future = pending.pop(int(reply.pop("_id", 0)), None)
+                        if future is not None and not future.done():
+                            future.set_result(reply)
+                if sub in events:
+                    while True:
+                        try:
+                            frames = sub.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        kind = bytes(frames[0].buffer)
+                        header = m.unpack_header(frames[1].buffer)
+                        last_message = now
+                        if self.session is not None and header.session != self.session and snapshot_seq is not None:
+                            log.warning("runtime restarted (new session); taking a fresh snapshot")
+                            snapshot_seq = None
+                            held.clear()
+                            request_snapshot()
+                        if snapshot_seq is None:
+                            if kind != m.KIND_HEARTBEAT:
+                                held.append((header, kind, list(frames[2:])))
+                            continue
+                        if kind == m.KIND_HEARTBEAT:
+                            if header.last_seq > last_seq:
+                                self.stats.gaps += header.last_seq - last_seq
+                                last_seq = header.last_seq
+                            self._set_link(True)
+                            continue
+                        if header.last_seq <= snapshot_seq:
+                            continue
+                        last_seq = self._apply(header, kind, list(frames[2:]), last_seq)
+                        self._set_link(True)
+                if snapshot_seq is None and now - requested_at > SNAPSHOT_RETRY_S:
+                    request_snapshot()
+                if self.link_up and now - last_message > self.timeout_s:
+                    self._set_link(False)
+        finally:
+            for future in pending.values():
+                if not future.done():
+                    future.set_exception(ConnectionError("client stopped"))
+            sub.close(0)
+            dealer.close(0)
+            wake.close(0)
+
+    def _apply(self, header: m.Header, kind: bytes, frames: list[Any], last_seq: int) -> int:
+        if header.first_seq > last_seq + 1:
+            self.stats.gaps += header.first_seq - last_seq - 1
+        self.stats.messages += 1
+        if kind == m.KIND_BATCH:
+            batch = m.batch_from_frames(frames)
+            self.stats.samples += len(batch)
+            self.listener.on_batch(batch)
+        elif kind == m.KIND_TAGS:
+            self.listener.on_tags(m.tags_from_frame(frames[0]))
+        elif kind == m.KIND_EVENTS:
+            self.listener.on_events(m.events_from_frame(frames[0]))
+        return max(last_seq, header.last_seq)
+
+    def _set_link(self, up: bool) -> None:
+        if up != self.link_up:
+            self.link_up = up
+            log.info("runtime link %s", "up" if up else "lost")
+            self.listener.on_link(up)
+
+
+# A listener that ignores everything, for subclassing.
+class NullListener:
+    def on_snapshot(self, tags: list[tuple[int, TagSpec]], batch: SampleBatch) -> None:
+        pass
+
+    def on_tags(self, tags: list[tuple[int, TagSpec]]) -> None:
+        pass
+
+    def on_batch(self, batch: SampleBatch) -> None:
+        pass
+
+    def on_events(self, events: list[Event]) -> None:
+        pass
+
+    def on_link(self, up: bool) -> None:
+        pass
+

@@ -1,0 +1,223 @@
+"""Runtime side of the channel: streams the bus to windows and answers their requests.
+
+Threads: the bus calls `_on_batch`/`_on_events`/`_on_tags` on whatever thread published;
+those only append to an outbox under a lock (and take a sequence number), never touch a
+socket. One sender thread owns the PUB socket: it drains the outbox, merges runs of
+batches into one message and sends. One request thread owns the ROUTER socket. A slow
+window never slows the runtime: PUB drops beyond the high-water mark and the window sees
+the gap in the sequence numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from hmi.core.bus import TagBus
+from hmi.core.samples import SampleBatch
+from hmi.core.tags import TagSpec
+from hmi.ipc import messages as m
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 0.2
+SEND_HWM = 20_000  # messages per window before PUB drops (the window counts the gap)
+MAX_MERGED_SAMPLES = 200_000
+
+CommandHandler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class IpcPublisher:
+    def __init__(
+        self,
+        bus: TagBus,
+        stream_address: str,
+        request_address: str,
+        command_handler: CommandHandler | None = None,
+        context: zmq.Context | None = None,
+    ) -> None:
+        self.bus = bus
+        self.stream_address = stream_address
+        self.request_address = request_address
+        self.command_handler = command_handler
+        self.session = random.getrandbits(63) or 1
+        self._ctx = context or zmq.Context.instance()
+        self._cond = threading.Condition(threading.Lock())
+        self._outbox: list[tuple[bytes, int, Any]] = []  # (kind, seq, payload)
+        self._seq = 0
+        self._running = False
+        self._threads: list[threading.Thread] = []
+        self._subscriptions: list[Any] = []
+        self.messages_sent = 0
+        self.samples_sent = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind both sockets (raises OSError naming the address if taken), then serve."""
+        pub = self._ctx.socket(zmq.PUB)
+        pub.setsockopt(zmq.SNDHWM, SEND_HWM)
+        pub.setsockopt(zmq.LINGER, 0)
+        router = self._ctx.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 0)
+        for sock, address in ((pub, self.stream_address), (router, self.request_address)):
+            try:
+                sock.bind(address)
+            except zmq.ZMQError as exc:
+                pub.close()
+                router.close()
+                raise OSError(f"cannot listen on {address}: {exc}") from None
+        self._running = True
+        self._subscriptions = [
+            self.bus.subscribe(self._on_batch, name="ipc-publisher"),
+            self.bus.subscribe_events(self._on_events, name="ipc-publisher"),
+        ]
+        self.bus.registry.on_added(self._on_tags)
+        # Each socket moves to the one thread that uses it from now on (thread start is
+        # the memory barrier ZeroMQ asks for when a socket changes threads).
+        for target, sock, name in ((self._send_loop, pub, "ipc-send"), (self._request_loop, router, "ipc-requests")):
+            thread = threading.Thread(target=target, args=(sock,), name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._running = False
+        for sub in self._subscriptions:
+            sub.close()
+        with self._cond:
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=2.0)
+        self._threads.clear()
+
+    # -- bus side (any thread, under the bus lock) --------------------------------------------
+
+    def _push(self, kind: bytes, payload: Any) -> None:
+        with self._cond:
+            self._seq += 1
+            self._outbox.append((kind, self._seq, payload))
+            self._cond.notify()
+
+    def _on_batch(self, batch: SampleBatch) -> None:
+        self._push(m.KIND_BATCH, batch)
+
+    def _on_events(self, events: Any) -> None:
+        self._push(m.KIND_EVENTS, list(events))
+
+    def _on_tags(self, added: list[tuple[int, TagSpec]]) -> None:
+        if self._running:
+            self._push(m.KIND_TAGS, added)
+
+    def current_seq(self) -> int:
+        with self._cond:
+            return self._seq
+
+    # -- sender thread ----------------------------------------------------------------------
+
+    def _send_loop(self, pub: zmq.Socket) -> None:
+        try:
+            next_heartbeat = 0.0
+            while self._running:
+                with self._cond:
+                    if not self._outbox:
+                        self._cond.wait(timeout=max(next_heartbeat - time.monotonic(), 0.001))
+                    pending, self._outbox = self._outbox, []
+                    last_seq = self._seq
+                for group in _merge_runs(pending):
+                    self._send(pub, group)
+                now = time.monotonic()
+                if now >= next_heartbeat:
+                    header = m.pack_header(m.Header(self.session, last_seq, last_seq))
+                    pub.send_multipart([m.KIND_HEARTBEAT, header])
+                    next_heartbeat = now + HEARTBEAT_S
+        finally:
+            pub.close()
+
+    def _send(self, pub: zmq.Socket, group: list[tuple[bytes, int, Any]]) -> None:
+        kind = group[0][0]
+        first, last = group[0][1], group[-1][1]
+        if kind == m.KIND_BATCH:
+            batch = SampleBatch.concat([payload for _, _, payload in group])
+            header = m.pack_header(m.Header(self.session, first, last, len(batch)))
+            pub.send_multipart([kind, header, *m.batch_frames(batch)], copy=len(batch) < 2000)
+            self.samples_sent += len(batch)
+        elif kind == m.KIND_EVENTS:
+            events = [e for _, _, payload in group for e in payload]
+            header = m.pack_header(m.Header(self.session, first, last, len(events)))
+            pub.send_multipart([kind, header, m.events_frame(events)])
+        else:
+            tags = [t for _, _, payload in group for t in payload]
+            header = m.pack_header(m.Header(self.session, first, last, len(tags)))
+            pub.send_multipart([kind, header, m.tags_frame(tags)])
+        self.messages_sent += 1
+
+    # -- request thread ------------------------------------------------------------------------
+
+    def _request_loop(self, router: zmq.Socket) -> None:
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        try:
+            while self._running:
+                if not poller.poll(100):
+                    continue
+                frames = router.recv_multipart()
+                identity, request = frames[0], frames[1:]
+                try:
+                    reply = self._handle(request)
+                except Exception as exc:
+                    log.exception("IPC request failed")
+                    reply = [m.KIND_REPLY, json.dumps({"ok": False, "error": str(exc)}).encode()]
+                router.send_multipart([identity, *reply])
+        finally:
+            router.close()
+
+    def _handle(self, request: list[bytes]) -> list[Any]:
+        if not request:
+            raise m.ProtocolError("empty request")
+        if request[0] == m.REQUEST_SNAPSHOT:
+            return self.snapshot_frames()
+        if request[0] == m.REQUEST_COMMAND and len(request) == 2:
+            command = json.loads(request[1])
+            command_id = command.pop("_id", 0)
+            if self.command_handler is None:
+                result = {"ok": False, "error": "this runtime accepts no commands"}
+            else:
+                try:
+                    result = self.command_handler(command)
+                except Exception as exc:
+                    log.exception("command %s failed", command.get("command"))
+                    result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            return [m.KIND_REPLY, json.dumps({**result, "_id": command_id}).encode()]
+        raise m.ProtocolError(f"unknown request {request[0]!r}")
+
+    def snapshot_frames(self) -> list[Any]:
+        snapshot, seq = self.bus.snapshot(consistent_with=self.current_seq)
+        registry = self.bus.registry
+        tags = [(i, registry.spec(i)) for i in range(len(registry))]
+        batch = snapshot.batch
+        header = m.pack_header(m.Header(self.session, seq or 0, seq or 0, len(batch)))
+        return [m.KIND_SNAPSHOT, header, m.tags_frame(tags), *m.batch_frames(batch)]
+
+
+def _merge_runs(pending: list[tuple[bytes, int, Any]]) -> list[list[tuple[bytes, int, Any]]]:
+    """Group consecutive items of the same kind (batches capped in size), keeping order."""
+    groups: list[list[tuple[bytes, int, Any]]] = []
+    size = 0
+    for item in pending:
+        kind = item[0]
+        n = len(item[2]) if kind == m.KIND_BATCH else 0
+        if groups and groups[-1][0][0] == kind and (kind != m.KIND_BATCH or size + n <= MAX_MERGED_SAMPLES):
+            groups[-1].append(item)
+            size += n
+        else:
+            groups.append([item])
+            size = n
+    return groups
+

@@ -1,0 +1,68 @@
+"""The window process: Qt application, qasync loop, IPC client, main window."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import qasync
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from hmi.config.models import Project
+from hmi.ipc.client import IpcClient
+from hmi.ipc.mirror import BusMirror
+from hmi.ui.main_window import MainWindow
+from hmi.ui.theme import apply_theme
+
+log = logging.getLogger(__name__)
+
+
+def run_window(
+    project: Project,
+    stream_address: str,
+    request_address: str,
+    screenshot: str | None = None,
+    exit_after_s: float | None = None,
+) -> int:
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    app.setApplicationName("HMI")
+    apply_theme(app)
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+
+    mirror = BusMirror()
+    client = IpcClient(stream_address, request_address, mirror)
+    window = MainWindow(project, mirror, client)
+    window.show()
+    client.start()
+
+    # Qt's loop does not run Python signal handlers by itself; a short timer lets them in,
+    # so the supervisor's SIGTERM closes the window cleanly.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: app.quit())
+    heartbeat = QTimer()
+    heartbeat.timeout.connect(lambda: None)
+    heartbeat.start(200)
+
+    if screenshot:
+        def save_and_quit() -> None:
+            Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
+            window.grab().save(screenshot)
+            log.info("screenshot saved to %s", screenshot)
+            app.quit()
+
+        QTimer.singleShot(int((exit_after_s or 6.0) * 1000), save_and_quit)
+    elif exit_after_s is not None:
+        QTimer.singleShot(int(exit_after_s * 1000), app.quit)
+
+    closed = asyncio.Event()
+    app.aboutToQuit.connect(closed.set)
+    with loop:
+        loop.run_until_complete(closed.wait())
+    client.stop()
+    return 0

@@ -1,0 +1,147 @@
+"""The operator's main window (walking skeleton): live tag table, a trend, link status."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMainWindow,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from hmi.config.models import Project
+from hmi.core.quality import Quality
+from hmi.core.ringbuffer import TrendBuffers
+from hmi.ipc.client import IpcClient
+from hmi.ipc.mirror import BusMirror
+from hmi.ui.tag_table import TagTableModel
+from hmi.ui.trend import TrendView
+
+TREND_FPS = 20
+TABLE_HZ = 5
+TREND_CAPACITY = 60_000  # samples per pen: 100 minutes at 10 Hz
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, project: Project, mirror: BusMirror, client: IpcClient | None = None) -> None:
+        super().__init__()
+        self.project = project
+        self.mirror = mirror
+        self.client = client
+        self.bus = mirror.bus
+        self.setWindowTitle(f"{project.project.name} — HMI")
+        self.resize(1280, 800)
+
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self._build_header())
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.table_model = TagTableModel(self.bus)
+        self.table = QTableView()
+        self.table.setModel(self.table_model)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
+        self.table.setAlternatingRowColors(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for col, width in ((1, 120), (2, 50), (3, 90), (4, 95)):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Fixed)
+            self.table.setColumnWidth(col, width)
+        splitter.addWidget(self.table)
+
+        # Pens come from the project's first trend; their tag ids are the mirror's (the
+        # configured tags are registered up front, so the ids exist before data arrives).
+        trend_config = project.trends[0] if project.trends else None
+        specs = {s.name: s for s in project.tag_specs()}
+        self.bus.register(project.tag_specs())
+        pens = []
+        if trend_config is not None:
+            pens = [(self.bus.registry.id_of(name), specs[name]) for name in trend_config.pens]
+        self.trend_buffers = TrendBuffers(TREND_CAPACITY, [tag_id for tag_id, _ in pens])
+        self.bus.subscribe(self.trend_buffers.append_batch, name="trend-buffers")
+        self.trend = TrendView(
+            self.trend_buffers,
+            pens,
+            span_s=trend_config.span_s if trend_config else 300.0,
+            title=trend_config.name if trend_config else "",
+        )
+        splitter.addWidget(self.trend)
+        splitter.setSizes([520, 760])
+        layout.addWidget(splitter, 1)
+        self.setCentralWidget(central)
+
+        self.connection_label = QLabel()
+        self.rate_label = QLabel()
+        self.statusBar().addWidget(self.connection_label, 1)
+        self.statusBar().addPermanentWidget(self.rate_label)
+
+        self._last_samples = 0
+        self._last_rate_time = time.monotonic()
+        self.trend_timer = QTimer(self)
+        self.trend_timer.timeout.connect(self.trend.refresh)
+        self.trend_timer.start(1000 // TREND_FPS)
+        self.table_timer = QTimer(self)
+        self.table_timer.timeout.connect(self._refresh_slow)
+        self.table_timer.start(1000 // TABLE_HZ)
+        self._refresh_slow()
+
+    def _build_header(self) -> QWidget:
+        header = QFrame()
+        header.setObjectName("header")
+        row = QHBoxLayout(header)
+        row.setContentsMargins(8, 4, 8, 4)
+        title = QLabel(self.project.project.name)
+        font = title.font()
+        font.setBold(True)
+        title.setFont(font)
+        row.addWidget(title)
+        self.banner = QLabel()
+        self.banner.setObjectName("banner")
+        row.addWidget(self.banner, 1)
+        self.clock = QLabel()
+        row.addWidget(self.clock)
+        return header
+
+    def _refresh_slow(self) -> None:
+        self.table_model.refresh()
+        self.clock.setText(datetime.now().strftime("%Y-%m-%d  %H:%M:%S"))
+        link_up = self.mirror.link_up
+        state = "ok" if link_up else "bad"
+        text = "Runtime connected" if link_up else "RUNTIME NOT RESPONDING: values are stale"
+        if self.banner.property("state") != state or self.banner.text() != text:
+            self.banner.setProperty("state", state)
+            self.banner.setText(text)
+            self.banner.style().unpolish(self.banner)
+            self.banner.style().polish(self.banner)
+        self.connection_label.setText(self._connections_text())
+        now = time.monotonic()
+        samples = self.bus.samples_published
+        rate = (samples - self._last_samples) / max(now - self._last_rate_time, 1e-6)
+        self._last_samples, self._last_rate_time = samples, now
+        gaps = self.client.stats.gaps if self.client is not None else 0
+        self.rate_label.setText(f"{rate:,.0f} samples/s" + (f"   {gaps} messages lost" if gaps else ""))
+
+    def _connections_text(self) -> str:
+        parts = []
+        for name in self.project.connections:
+            tag = f"{name}.connected"
+            latest = self.bus.latest(tag) if tag in self.bus.registry else None
+            if latest is None or latest.quality != Quality.GOOD:
+                state = "unknown"
+            else:
+                state = "connected" if latest.value else "DISCONNECTED"
+            parts.append(f"{name}: {state}")
+        return "   ".join(parts)
