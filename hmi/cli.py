@@ -194,8 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=10.0, help="updates per second")
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--fault", action="append", default=[], metavar="MACHINE.FAULT@TIME",
-                   help="schedule a fault, e.g. cnc01.tool_wear@300s (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="MACHINE.FAULT@TIME",
+        help="schedule a fault, e.g. cnc01.tool_wear@300s (repeatable)",
+    )
     p.add_argument("--duration", type=float, help="stop after S seconds")
     p.set_defaults(func=cmd_sim)
 

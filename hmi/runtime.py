@@ -82,20 +82,22 @@ class Runtime:
             return {
                 "ok": True,
                 "sources": [
-                    {"name": s.name, "connected": s.connected, "notifications": s.notifications,
-                     "rejected": s.rejected}
+                    {"name": s.name, "connected": s.connected, "notifications": s.notifications, "rejected": s.rejected}
                     for s in self.sources
                 ],
                 "samples": self.bus.samples_published,
-            }  # fmt: skip
+            }
         return {"ok": False, "error": f"unknown command {name!r}"}
 
     async def run(self, stop: asyncio.Event | None = None, duration_s: float | None = None) -> None:
         stop = stop or asyncio.Event()
         if self.publisher is not None:
             self.publisher.start()
-            log.info("runtime serving windows on %s (requests %s)", self.publisher.stream_address,
-                     self.publisher.request_address)  # fmt: skip
+            log.info(
+                "runtime serving windows on %s (requests %s)",
+                self.publisher.stream_address,
+                self.publisher.request_address,
+            )
         tasks = [asyncio.create_task(source.run(stop), name=f"source-{source.name}") for source in self.sources]
         status_task = asyncio.create_task(self._log_status(stop))
         try:

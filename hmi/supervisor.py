@@ -85,8 +85,17 @@ class Supervisor:
         self.children: list[Child] = []
         sim = project.simulator
         if sim.enabled if with_sim is None else with_sim:
-            argv = ["sim", "--opcua-port", str(sim.opcua_port), "--rate", str(sim.rate_hz),
-                    "--speed", str(sim.speed), "--seed", str(sim.seed)]  # fmt: skip
+            argv = [
+                "sim",
+                "--opcua-port",
+                str(sim.opcua_port),
+                "--rate",
+                str(sim.rate_hz),
+                "--speed",
+                str(sim.speed),
+                "--seed",
+                str(sim.seed),
+            ]
             if sim.machines:
                 argv += ["--machines", ",".join(sim.machines)]
             self.children.append(Child("plant", hmi_command(*argv), "restart"))
@@ -104,7 +113,7 @@ class Supervisor:
 
     def _start(self, child: Child) -> None:
         env = dict(os.environ, HMI_SUPERVISED="1")
-        child.process = subprocess.Popen(child.argv, env=env, preexec_fn=_die_with_parent())  # noqa: PLW1509
+        child.process = subprocess.Popen(child.argv, env=env, preexec_fn=_die_with_parent())
         child.starts += 1
         child.restart_at = None
         log.info("%s started (pid %d)", child.name, child.process.pid)

@@ -19,6 +19,7 @@ from hmi.config.models import Project
 from hmi.core.tags import TAG_NAME_RE
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_TOML_POSITION = re.compile(r"\(at line (?P<line>\d+), column (?P<column>\d+)\)")
 
 _FRIENDLY = {
     "extra_forbidden": "unknown key (check the spelling)",
@@ -69,7 +70,11 @@ def load_project(path: str | Path) -> Project:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([ConfigIssue(name, "", f"TOML syntax error: {exc}")]) from None
+        message = str(exc)
+        where = _TOML_POSITION.search(message)
+        position = f"line {where['line']}, column {where['column']}" if where else ""
+        message = _TOML_POSITION.sub("", message).strip()
+        raise ConfigError([ConfigIssue(name, position, f"TOML syntax error: {message}")]) from None
     return validate_project(raw, name, path)
 
 
@@ -77,10 +82,7 @@ def validate_project(raw: dict[str, Any], name: str, path: Path | None = None) -
     try:
         project = Project.model_validate(raw)
     except ValidationError as exc:
-        issues = [
-            ConfigIssue(name, format_key_path(_file_loc(raw, err["loc"])), _message(err))
-            for err in exc.errors()
-        ]
+        issues = [ConfigIssue(name, format_key_path(_file_loc(raw, err["loc"])), _message(err)) for err in exc.errors()]
         raise ConfigError(issues) from None
     issues = [ConfigIssue(name, format_key_path(loc), msg) for loc, msg in cross_check(project)]
     if issues:
@@ -104,10 +106,9 @@ def _file_loc(raw: Any, loc: Sequence[str | int]) -> list[str | int]:
     node = raw
     last = len(loc) - 1
     for i, part in enumerate(loc):
-        if isinstance(node, dict) and part in node:
-            out.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
             out.append(part)
             node = node[part]
         elif isinstance(node, dict) and i < last:
@@ -129,9 +130,7 @@ def cross_check(project: Project) -> list[tuple[list[str | int], str]]:
             continue
         machine = tag_name.split(".", 1)[0]
         if machine not in project.machines:
-            problems.append(
-                (["tags", tag_name], f"machine {machine!r} is not defined under [machines.{machine}]")
-            )
+            problems.append((["tags", tag_name], f"machine {machine!r} is not defined under [machines.{machine}]"))
         if tag.connection not in project.connections:
             known = ", ".join(connections) or "none defined"
             problems.append(

@@ -91,9 +91,7 @@ class TagBus:
             capacity = max(size, old * 2, 64)
             self._values = np.concatenate([self._values, np.full(capacity - old, np.nan, VALUE_DTYPE)])
             self._ts = np.concatenate([self._ts, np.zeros(capacity - old, TS_DTYPE)])
-            self._quality = np.concatenate(
-                [self._quality, np.full(capacity - old, Quality.BAD, QUALITY_DTYPE)]
-            )
+            self._quality = np.concatenate([self._quality, np.full(capacity - old, Quality.BAD, QUALITY_DTYPE)])
 
     # -- subscribing ----------------------------------------------------------------------
 

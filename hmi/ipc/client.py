@@ -264,4 +264,3 @@ class NullListener:
 
     def on_link(self, up: bool) -> None:
         pass
-

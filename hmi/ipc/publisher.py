@@ -220,4 +220,3 @@ def _merge_runs(pending: list[tuple[bytes, int, Any]]) -> list[list[tuple[bytes,
             groups.append([item])
             size = n
     return groups
-

@@ -5,6 +5,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -37,7 +38,7 @@ class MachineSim:
 
     kind = "machine"
     signals: tuple[SignalSpec, ...] = ()
-    faults: Mapping[str, str] = {}  # fault name -> what it does
+    faults: ClassVar[Mapping[str, str]] = {}  # fault name -> what it does
 
     def __init__(self, machine_id: str, seed: int = 1) -> None:
         self.machine_id = machine_id

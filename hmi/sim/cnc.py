@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 from hmi.core.tags import DataType
 from hmi.sim.base import MachineSim, SignalSpec, SimValue, first_order
@@ -40,7 +41,7 @@ class CncMill(MachineSim):
         SignalSpec("program_name", "", 0, 0, "Active NC program", datatype=DataType.STRING),
         SignalSpec("door_open", "", 0, 1, "Guard door open", datatype=DataType.BOOL),
     )
-    faults = {
+    faults: ClassVar[dict[str, str]] = {
         "tool_wear": "vibration grows with the time the tool spends in cut",
         "stuck_sensor": "tool_temperature freezes at its current reading",
         "offline": "the controller stops answering (every signal goes bad)",

@@ -32,10 +32,23 @@ _VARIANT = {
 
 # UNECE Recommendation 20 common codes, as OPC UA Part 8 encodes them in EUInformation.
 _UNECE = {
-    "rpm": "RPM", "°C": "CEL", "mm": "MMT", "mm/s": "C16", "%": "P1", "bar": "BAR",
-    "m³/h": "MQH", "A": "AMP", "V": "VLT", "W": "WTT", "kW": "KWT", "m/s": "MTS",
-    "µm": "4H", "deg": "DD", "°": "DD", "Hz": "HTZ",
-}  # fmt: skip
+    "rpm": "RPM",
+    "°C": "CEL",
+    "mm": "MMT",
+    "mm/s": "C16",
+    "%": "P1",
+    "bar": "BAR",
+    "m³/h": "MQH",
+    "A": "AMP",
+    "V": "VLT",
+    "W": "WTT",
+    "kW": "KWT",
+    "m/s": "MTS",
+    "µm": "4H",
+    "deg": "DD",
+    "°": "DD",
+    "Hz": "HTZ",
+}
 
 
 def _unit_id(code: str) -> int:
@@ -190,8 +203,12 @@ async def serve_plant(
                 next_log += 1.0
                 log.info(
                     "serving %d machines, %d signals at %.0f Hz, sim time %.0f s, %d updates sent",
-                    len(plant.machines), len(server._nodes), rate_hz, plant.t, server.updates_sent,
-                )  # fmt: skip
+                    len(plant.machines),
+                    len(server._nodes),
+                    rate_hz,
+                    plant.t,
+                    server.updates_sent,
+                )
             if duration_s is not None and now - start >= duration_s:
                 break
             next_tick += period

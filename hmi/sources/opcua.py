@@ -131,8 +131,9 @@ class OpcUaSource:
                 # Arrays and structures are not mapped yet: say so once per tag, keep going.
                 self.rejected += 1
                 q = Quality.BAD
-                log.warning("%s: unsupported value type %s for %s", self.name, type(raw).__name__,
-                            self._spec_by_id[tag_id].name)  # fmt: skip
+                log.warning(
+                    "%s: unsupported value type %s for %s", self.name, type(raw).__name__, self._spec_by_id[tag_id].name
+                )
             ids[row] = tag_id
             ts[row] = datetime_to_ns(dv.SourceTimestamp) or datetime_to_ns(dv.ServerTimestamp) or received
             values[row] = value
@@ -175,8 +176,9 @@ class OpcUaSource:
             delay = min(delay * 2, _BACKOFF_MAX_S)
 
     async def _session(self, stop: asyncio.Event) -> None:
-        client = Client(self.config.endpoint, timeout=self.config.timeout_s,
-                        watchdog_intervall=self.config.watchdog_interval_s)  # fmt: skip
+        client = Client(
+            self.config.endpoint, timeout=self.config.timeout_s, watchdog_intervall=self.config.watchdog_interval_s
+        )
         client.session_timeout = 60_000
         self._lost = asyncio.Event()
 
@@ -191,8 +193,9 @@ class OpcUaSource:
             self.connected = True
             self.connects += 1
             self._publish_connected(True)
-            self.bus.publish_events([Event(EventCategory.SYSTEM, self.name,
-                                           f"Connection {self.name} established ({self.config.endpoint})")])  # fmt: skip
+            self.bus.publish_events(
+                [Event(EventCategory.SYSTEM, self.name, f"Connection {self.name} established ({self.config.endpoint})")]
+            )
             stop_task = asyncio.ensure_future(stop.wait())
             lost_task = asyncio.ensure_future(self._lost.wait())
             try:
@@ -243,11 +246,17 @@ class OpcUaSource:
         self.bus.publish(SampleBatch.from_arrays(ids, now_ns(), np.full(len(ids), np.nan), Quality.BAD))
         for spec, why in bad:
             log.error("%s: cannot monitor %s at %s: %s", self.name, spec.name, spec.address, why)
-        self.bus.publish_events([
-            Event(EventCategory.SYSTEM, spec.name, f"Cannot monitor {spec.name} ({spec.address}): {why}",
-                  Severity.ERROR)
-            for spec, why in bad
-        ])  # fmt: skip
+        self.bus.publish_events(
+            [
+                Event(
+                    EventCategory.SYSTEM,
+                    spec.name,
+                    f"Cannot monitor {spec.name} ({spec.address}): {why}",
+                    Severity.ERROR,
+                )
+                for spec, why in bad
+            ]
+        )
 
     def _publish_connected(self, up: bool) -> None:
         self.bus.publish(SampleBatch.from_arrays([self.connected_tag], now_ns(), [1.0 if up else 0.0], Quality.GOOD))
@@ -263,8 +272,9 @@ class OpcUaSource:
         self.bus.publish(SampleBatch.from_arrays(ids, now_ns(), last, Quality.COMM_LOST))
         self._publish_connected(False)
         if publish_event:
-            self.bus.publish_events([Event(EventCategory.SYSTEM, self.name,
-                                           f"Connection {self.name} lost: {reason}", Severity.ERROR)])  # fmt: skip
+            self.bus.publish_events(
+                [Event(EventCategory.SYSTEM, self.name, f"Connection {self.name} lost: {reason}", Severity.ERROR)]
+            )
 
 
 def _monitor_request(node_id: ua.NodeId, handle: int, sampling_ms: float) -> ua.MonitoredItemCreateRequest:

@@ -50,6 +50,7 @@ def run_window(
     heartbeat.start(200)
 
     if screenshot:
+
         def save_and_quit() -> None:
             Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
             window.grab().save(screenshot)

@@ -45,8 +45,9 @@ class TrendView(QWidget):
         self.frames_drawn = 0
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        self.plot_widget = pg.PlotWidget(background=theme.PLOT_BACKGROUND,
-                                         axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})  # fmt: skip
+        self.plot_widget = pg.PlotWidget(
+            background=theme.PLOT_BACKGROUND, axisItems={"bottom": pg.DateAxisItem(orientation="bottom")}
+        )
         layout.addWidget(self.plot_widget)
         self.plot = self.plot_widget.getPlotItem()
         if title:

@@ -1,0 +1,55 @@
+# The two commands the README promises: `make run` and `make test`. Each installs what it
+# needs (system packages via apt-get when missing, the venv, the project) first.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP_RUN := $(VENV)/.installed-run
+STAMP_DEV := $(VENV)/.installed-dev
+PYTEST_ARGS ?=
+
+.PHONY: run test lint bench soak sysdeps sysdeps-test clean screenshot
+
+run: sysdeps $(STAMP_RUN)
+	$(PY) -m hmi run --project config/demo.toml
+
+test: sysdeps-test $(STAMP_DEV)
+	$(VENV)/bin/ruff check hmi tests bench tools
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP_DEV)
+	$(VENV)/bin/ruff check hmi tests bench tools
+	$(VENV)/bin/mypy hmi
+
+bench: sysdeps-test $(STAMP_DEV)
+	$(PY) -m bench
+
+# Long soak and load runs, kept out of `make test`.
+soak: sysdeps-test $(STAMP_DEV)
+	$(PY) -m pytest -m soak -p no:cacheprovider $(PYTEST_ARGS)
+
+sysdeps:
+	PYTHON=$(PYTHON) tools/install-system-deps.sh
+
+sysdeps-test:
+	PYTHON=$(PYTHON) tools/install-system-deps.sh --test
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(STAMP_RUN): pyproject.toml | $(PY)
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(STAMP_DEV): pyproject.toml | $(PY)
+	$(PIP) install --quiet -e '.[dev]'
+	touch $(STAMP_RUN) $@
+
+# A screenshot of the running app on the demo plant, for the README.
+screenshot: sysdeps-test $(STAMP_DEV)
+	$(PY) tools/screenshot.py docs/screenshot.png
+
+clean:
+	rm -rf $(VENV) build dist artifacts .pytest_cache .ruff_cache .mypy_cache .hypothesis
