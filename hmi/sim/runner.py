@@ -1,0 +1,126 @@
+"""The serving loop: one asyncio loop steps the plant and hands each tick to the servers.
+
+Each tick: take the MQTT commands that arrived since the last one, advance the plant by
+speed/rate simulated seconds (applying scheduled faults), then publish the new values over
+OPC UA and MQTT. Simulated time advances by the same amount every tick whatever the wall
+clock does, so a seed gives the same values; when the loop falls behind, simulated time
+runs slower rather than jumping. Once a second it logs one line on what it serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import psutil
+
+from hmi.sim.plant import Plant
+
+if TYPE_CHECKING:
+    from hmi.sim.mqtt_publisher import PlantMqttPublisher
+    from hmi.sim.opcua_server import PlantOpcUaServer
+
+log = logging.getLogger(__name__)
+
+
+class PlantRunner:
+    def __init__(
+        self,
+        plant: Plant,
+        rate_hz: float = 10.0,
+        speed: float = 1.0,
+        opcua: PlantOpcUaServer | None = None,
+        mqtt: PlantMqttPublisher | None = None,
+    ) -> None:
+        if rate_hz <= 0 or speed <= 0:
+            raise ValueError("rate and speed must be positive")
+        self.plant = plant
+        self.rate_hz = rate_hz
+        self.speed = speed
+        self.opcua = opcua
+        self.mqtt = mqtt
+        self.ticks = 0
+        self.late_ticks = 0
+        self._process = psutil.Process()
+
+    async def run(self, stop: asyncio.Event | None = None, duration_s: float | None = None) -> None:
+        """Serve until `stop` is set or `duration_s` wall seconds have passed."""
+        stop = stop or asyncio.Event()
+        if self.opcua is not None:
+            await self.opcua.start()
+        try:
+            if self.mqtt is not None:
+                self.mqtt.start()
+            await self._loop(stop, duration_s)
+        finally:
+            if self.mqtt is not None:
+                await asyncio.to_thread(self.mqtt.stop)
+            if self.opcua is not None:
+                await self.opcua.stop()
+
+    async def _loop(self, stop: asyncio.Event, duration_s: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        period = 1.0 / self.rate_hz
+        dt = period * self.speed
+        start = loop.time()
+        next_tick = start
+        next_log = start + 1.0
+        self._process.cpu_percent()  # starts the CPU meter
+        counts = self._counts()
+        while not stop.is_set():
+            await self.tick(dt)
+            now = loop.time()
+            if now >= next_log:
+                next_log = next_log + 1.0 if next_log + 1.0 > now else now + 1.0
+                counts = self._log_line(counts)
+            if duration_s is not None and now - start >= duration_s:
+                break
+            next_tick += period
+            delay = next_tick - loop.time()
+            if delay < -period:
+                self.late_ticks += 1
+                next_tick = loop.time()  # fell behind: do not try to catch up in a burst
+            try:
+                await asyncio.wait_for(stop.wait(), max(delay, 0.0))
+            except TimeoutError:
+                pass
+
+    async def tick(self, dt: float) -> None:
+        if self.mqtt is not None:
+            self.mqtt.apply_commands()
+        self.plant.step(dt)
+        if self.opcua is not None:
+            await self.opcua.publish()
+        if self.mqtt is not None:
+            self.mqtt.publish()
+        self.ticks += 1
+
+    def _counts(self) -> tuple[float, int, int]:
+        return (
+            time.monotonic(),
+            self.opcua.updates_sent if self.opcua else 0,
+            self.mqtt.messages_sent if self.mqtt else 0,
+        )
+
+    def _log_line(self, before: tuple[float, int, int]) -> tuple[float, int, int]:
+        after = self._counts()
+        elapsed = max(after[0] - before[0], 1e-6)
+        parts = [
+            f"t={self.plant.t:.0f} s (x{self.speed:g})",
+            f"{len(self.plant.machines)} machines, {self.plant.signal_count()} signals at {self.rate_hz:g} Hz",
+        ]
+        if self.opcua is not None:
+            rate = (after[1] - before[1]) / elapsed
+            parts.append(f"OPC UA {rate:.0f} updates/s, {self.opcua.subscription_count()} subscription(s)")
+        if self.mqtt is not None:
+            parts.append(
+                f"MQTT {(after[2] - before[2]) / elapsed:.0f} msg/s, {self.mqtt.connected_count()}/"
+                f"{len(self.mqtt.clients)} connected, {self.mqtt.commands_rejected} command(s) rejected"
+            )
+        faults = self.plant.active_faults()
+        parts.append(f"faults: {', '.join(faults) if faults else 'none'}")
+        parts.append(f"cpu {self._process.cpu_percent():.0f}%")
+        log.info("%s", "; ".join(parts))
+        return after
