@@ -33,7 +33,7 @@ PART_CYCLE_S = 60.0  # load, settle, measure, unload
 SETTLE_S = 8.0
 MEASURE_EVERY_S = 4.0
 PROBE_NOISE_MM = 0.0004
-HVAC_FAILURE_TAU_S = 1800.0
+HVAC_FAILURE_TAU_S = 900.0
 
 
 class CoordinateMeasuringMachine(MachineSim):
@@ -95,7 +95,7 @@ class CoordinateMeasuringMachine(MachineSim):
     )
     faults: ClassVar[dict[str, FaultSpec]] = {
         "hvac_failure": FaultSpec(
-            "the room's air conditioning stops: the room drifts to shop temperature (τ 30 min), parts stay warmer"
+            "the room's air conditioning stops: the room drifts to shop temperature (τ 15 min), parts stay warmer"
             " and measure longer",
             ("room_temperature", "part_temperature", "measured_length", "length_deviation"),
         ),
@@ -107,6 +107,7 @@ class CoordinateMeasuringMachine(MachineSim):
         super().__init__(machine_id, seed)
         self.room_drift = 0.0
         self.hvac_offset = 0.0  # K the room has drifted while the HVAC is down
+        self.hvac_cycling = 1.0  # the HVAC's own on/off ripple, which fades when it stops
         self.room_temp = self._room_setpoint()
         self.part_id = 1
         self.cycle_t = SETTLE_S
@@ -125,7 +126,7 @@ class CoordinateMeasuringMachine(MachineSim):
         return SHOP_C + SHOP_SHIFT_K * math.sin(2.0 * math.pi * self.t / SHIFT_S - 0.3)
 
     def _room_setpoint(self) -> float:
-        hvac = HVAC_K * math.sin(2.0 * math.pi * self.t / HVAC_PERIOD_S)
+        hvac = self.hvac_cycling * HVAC_K * math.sin(2.0 * math.pi * self.t / HVAC_PERIOD_S)
         return ROOM_C + ROOM_SHIFT_K * self._shift_wave() + hvac + self.room_drift + self.hvac_offset
 
     def _arrival_temperature(self) -> float:
@@ -142,8 +143,10 @@ class CoordinateMeasuringMachine(MachineSim):
 
     def _advance(self, dt: float) -> None:
         self.room_drift = ou_step(self.room_drift, 0.05, 300.0, dt, self.normal())
-        hvac_target = self.shop_temperature() - ROOM_C if "hvac_failure" in self.active_faults else 0.0
+        failed = "hvac_failure" in self.active_faults
+        hvac_target = self.shop_temperature() - ROOM_C if failed else 0.0
         self.hvac_offset = first_order(self.hvac_offset, hvac_target, HVAC_FAILURE_TAU_S, dt)
+        self.hvac_cycling = first_order(self.hvac_cycling, 0.0 if failed else 1.0, 120.0, dt)
         self.room_temp = self._room_setpoint()
 
         self.cycle_t += dt

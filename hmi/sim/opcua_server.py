@@ -297,7 +297,7 @@ class PlantOpcUaServer:
         if self.user_manager is not None:
             self.server.set_identity_tokens([ua.UserNameIdentityToken])
         self.ns = await self.server.register_namespace(NAMESPACE_URI)
-        plant_folder = await self.server.nodes.objects.add_folder(ua.NodeId("Plant", self.ns), "Plant")
+        plant_folder = await self.server.nodes.objects.add_folder(ua.NodeId("Plant", self.ns), self._name("Plant"))
         for machine in self.plant.machines.values():
             await self._add_machine(plant_folder, machine)
         service = self.server.iserver.attribute_service
@@ -313,9 +313,14 @@ class PlantOpcUaServer:
             f", user {self.security.user}" if self.security.user else ", anonymous",
         )
 
+    def _name(self, name: str) -> ua.QualifiedName:
+        """A browse name in the plant's namespace (EngineeringUnits and EURange stay in ns 0,
+        as OPC UA Part 8 defines them)."""
+        return ua.QualifiedName(name, self.ns)
+
     async def _add_machine(self, parent: Node, machine: MachineSim) -> None:
         mid = machine.machine_id
-        obj = await parent.add_object(ua.NodeId(f"Plant/{mid}", self.ns), mid)
+        obj = await parent.add_object(ua.NodeId(f"Plant/{mid}", self.ns), self._name(mid))
         await obj.write_attribute(ua.AttributeIds.Description, ua.DataValue(ua.LocalizedText(machine.label)))
         values = machine.values()
         served_list = []
@@ -324,7 +329,7 @@ class PlantOpcUaServer:
             nodeid = ua.NodeId(node_id_string(mid, spec.name), self.ns)
             variant_type = _VARIANT[spec.datatype]
             cast = _CAST[spec.datatype]
-            var = await obj.add_variable(nodeid, spec.name, cast(values[spec.name]), variant_type)
+            var = await obj.add_variable(nodeid, self._name(spec.name), cast(values[spec.name]), variant_type)
             await var.write_attribute(ua.AttributeIds.Description, ua.DataValue(ua.LocalizedText(spec.description)))
             if spec.datatype in (DataType.FLOAT, DataType.INT):
                 await var.add_property(
@@ -350,12 +355,12 @@ class PlantOpcUaServer:
 
         await obj.add_property(
             ua.NodeId(f"Plant/{mid}/AvailableFaults", self.ns),
-            "AvailableFaults",
+            self._name("AvailableFaults"),
             ua.Variant(sorted(machine.faults), ua.VariantType.String),
         )
         active = await obj.add_variable(
             ua.NodeId(f"Plant/{mid}/ActiveFaults", self.ns),
-            "ActiveFaults",
+            self._name("ActiveFaults"),
             ua.Variant(sorted(machine.active_faults), ua.VariantType.String, is_array=True),
         )
         self._fault_nodes[mid] = active.nodeid
@@ -365,12 +370,22 @@ class PlantOpcUaServer:
             ValueRank=-1,
             Description=ua.LocalizedText("fault name, one of AvailableFaults"),
         )
-        await obj.add_method(ua.NodeId(f"Plant/{mid}/Reset", self.ns), "Reset", self._method(mid, "reset"), [], [])
         await obj.add_method(
-            ua.NodeId(f"Plant/{mid}/InjectFault", self.ns), "InjectFault", self._method(mid, "inject"), [fault_arg], []
+            ua.NodeId(f"Plant/{mid}/Reset", self.ns), self._name("Reset"), self._method(mid, "reset"), [], []
         )
         await obj.add_method(
-            ua.NodeId(f"Plant/{mid}/ClearFault", self.ns), "ClearFault", self._method(mid, "clear"), [fault_arg], []
+            ua.NodeId(f"Plant/{mid}/InjectFault", self.ns),
+            self._name("InjectFault"),
+            self._method(mid, "inject"),
+            [fault_arg],
+            [],
+        )
+        await obj.add_method(
+            ua.NodeId(f"Plant/{mid}/ClearFault", self.ns),
+            self._name("ClearFault"),
+            self._method(mid, "clear"),
+            [fault_arg],
+            [],
         )
 
     def _method(self, machine_id: str, action: str) -> Callable[..., Awaitable[Any]]:

@@ -71,7 +71,7 @@ class CentrifugalPump(MachineSim):
             0,
             3300,
             "Pump speed",
-            physics="ramps to the setpoint at 300 rpm/s; droops 3 % when the drive is short of voltage",
+            physics="ramps to the setpoint at 300 rpm/s; slips 1 % more when the drive is short of voltage",
         ),
         SignalSpec(
             "speed_setpoint",
@@ -151,8 +151,8 @@ class CentrifugalPump(MachineSim):
             ("suction_pressure", "discharge_pressure", "flow", "vibration_rms", "motor_current"),
         ),
         "undervoltage": FaultSpec(
-            "the supply sags from 400 V to 340 V (τ 3 s): motor current rises ~12 % for the same power, speed droops"
-            " 3 %",
+            "the supply sags from 400 V to 340 V (τ 3 s): the motor runs short of flux, its current rises ~8 % and"
+            " the speed droops 1 %",
             ("supply_voltage", "motor_current", "speed", "flow"),
         ),
         **common_faults("bearing_temperature"),
@@ -186,9 +186,10 @@ class CentrifugalPump(MachineSim):
         self.supply = RATED_VOLT + self.mains_drift - self.sag + 0.8 * self.normal()
 
         # Drive: V/f control; when the supply cannot give the voltage the speed needs, the
-        # drive runs short of flux and the speed droops (3 % at a 15 % sag).
+        # drive runs short of flux: the motor slips a little more (1 % at a 15 % sag) and needs
+        # more current for the same torque.
         shortfall = max(RATED_VOLT * self.setpoint / RATED_RPM - self.supply, 0.0) / RATED_VOLT
-        target = self.setpoint * (1.0 - 0.2 * shortfall)
+        target = self.setpoint * (1.0 - 0.067 * shortfall)
         self.speed = ramp(self.speed, target, RAMP_RPM_S, dt)
         s = self.speed / RATED_RPM
 
