@@ -167,7 +167,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     from hmi.sim.runner import PlantRunner
 
-    runner = PlantRunner(plant, args.rate, args.speed, opcua=opcua, mqtt=mqtt)
+    runner = PlantRunner(plant, args.rate, args.speed, opcua=opcua, mqtt=mqtt, freeze_gc=True)
 
     async def main() -> None:
         stop = asyncio.Event()

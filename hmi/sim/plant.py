@@ -279,7 +279,12 @@ def catalogue(machine_ids: Sequence[str] | None = None) -> str:
         cls = MACHINE_TYPES[mid]
         lines += [f"### {mid}: {cls.label}", "", "| signal | unit | range | physics |", "|---|---|---|---|"]
         for spec in cls.signals:
-            rng = f"{spec.low:g} … {spec.high:g}" if spec.datatype in ("float", "int") else spec.datatype
+            if spec.datatype == "int" and spec.high >= 1e6:
+                rng = "counter"
+            elif spec.datatype in ("float", "int"):
+                rng = f"{spec.low:g} … {spec.high:g}"
+            else:
+                rng = str(spec.datatype)
             name = f"`{spec.name}` (writable)" if spec.writable else f"`{spec.name}`"
             lines.append(f"| {name} | {spec.unit or '–'} | {rng} | {spec.physics} |")
         lines += ["", "| fault | signals it moves | what happens |", "|---|---|---|"]
