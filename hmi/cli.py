@@ -155,6 +155,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
         machines = [m for m in args.machines.split(",") if m] if args.machines is not None else None
         faults = [item for text in args.fault for item in parse_fault(text)]
         plant = Plant(machines, seed=args.seed, faults=faults, scale_tags=args.scale_tags)
+        if not plant.machines:
+            raise ValueError("no machines to simulate (--machines is empty and there are no --scale-tags)")
         if args.rate <= 0 or args.speed <= 0:
             raise ValueError("--rate and --speed must be positive")
         opcua, mqtt = _sim_servers(args, plant)

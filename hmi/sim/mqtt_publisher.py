@@ -207,7 +207,7 @@ class PlantMqttPublisher:
         for mid, client in self.clients.items():
             if self._status[mid] != "online":
                 continue
-            payload = {"ts": ts_ms}
+            payload: dict[str, Any] = {"ts": ts_ms}
             payload.update(snapshot[mid])
             try:
                 text = json.dumps(payload, allow_nan=False, separators=(",", ":"))

@@ -205,7 +205,7 @@ class AddressSpaceWriter:
             try:
                 for handle, callback in list(attribute.datachange_callbacks.items()):
                     if getattr(callback, "__func__", None) is self._datachange:
-                        await self._notify(callback.__self__, handle, dv)
+                        await self._notify(callback.__self__, handle, dv)  # type: ignore[attr-defined]
                     else:  # someone else's callback: call it as asyncua would
                         await callback(handle, dv)
             except (AttributeError, KeyError, TypeError) as exc:

@@ -3,8 +3,9 @@
 Each tick: take the MQTT commands that arrived since the last one, advance the plant by
 speed/rate simulated seconds (applying scheduled faults), then publish the new values over
 OPC UA and MQTT. Simulated time advances by the same amount every tick whatever the wall
-clock does, so a seed gives the same values; when the loop falls behind, simulated time
-runs slower rather than jumping. Once a second it logs one line on what it serves.
+clock does, so a seed gives the same values. Late ticks are made up at once (up to a second
+of backlog); beyond that they are skipped and simulated time runs slower rather than
+jumping. Once a second it logs one line on what it serves.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
     from hmi.sim.opcua_server import PlantOpcUaServer
 
 log = logging.getLogger(__name__)
+
+# A tick that comes late (another process had the CPU, a collection ran) is made up at once,
+# up to this much backlog, so the rate holds on a busy machine.
+MAX_CATCH_UP_S = 1.0
 
 
 class PlantRunner:
@@ -45,7 +50,7 @@ class PlantRunner:
         self.mqtt = mqtt
         self.freeze_gc = freeze_gc
         self.ticks = 0
-        self.late_ticks = 0
+        self.skipped_ticks = 0
         self._process = psutil.Process()
 
     async def run(self, stop: asyncio.Event | None = None, duration_s: float | None = None) -> None:
@@ -91,9 +96,13 @@ class PlantRunner:
                 break
             next_tick += period
             delay = next_tick - loop.time()
-            if delay < -period:
-                self.late_ticks += 1
-                next_tick = loop.time()  # fell behind: do not try to catch up in a burst
+            if delay < -MAX_CATCH_UP_S:
+                # Far behind (a stalled machine, a debugger): skip rather than burst through
+                # the backlog; simulated time then runs slow by what was skipped.
+                skipped = int(-delay / period)
+                self.skipped_ticks += skipped
+                log.warning("fell %.1f s behind; skipping %d tick(s)", -delay, skipped)
+                next_tick = loop.time()
             try:
                 await asyncio.wait_for(stop.wait(), max(delay, 0.0))
             except TimeoutError:

@@ -27,6 +27,7 @@ from tests.helpers import DEMO_PROJECT, REPO, free_port, hmi_process, run_async,
         (["--opcua-port", "0"], "nothing to serve"),
         (["--user", "operator"], "needs a password"),
         (["--rate", "0"], "positive"),
+        (["--machines", ""], "no machines"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_reason(
