@@ -96,6 +96,18 @@ class Window:
         return int(self.ts.shape[0])
 
 
+def _event_from_row(r: sa.Row) -> Event:
+    return Event(
+        category=EventCategory(r.category),
+        source=r.source,
+        message=r.message,
+        severity=Severity(r.severity),
+        ts_ns=int(r.ts),
+        user=r.user,
+        details=dict(r.details or {}),
+    )
+
+
 def _rows_to_arrays(rows: Sequence[tuple[object, ...]], dtype: np.dtype) -> np.ndarray:
     arr = np.fromiter(rows, dtype=dtype, count=len(rows))
     if arr.shape[0] and arr["null"].any():
@@ -399,18 +411,21 @@ class HistorianReader:
             query = query.limit(limit)
         rows = self._conn.execute(query).all()
         self._end_read()
-        return [
-            Event(
-                category=EventCategory(r.category),
-                source=r.source,
-                message=r.message,
-                severity=Severity(r.severity),
-                ts_ns=int(r.ts),
-                user=r.user,
-                details=dict(r.details or {}),
-            )
-            for r in rows
-        ]
+        return [_event_from_row(r) for r in rows]
+
+    def last_events_per_source(self, category: EventCategory | str, before_ns: int) -> list[Event]:
+        """The latest event of each source in `category` with ts < before_ns (e.g. the state
+        every alarm was left in before a replayed range starts)."""
+        e = s.events
+        latest = (
+            sa.select(e.c.source, sa.func.max(e.c.id).label("id"))
+            .where(e.c.category == str(category), e.c.ts < before_ns)
+            .group_by(e.c.source)
+            .subquery()
+        )
+        rows = self._conn.execute(sa.select(e).join(latest, e.c.id == latest.c.id).order_by(e.c.ts, e.c.id)).all()
+        self._end_read()
+        return [_event_from_row(r) for r in rows]
 
     # -- calendar --------------------------------------------------------------------------
 
@@ -446,3 +461,43 @@ class HistorianReader:
 
     def storage_bytes(self) -> int | None:
         return self.dialect.storage_bytes(self.engine)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    start_ns: int
+    end_ns: int
+    label: str  # "shift 2026-11-20/A" or "2026-11-20 06:00:00 CET to ..."
+    timezone: str
+
+
+def resolve_range(
+    reader: HistorianReader,
+    *,
+    shift: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    timezone: str | None = None,
+    fallback_calendar: ShiftCalendar | None = None,
+) -> TimeRange:
+    """The range a user asked for: a shift `2026-11-20/A` (from the file's own calendar, or
+    `fallback_calendar`), or --from/--to times, local to the file's (or given) time zone."""
+    from datetime import time as time_of_day
+
+    from hmi.historian.shifts import format_ns, local_to_ns, parse_shift_spec, parse_time, zone
+
+    tz_name = timezone or reader.timezone()
+    tz = zone(tz_name)
+    if shift:
+        day, name = parse_shift_spec(shift)
+        calendar = reader.calendar(at_ns=local_to_ns(day, time_of_day(12, 0), tz)) or fallback_calendar
+        if not calendar:
+            raise ValueError(f"{reader.target} has no shift calendar: give --from/--to, or --project with [[shifts]]")
+        occurrence = calendar.resolve(day, name)
+        return TimeRange(occurrence.start_ns, occurrence.end_ns, f"shift {occurrence.label}", calendar.timezone)
+    if not start or not end:
+        raise ValueError("give a shift (--shift 2026-11-20/A) or both --from and --to")
+    start_ns, end_ns = parse_time(start, tz), parse_time(end, tz)
+    if end_ns <= start_ns:
+        raise ValueError("--to must be after --from")
+    return TimeRange(start_ns, end_ns, f"{format_ns(start_ns, tz)} to {format_ns(end_ns, tz)}", tz_name)

@@ -31,10 +31,12 @@ import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 
+from hmi.config.models import Project
 from hmi.core.bus import Subscription, TagBus
 from hmi.core.events import Event, EventCategory, Severity
 from hmi.core.quality import Quality
@@ -43,8 +45,8 @@ from hmi.core.tags import DataType, TagRegistry, TagSpec
 from hmi.historian import schema as s
 from hmi.historian.dialect import Dialect
 from hmi.historian.retention import purge_steps
-from hmi.historian.shifts import ShiftCalendar
-from hmi.historian.storage import StorageFilter, StoragePolicy
+from hmi.historian.shifts import ShiftCalendar, ShiftDefinition
+from hmi.historian.storage import StorageFilter, StorageMode, StoragePolicy
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +159,27 @@ class HistorianWriter:
         self._last_drop_event = -1e18
         self._retention: Iterator[int] | None = None
         self._next_retention = 0.0
+
+    @classmethod
+    def from_project(cls, project: Project, registry: TagRegistry, **kwargs: Any) -> HistorianWriter:
+        """A writer as the project file's [historian], [[shifts]] and per-tag history keys say."""
+        policies = {
+            name: StoragePolicy(StorageMode(tag.history), tag.history_deadband)
+            for name, tag in project.tags.items()
+            if tag.history != StorageMode.EVERY
+        }
+        calendar = ShiftCalendar(
+            [ShiftDefinition.parse(shift.name, shift.start, shift.end) for shift in project.shifts],
+            project.project.timezone,
+        )
+        return cls(
+            project.historian.url,
+            registry,
+            policies=policies,
+            calendar=calendar,
+            retention_days=project.historian.retention_days,
+            **kwargs,
+        )
 
     # -- wiring (any thread) ---------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 from PySide6.QtCore import Qt, QTimer
@@ -90,8 +91,10 @@ class MainWindow(QMainWindow):
 
         self._last_samples = 0
         self._last_rate_time = time.monotonic()
+        # Set in playback mode: the replayed time (epoch s) that trends and the clock follow.
+        self._playback_clock: Callable[[], float] | None = None
         self.trend_timer = QTimer(self)
-        self.trend_timer.timeout.connect(self.trend.refresh)
+        self.trend_timer.timeout.connect(self._refresh_trend)
         self.trend_timer.start(1000 // TREND_FPS)
         self.table_timer = QTimer(self)
         self.table_timer.timeout.connect(self._refresh_slow)
@@ -115,12 +118,29 @@ class MainWindow(QMainWindow):
         row.addWidget(self.clock)
         return header
 
+    def enter_playback(self, bar: QWidget, clock: Callable[[], float]) -> None:
+        """Playback mode: `bar` (a PlaybackBar) goes under the header, the trend and clock
+        follow `clock()` (the replayed time, epoch seconds), the banner says PLAYBACK."""
+        self._playback_clock = clock
+        layout = self.centralWidget().layout()
+        assert isinstance(layout, QVBoxLayout)
+        layout.insertWidget(1, bar)
+        self.setWindowTitle(f"PLAYBACK — {self.project.project.name} — HMI")
+        self._refresh_slow()
+
+    def _refresh_trend(self) -> None:
+        self.trend.refresh(self._playback_clock() if self._playback_clock is not None else None)
+
     def _refresh_slow(self) -> None:
         self.table_model.refresh()
-        self.clock.setText(datetime.now().strftime("%Y-%m-%d  %H:%M:%S"))
+        playback = self._playback_clock is not None
+        moment = datetime.fromtimestamp(self._playback_clock()) if self._playback_clock is not None else datetime.now()
+        self.clock.setText(moment.strftime("%Y-%m-%d  %H:%M:%S"))
         link_up = self.mirror.link_up
-        state = "ok" if link_up else "bad"
+        state = "playback" if playback else "ok" if link_up else "bad"
         text = "Runtime connected" if link_up else "RUNTIME NOT RESPONDING: values are stale"
+        if playback:
+            text = "PLAYBACK of recorded data: not live"
         if self.banner.property("state") != state or self.banner.text() != text:
             self.banner.setProperty("state", state)
             self.banner.setText(text)
