@@ -159,6 +159,7 @@ class HistorianWriter:
         self._last_drop_event = -1e18
         self._retention: Iterator[int] | None = None
         self._next_retention = 0.0
+        self._db_errors: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError,)
 
     @classmethod
     def from_project(cls, project: Project, registry: TagRegistry, **kwargs: Any) -> HistorianWriter:
@@ -280,11 +281,19 @@ class HistorianWriter:
 
     def _run(self) -> None:
         try:
-            self._loop()
-        except Exception:
-            # Should never happen: every database error is handled in _loop. Make it loud.
-            log.exception("historian writer stopped unexpectedly")
-            self.stats.lost += self._backlog
+            while True:
+                try:
+                    self._loop()
+                    return
+                except Exception as exc:
+                    # A bug, not a database error (those are handled in _loop). Be loud, keep
+                    # what is held, and go on: recording must not stop for good.
+                    log.exception("historian writer failed unexpectedly; continuing")
+                    self.stats.last_error = f"internal error: {exc!r}"
+                    self._system_event(f"Historian writer error: {exc!r}", Severity.ERROR, {"error": repr(exc)})
+                    self._close_connection(clean=False)
+                    self._next_attempt = time.monotonic() + 1.0
+                    time.sleep(1.0)
         finally:
             self._close_connection(clean=True)
 
@@ -383,6 +392,8 @@ class HistorianWriter:
         try:
             if self._engine is None:
                 self._engine, self._dialect = s.make_engine(self.target)
+                # The hot path uses the driver's cursor, whose errors SQLAlchemy does not wrap.
+                self._db_errors = (sa.exc.SQLAlchemyError, self._engine.dialect.loaded_dbapi.Error)
             assert self._dialect is not None
             conn = self._engine.connect()
             try:
@@ -393,7 +404,7 @@ class HistorianWriter:
             except BaseException:
                 conn.close()
                 raise
-        except (sa.exc.SQLAlchemyError, OSError, s.HistorianError) as exc:
+        except (*self._db_errors, OSError, s.HistorianError) as exc:
             self.stats.open_failures += 1
             self._failed("open", exc)
             return False
@@ -412,6 +423,9 @@ class HistorianWriter:
             try:
                 if clean and self._dialect is not None:
                     self._dialect.before_close(self._conn)
+                elif not clean:
+                    # After a failure, the next attempt gets a fresh connection, not this one back from the pool.
+                    self._conn.invalidate()
                 self._conn.close()
             except sa.exc.SQLAlchemyError as exc:
                 log.warning("historian: closing the database: %s", exc)
@@ -517,7 +531,7 @@ class HistorianWriter:
                 self.stats.written += len(chunk)
                 with self._cond:
                     self._backlog -= len(chunk)
-        except sa.exc.SQLAlchemyError as exc:
+        except self._db_errors as exc:
             # Keep what is not committed; it is retried after a backoff on a new connection.
             self._held = [batch.take(np.arange(done, n))] if 0 < done < n else self._held
             self._held_samples = n - done
@@ -678,7 +692,7 @@ class HistorianWriter:
             self.stats.retention_deleted += next(self._retention)
         except StopIteration:
             self._retention = None
-        except sa.exc.SQLAlchemyError as exc:
+        except self._db_errors as exc:
             log.warning("historian retention: %s", self._dialect.describe_error(exc) if self._dialect else exc)
             self._retention = None
 
