@@ -272,6 +272,15 @@ class HistorianWriter:
         with self._cond:
             self._stopping = True
             self._cond.notify()
+        if self._thread is None:
+            # Never started: what was queued cannot be written; say so.
+            with self._cond:
+                if self._backlog:
+                    log.error("historian writer closed without running; %d samples not kept", self._backlog)
+                    self.stats.lost += self._backlog
+                    self._backlog = 0
+                    self._queue.clear()
+            return
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
