@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         shift_path = root / "shift.sqlite"
         shift_rate, writer = record(shift_path, shift_tags, shift_hours * 3600, 1.0, 60)
         rows.append(Row(f"ingest of the shift ({writer.stats.written:,} samples)", shift_rate, "samples/s"))
-        first, seeks, complete, bare_seek = playback_figures(shift_path, shift_tags, shift_hours, 20)
+        first, seeks, complete, bare_seek = playback_figures(shift_path, shift_tags, shift_hours, 5 if quick else 20)
         median, worst = statistics.median(seeks), max(seeks)
         rows += [
             Row(f"playback first frame ({shift_tags} tags, {shift_hours} h)", first, "ms", "< 2,000 ms", None,

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -82,20 +83,6 @@ class Decimated:
     raw: bool
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class Window:
-    """Samples of many tags in (ts, tag) order, tag ids being the file's."""
-
-    tag_ids: np.ndarray
-    ts: np.ndarray
-    values: np.ndarray
-    quality: np.ndarray
-    texts: dict[int, str] | None
-
-    def __len__(self) -> int:
-        return int(self.ts.shape[0])
-
-
 def _event_from_row(r: sa.Row) -> Event:
     return Event(
         category=EventCategory(r.category),
@@ -120,7 +107,9 @@ class HistorianReader:
         self.target = str(target)
         self.engine, self.dialect = s.open_engine(self.target, create=False)
         self._conn = self.engine.connect()
-        self._raw = self._conn.connection.driver_connection
+        raw = self._conn.connection.driver_connection
+        assert raw is not None
+        self._raw: Any = raw
         self._tags: list[RecordedTag] | None = None
         sql = self.dialect.sql
         self._sql_range = sql(
@@ -304,15 +293,17 @@ class HistorianReader:
         if not rows:
             self._end_read()
             return None
-        ts, value, quality, null = rows[0]
+        row: tuple[Any, ...] = rows[0]
+        ts, value, quality, null = row
         texts = self._texts(tag_id, np.array([ts], TS_DTYPE))
         self._end_read()
         if texts:
-            return int(ts), texts[0], int(quality)  # type: ignore[call-overload]
-        return int(ts), (float("nan") if null else float(value)), int(quality)  # type: ignore[arg-type]
+            return int(ts), texts[0], int(quality)
+        return int(ts), (float("nan") if null else float(value)), int(quality)
 
-    def last_values(self, tag_ids: Iterable[int], at_ns: int) -> Window:
-        """The last sample at or before `at_ns` of each tag that has one, in (ts, tag) order."""
+    def last_values(self, tag_ids: Iterable[int], at_ns: int) -> SampleBatch:
+        """The last sample at or before `at_ns` of each tag that has one, in (ts, tag) order
+        (tag ids are the file's own)."""
         rows: list[tuple[object, ...]] = []
         cursor = self._raw.cursor()
         try:
@@ -325,8 +316,9 @@ class HistorianReader:
             cursor.close()
         return self._window(rows)
 
-    def window(self, tag_ids: Iterable[int], start_ns: int, end_ns: int) -> Window:
-        """All samples of `tag_ids` with start_ns <= ts < end_ns, merged in (ts, tag) order."""
+    def window(self, tag_ids: Iterable[int], start_ns: int, end_ns: int) -> SampleBatch:
+        """All samples of `tag_ids` with start_ns <= ts < end_ns, merged in (ts, tag) order
+        (tag ids are the file's own)."""
         rows: list[tuple[object, ...]] = []
         cursor = self._raw.cursor()
         try:
@@ -337,7 +329,7 @@ class HistorianReader:
             cursor.close()
         return self._window(rows)
 
-    def _window(self, rows: list[tuple[object, ...]]) -> Window:
+    def _window(self, rows: list[tuple[object, ...]]) -> SampleBatch:
         arr = _rows_to_arrays(rows, _TAGGED_DTYPE)
         order = np.lexsort((arr["tag"], arr["ts"]))
         arr = arr[order]
@@ -350,7 +342,7 @@ class HistorianReader:
                 for local, text in (found or {}).items():
                     texts[int(rows_of_tag[local])] = text
         self._end_read()
-        return Window(
+        return SampleBatch(
             arr["tag"].astype(TAG_ID_DTYPE),
             arr["ts"].astype(TS_DTYPE),
             arr["value"].astype(VALUE_DTYPE),
@@ -369,7 +361,7 @@ class HistorianReader:
         for tag in self.tags(refresh=True):
             lo = self._conn.execute(sa.select(sa.func.min(s.samples.c.ts)).where(s.samples.c.tag_id == tag.id)).scalar()
             hi = self._conn.execute(sa.select(sa.func.max(s.samples.c.ts)).where(s.samples.c.tag_id == tag.id)).scalar()
-            if lo is not None:
+            if lo is not None and hi is not None:
                 first = int(lo) if first is None else min(first, int(lo))
                 last = int(hi) if last is None else max(last, int(hi))
         self._end_read()
@@ -452,12 +444,6 @@ class HistorianReader:
         ).all()
         self._end_read()
         return calendar_from_rows([(r.name, r.start, r.end) for r in rows], rows[0].timezone)
-
-    def samples_batch(self, window: Window, db_to_bus: np.ndarray) -> SampleBatch:
-        """A window as a bus batch, translating the file's tag ids with `db_to_bus`."""
-        return SampleBatch(
-            db_to_bus[window.tag_ids].astype(TAG_ID_DTYPE), window.ts, window.values, window.quality, window.texts
-        )
 
     def storage_bytes(self) -> int | None:
         return self.dialect.storage_bytes(self.engine)

@@ -105,7 +105,7 @@ class SqliteDialect(Dialect):
 
     def storage_bytes(self, engine: sa.Engine) -> int | None:
         with engine.connect() as conn:
-            page_size = conn.exec_driver_sql("PRAGMA page_size").scalar()
-            pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
-            free = conn.exec_driver_sql("PRAGMA freelist_count").scalar()
+            page_size = conn.exec_driver_sql("PRAGMA page_size").scalar() or 0
+            pages = conn.exec_driver_sql("PRAGMA page_count").scalar() or 0
+            free = conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0
         return int(page_size) * (int(pages) - int(free))

@@ -160,6 +160,7 @@ class HistorianWriter:
         self._retention: Iterator[int] | None = None
         self._next_retention = 0.0
         self._db_errors: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError,)
+        self._open_errors: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError, OSError, s.HistorianError)
 
     @classmethod
     def from_project(cls, project: Project, registry: TagRegistry, **kwargs: Any) -> HistorianWriter:
@@ -189,9 +190,15 @@ class HistorianWriter:
         self._bus = bus
         self._status_ids = bus.register(STATUS_TAGS)
         self._subscriptions = [
-            bus.subscribe(self.submit, name="historian"),
-            bus.subscribe_events(self.submit_events, name="historian-events"),
+            bus.subscribe(self._on_bus_batch, name="historian"),
+            bus.subscribe_events(self._on_bus_events, name="historian-events"),
         ]
+
+    def _on_bus_batch(self, batch: SampleBatch) -> None:
+        self.submit(batch)
+
+    def _on_bus_events(self, events: Sequence[Event]) -> None:
+        self.submit_events(events)
 
     def start(self) -> None:
         if self._thread is not None:
@@ -403,6 +410,7 @@ class HistorianWriter:
                 self._engine, self._dialect = s.make_engine(self.target)
                 # The hot path uses the driver's cursor, whose errors SQLAlchemy does not wrap.
                 self._db_errors = (sa.exc.SQLAlchemyError, self._engine.dialect.loaded_dbapi.Error)
+                self._open_errors = (*self._db_errors, OSError, s.HistorianError)
             assert self._dialect is not None
             conn = self._engine.connect()
             try:
@@ -413,7 +421,7 @@ class HistorianWriter:
             except BaseException:
                 conn.close()
                 raise
-        except (*self._db_errors, OSError, s.HistorianError) as exc:
+        except self._open_errors as exc:
             self.stats.open_failures += 1
             self._failed("open", exc)
             return False
@@ -459,7 +467,7 @@ class HistorianWriter:
                         s.shifts.c.since_ns == latest
                     )
                 )
-                current = {tuple(r) for r in rows}  # type: ignore[misc]
+                current = {(r[0], r[1], r[2], r[3]) for r in rows}
             wanted = {(n, a, b, self.calendar.timezone) for n, a, b in self.calendar.to_rows()}
             if wanted and wanted != current:
                 since = now_ns()
@@ -486,7 +494,7 @@ class HistorianWriter:
         specs = [self._spec(i) for i in bus_ids]
         now = now_ns()
         with conn.begin():
-            existing: dict[str, sa.Row] = {}
+            existing: dict[str, sa.Row[Any]] = {}
             names = [spec.name for spec in specs]
             for i in range(0, len(names), 500):
                 for row in conn.execute(sa.select(s.tags).where(s.tags.c.name.in_(names[i : i + 500]))):
@@ -499,15 +507,17 @@ class HistorianWriter:
                     "low": spec.low,
                     "high": spec.high,
                 }
-                row = existing.get(spec.name)
-                if row is None:
-                    tag_id = conn.execute(
+                found = existing.get(spec.name)
+                if found is None:
+                    key = conn.execute(
                         sa.insert(s.tags).values(name=spec.name, first_seen_ns=now, **config)
-                    ).inserted_primary_key[0]
+                    ).inserted_primary_key
+                    assert key is not None
+                    tag_id = key[0]
                     conn.execute(sa.insert(s.tag_configs).values(tag_id=tag_id, since_ns=now, **config))
                 else:
-                    tag_id = row.id
-                    if any(getattr(row, key) != value for key, value in config.items()):
+                    tag_id = found.id
+                    if any(getattr(found, key) != value for key, value in config.items()):
                         conn.execute(sa.update(s.tags).where(s.tags.c.id == tag_id).values(**config))
                         conn.execute(sa.insert(s.tag_configs).values(tag_id=tag_id, since_ns=now, **config))
                 self._bus_to_db[bus_id] = int(tag_id)

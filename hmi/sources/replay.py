@@ -45,7 +45,7 @@ from hmi.core.bus import TagBus
 from hmi.core.events import Event, EventCategory
 from hmi.core.samples import TAG_ID_DTYPE, SampleBatch
 from hmi.core.tags import DataType
-from hmi.historian.reader import HistorianReader, RecordedTag, Window
+from hmi.historian.reader import HistorianReader, RecordedTag
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class ReplaySource:
         self._db_to_bus = np.zeros(0, TAG_ID_DTYPE)
         self._history_ids: list[int] = []
         self._counts = np.zeros(0, np.int64)
-        self._chunks: dict[int, Window] = {}
+        self._chunks: dict[int, SampleBatch] = {}  # the file's tag ids
         self._events: list[Event] = []
         self._event_ts = np.zeros(0, np.int64)
         self._alarm_ts = np.zeros(0, np.int64)
@@ -338,7 +338,7 @@ class ReplaySource:
         ts = min(max(ts, self.start_ns - 1), self.end_ns - 1)
         for listener in list(self._seek_listeners):
             listener(ts)
-        parts: list[Window] = []
+        parts: list[SampleBatch] = []
         with_history: set[int] = set()
         if self._history_ids and self.history_ns > 0:
             history = reader.window(self._history_ids, ts - self.history_ns + 1, ts + 1)
@@ -386,10 +386,10 @@ class ReplaySource:
         parts = []
         for k in range(first, last + 1):
             window = self._chunk(k)
-            lo = int(np.searchsorted(window.ts, a, side="right"))
-            hi = int(np.searchsorted(window.ts, target, side="right"))
+            lo = int(np.searchsorted(window.ts_ns, a, side="right"))
+            hi = int(np.searchsorted(window.ts_ns, target, side="right"))
             if hi > lo:
-                parts.append(_slice(window, lo, hi))
+                parts.append(window if hi - lo == len(window) else window.take(np.arange(lo, hi)))
         for k in [k for k in self._chunks if k < last]:
             del self._chunks[k]
         self.position_ns = target
@@ -426,7 +426,7 @@ class ReplaySource:
     def _chunk_index(self, ts: int) -> int:
         return max(0, (ts - self.start_ns) // self.chunk_ns)
 
-    def _chunk(self, k: int) -> Window:
+    def _chunk(self, k: int) -> SampleBatch:
         window = self._chunks.get(k)
         if window is None:
             assert self._reader is not None
@@ -435,49 +435,17 @@ class ReplaySource:
             window = self._chunks[k] = self._reader.window(self._db_ids, a, b)
         return window
 
-    def _to_batch(self, window: Window) -> SampleBatch:
-        return SampleBatch(self._db_to_bus[window.tag_ids], window.ts, window.values, window.quality, window.texts)
+    def _to_batch(self, window: SampleBatch) -> SampleBatch:
+        """The file's tag ids -> the bus's."""
+        return SampleBatch(self._db_to_bus[window.tag_ids], window.ts_ns, window.values, window.quality, window.texts)
 
 
-def _slice(window: Window, lo: int, hi: int) -> Window:
-    texts = None
-    if window.texts:
-        texts = {r - lo: t for r, t in window.texts.items() if lo <= r < hi} or None
-    return Window(window.tag_ids[lo:hi], window.ts[lo:hi], window.values[lo:hi], window.quality[lo:hi], texts)
-
-
-def _merge(parts: Sequence[Window], ordered: bool = False) -> Window:
-    """Concatenate windows; re-sort by (ts, tag) unless they are consecutive already."""
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        return Window(np.zeros(0, TAG_ID_DTYPE), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.uint8), None)
-    if len(parts) == 1:
-        return parts[0]
-    texts: dict[int, str] = {}
-    offset = 0
-    for p in parts:
-        if p.texts:
-            texts.update({offset + r: t for r, t in p.texts.items()})
-        offset += len(p)
-    merged = Window(
-        np.concatenate([p.tag_ids for p in parts]),
-        np.concatenate([p.ts for p in parts]),
-        np.concatenate([p.values for p in parts]),
-        np.concatenate([p.quality for p in parts]),
-        texts or None,
-    )
-    if ordered:
+def _merge(parts: Sequence[SampleBatch], ordered: bool = False) -> SampleBatch:
+    """Concatenate batches; re-sort by (ts, tag) unless they are consecutive already."""
+    merged = SampleBatch.concat([p for p in parts if len(p)])
+    if ordered or len(merged) < 2:
         return merged
-    order = np.lexsort((merged.tag_ids, merged.ts))
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(order.shape[0])
-    return Window(
-        merged.tag_ids[order],
-        merged.ts[order],
-        merged.values[order],
-        merged.quality[order],
-        {int(inverse[r]): t for r, t in texts.items()} or None,
-    )
+    return merged.take(np.lexsort((merged.tag_ids, merged.ts_ns)))
 
 
 def _what_if(events: Sequence[Event]) -> list[Event]:

@@ -122,7 +122,8 @@ class MainWindow(QMainWindow):
         """Playback mode: `bar` (a PlaybackBar) goes under the header, the trend and clock
         follow `clock()` (the replayed time, epoch seconds), the banner says PLAYBACK."""
         self._playback_clock = clock
-        layout = self.centralWidget().layout()
+        central = self.centralWidget()
+        layout = central.layout() if central is not None else None
         assert isinstance(layout, QVBoxLayout)
         layout.insertWidget(1, bar)
         self.setWindowTitle(f"PLAYBACK — {self.project.project.name} — HMI")

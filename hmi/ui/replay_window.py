@@ -8,17 +8,16 @@ Opening happens on the replay thread; the window stays responsive and shows prog
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from hmi.config.models import Project
 from hmi.historian.reader import HistorianReader, TimeRange
 from hmi.ipc.mirror import BusMirror
 from hmi.sources.replay import ReplaySource, project_for_recording
+from hmi.ui.app import finish_after, quit_on_signals
 from hmi.ui.main_window import MainWindow
 from hmi.ui.playback import PlaybackBar
 from hmi.ui.theme import apply_theme
@@ -82,23 +81,9 @@ def run_replay_window(
     session.window.show()
     session.start()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: app.quit())
-    heartbeat = QTimer()
-    heartbeat.timeout.connect(lambda: None)
-    heartbeat.start(200)
-
-    if screenshot:
-
-        def save_and_quit() -> None:
-            Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
-            session.window.grab().save(screenshot)
-            log.info("screenshot saved to %s", screenshot)
-            app.quit()
-
-        QTimer.singleShot(int((exit_after_s or 4.0) * 1000), save_and_quit)
-    elif exit_after_s is not None:
-        QTimer.singleShot(int(exit_after_s * 1000), app.quit)
+    heartbeat = quit_on_signals(app)
+    finish_after(app, session.window, screenshot, exit_after_s, default_s=4.0)
     code = app.exec()
+    heartbeat.stop()
     session.close()
     return int(code)

@@ -87,7 +87,7 @@ def test_a_window_of_many_tags_is_in_time_then_tag_order(recorded: Path) -> None
     with HistorianReader(recorded) as reader:
         ids = [t.id for t in reader.tags()]
         window = reader.window(ids, T0 + 60 * NS - 1, T0 + 60 * NS + 1)
-        assert window.ts.tolist() == [T0 + 60 * NS] * 4
+        assert window.ts_ns.tolist() == [T0 + 60 * NS] * 4
         assert window.tag_ids.tolist() == sorted(ids)
         string_row = window.tag_ids.tolist().index(reader.tag("m.s0").id)
         assert window.texts == {string_row: "G01 X10"}
