@@ -97,3 +97,19 @@ def test_hmi_run_restarts_a_killed_runtime_and_the_window_notices(tmp_path: Path
     assert supervisor.returncode == 0, out
     _gone, alive = psutil.wait_procs(children, timeout=5)
     assert not alive, f"children left running after the supervisor stopped: {alive}"
+
+
+def test_a_second_instance_of_the_same_project_refuses_clearly(tmp_path: Path) -> None:
+    """With the project's runtime port taken, `hmi run` exits 1 and says how to attach instead."""
+    import socket
+
+    stream, requests = free_port(), free_port()
+    project = write_demo_project(tmp_path, free_port(), stream_port=stream, request_port=requests)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", stream))
+        holder.listen()
+        proc = hmi_process("run", "--project", str(project))
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert f"127.0.0.1:{stream} is already in use" in out
+    assert "hmi window --project" in out
