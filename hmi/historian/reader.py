@@ -487,3 +487,55 @@ def resolve_range(
     if end_ns <= start_ns:
         raise ValueError("--to must be after --from")
     return TimeRange(start_ns, end_ns, f"{format_ns(start_ns, tz)} to {format_ns(end_ns, tz)}", tz_name)
+
+
+class HistoryLookup:
+    """History for a trend (TrendView's HistoryProvider): (tag name, start ns, end ns, points)
+    -> (ts ns, values, quality), decimated to about `points` (min and max of each bucket).
+
+    Called on the trend's history worker thread, one call at a time; the reader opens on
+    first use there. A historian that is not there yet (nothing recorded so far) or a tag it
+    does not know gives empty arrays, and the next call tries again.
+    """
+
+    def __init__(self, target: str | Path) -> None:
+        self.target = str(target)
+        self._reader: HistorianReader | None = None
+        self._missing_logged = False
+
+    def __call__(self, name: str, start_ns: int, end_ns: int, points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        empty = (np.zeros(0, TS_DTYPE), np.zeros(0, VALUE_DTYPE), np.zeros(0, QUALITY_DTYPE))
+        if end_ns <= start_ns:
+            return empty
+        if self._reader is None:
+            try:
+                self._reader = HistorianReader(self.target)
+            except s.HistorianError as exc:
+                if not self._missing_logged:
+                    log.info("no history for trends yet: %s", exc)
+                    self._missing_logged = True
+                return empty
+        try:
+            tag = self._reader.tag(name)
+        except KeyError:
+            return empty
+        dec = self._reader.decimated(tag, start_ns, end_ns, max(points // 2, 1))
+        if dec.raw:
+            return dec.ts, dec.min, dec.quality
+        # Each bucket as two points, its min then its max, so the envelope draws.
+        filled = dec.count > 0
+        starts = dec.ts[filled]
+        width = (end_ns - start_ns) // max(dec.ts.shape[0], 1)
+        ts = np.empty(2 * starts.shape[0], TS_DTYPE)
+        ts[0::2] = starts
+        ts[1::2] = starts + width // 2
+        values = np.empty(ts.shape[0], VALUE_DTYPE)
+        values[0::2] = dec.min[filled]
+        values[1::2] = dec.max[filled]
+        quality = np.repeat(dec.quality[filled], 2)
+        return ts, values, quality
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None

@@ -13,6 +13,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QWidget
 
 from hmi.config.models import Project
+from hmi.historian.reader import HistoryLookup
 from hmi.ipc.client import IpcClient
 from hmi.ipc.mirror import BusMirror
 from hmi.ui.main_window import MainWindow
@@ -67,7 +68,9 @@ def run_window(
 
     mirror = BusMirror()
     client = IpcClient(stream_address, request_address, mirror)
-    window = MainWindow(project, mirror, client)
+    # Trends reach back into the runtime's historian file beyond their ring buffers (WAL
+    # lets this reader run beside the runtime's writer).
+    window = MainWindow(project, mirror, client, history=HistoryLookup(project.historian.url))
     window.show()
     client.start()
 

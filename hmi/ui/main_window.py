@@ -25,7 +25,7 @@ from hmi.core.ringbuffer import TrendBuffers
 from hmi.ipc.client import IpcClient
 from hmi.ipc.mirror import BusMirror
 from hmi.ui.tag_table import TagTableModel
-from hmi.ui.trend import TrendView
+from hmi.ui.trend import HistoryProvider, TrendView
 
 TREND_FPS = 20
 TABLE_HZ = 5
@@ -33,7 +33,14 @@ TREND_CAPACITY = 60_000  # samples per pen: 100 minutes at 10 Hz
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, project: Project, mirror: BusMirror, client: IpcClient | None = None) -> None:
+    def __init__(
+        self,
+        project: Project,
+        mirror: BusMirror,
+        client: IpcClient | None = None,
+        history: HistoryProvider | None = None,
+    ) -> None:
+        """`history` backfills trends from the historian beyond what the ring buffers hold."""
         super().__init__()
         self.project = project
         self.mirror = mirror
@@ -78,6 +85,7 @@ class MainWindow(QMainWindow):
             pens,
             span_s=trend_config.span_s if trend_config else 300.0,
             title=trend_config.name if trend_config else "",
+            history=history,
         )
         splitter.addWidget(self.trend)
         splitter.setSizes([520, 760])

@@ -14,7 +14,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QApplication
 
 from hmi.config.models import Project
-from hmi.historian.reader import HistorianReader, TimeRange
+from hmi.historian.reader import HistorianReader, HistoryLookup, TimeRange
 from hmi.ipc.mirror import BusMirror
 from hmi.sources.replay import ReplaySource, project_for_recording
 from hmi.ui.app import finish_after, quit_on_signals
@@ -35,7 +35,8 @@ class PlaybackSession:
                 project = project_for_recording(reader.tags(), time_range.timezone, f"Recording {Path(db).name}")
         self.project = project
         self.mirror = BusMirror()  # a local bus; nothing connects it to a runtime
-        self.window = MainWindow(project, self.mirror)
+        self.history = HistoryLookup(db)
+        self.window = MainWindow(project, self.mirror, history=self.history)
         pens = [name for trend in project.trends for name in trend.pens]
         span = max((trend.span_s for trend in project.trends), default=0.0)
         self.source = ReplaySource(
@@ -59,7 +60,7 @@ class PlaybackSession:
 
     def _on_bar_seeked(self) -> None:
         for pen in self.window.trend.pens:
-            pen.drawn_total = -1  # redraw even if nothing new arrived for this pen
+            pen.drawn_key = ()  # redraw even if nothing new arrived for this pen
 
     def close(self) -> None:
         self.source.close()

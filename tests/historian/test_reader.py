@@ -11,6 +11,7 @@ import pytest
 
 from hmi.core.samples import SampleBatch
 from hmi.historian import HistorianError, HistorianReader, HistorianWriter
+from hmi.historian.reader import HistoryLookup
 from tests.historian.conftest import NS, T0, grid_batch, make_registry
 
 MakeWriter = Callable[..., HistorianWriter]
@@ -102,3 +103,20 @@ def test_opening_something_that_is_not_a_historian_says_so(tmp_path: Path) -> No
     empty.write_bytes(b"")
     with pytest.raises(HistorianError, match="not an hmi historian"):
         HistorianReader(empty)
+
+
+def test_history_lookup_feeds_trends_decimated(recorded: Path, tmp_path: Path) -> None:
+    """The trends' history provider gives min/max pairs per bucket for long ranges, raw
+    samples for short ones, and empty arrays for unknown tags or a file not there yet."""
+    lookup = HistoryLookup(recorded)
+    ts, values, quality = lookup("m.t1", T0, T0 + 1200 * NS, 200)
+    assert ts.shape == values.shape == quality.shape == (200,)
+    assert np.all(ts[1:] >= ts[:-1])
+    assert values[0] == 1.0 and values[1] == 1 + 11.9  # first bucket: 12 s of m.t1 = 1 + t
+    ts, values, _ = lookup("m.t1", T0, T0 + 5 * NS, 200)
+    assert ts.shape == (50,) and values[0] == 1.0
+    assert lookup("m.nope", T0, T0 + NS, 10)[0].shape == (0,)
+    lookup.close()
+    missing = HistoryLookup(tmp_path / "later.sqlite")
+    assert missing("m.t1", T0, T0 + NS, 10)[0].shape == (0,)
+    assert not (tmp_path / "later.sqlite").exists()
