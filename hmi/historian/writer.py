@@ -330,11 +330,13 @@ class HistorianWriter:
                 batches = list(self._queue)
                 self._queue.clear()
                 self._queued = 0
+                # The commit interval counts from when the oldest of these arrived.
+                arrived = self._first_queued_at
                 self._first_queued_at = None
                 events = list(self._event_queue)
                 self._event_queue.clear()
             now = time.monotonic()
-            self._take(batches, events, now)
+            self._take(batches, events, arrived if arrived is not None else now)
 
             if self._conn is None and now >= self._next_attempt:
                 self._open()
@@ -383,7 +385,7 @@ class HistorianWriter:
             return 0.0
         return max(0.0, deadline - now)
 
-    def _take(self, batches: list[SampleBatch], events: list[Event], now: float) -> None:
+    def _take(self, batches: list[SampleBatch], events: list[Event], arrived: float) -> None:
         for batch in batches:
             n = len(batch)
             kept = self.filter.apply(batch)
@@ -396,11 +398,11 @@ class HistorianWriter:
                 self._held.append(kept)
                 self._held_samples += len(kept)
                 if self._held_since is None:
-                    self._held_since = now
+                    self._held_since = arrived
         if events:
             self._held_events.extend(events)
             if self._held_since is None:
-                self._held_since = now
+                self._held_since = arrived
 
     # -- database --------------------------------------------------------------------------
 
