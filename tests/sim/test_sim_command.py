@@ -131,3 +131,14 @@ def test_docs_list_every_signal_and_fault() -> None:
     text = (REPO / "docs" / "demo-plant.md").read_text(encoding="utf-8")
     begin, end = text.index("<!-- catalogue: begin -->"), text.index("<!-- catalogue: end -->")
     assert text[begin:end].strip().removeprefix("<!-- catalogue: begin -->").strip() == catalogue().strip()
+
+
+@pytest.mark.soak  # three simulator processes: about 20 s
+def test_benchmark_runs_and_reports_every_case(capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m bench.sim` (at small sizes) measures the demo load and both OPC UA write paths."""
+    from bench.sim import main as bench_main
+
+    demo, batched, ceiling = bench_main(["--seconds", "1", "--warmup", "1", "--tags", "200"])
+    assert demo.rate > 100 and demo.cpu > 0
+    assert batched.rate > 1000 and ceiling.rate > 1000
+    assert "library ceiling" in capsys.readouterr().out
