@@ -389,7 +389,10 @@ class AlarmEngine:
             # All alarms' changes in time order, so first-out and flood see the true sequence.
             changes.sort(key=lambda c: c[0])
             alarms = self.alarms
+            timers = self._timers
             for t, index, raw, value in changes:
+                if timers and timers[0][0] <= t:
+                    self._fire_timers(t, out)  # delays and shelves that ran out before this sample
                 self._on_raw(alarms[index], t, raw, value, out)
         return out
 
@@ -685,14 +688,7 @@ class AlarmEngine:
     def tick(self, now_ns: int) -> list[Record]:
         """Delays that ran out and shelves that expired up to `now_ns`; floods that ended."""
         out: list[Record] = []
-        timers = self._timers
-        while timers and timers[0][0] <= now_ns:
-            at, _, index, kind = heapq.heappop(timers)
-            a = self.alarms[index]
-            if kind == "delay" and a.pending_at == at:
-                self._fire_pending(a, out)
-            elif kind == "shelf" and a.shelved_until == at:
-                self._change_mode(a, at, Cause.SHELF_EXPIRED, out, lambda a=a: _unshelve(a))
+        self._fire_timers(now_ns, out)
         for position, flooding in self._flood.items():
             self._prune_flood(position, now_ns)
             if flooding and len(self._flood_times[position]) <= self.settings.flood_threshold:
@@ -702,6 +698,16 @@ class AlarmEngine:
                 out.append(FloodChange(now_ns, position, False, count, s.flood_threshold, s.flood_window_s))
                 self.transitions += 1
         return out
+
+    def _fire_timers(self, now_ns: int, out: list[Record]) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= now_ns:
+            at, _, index, kind = heapq.heappop(timers)
+            a = self.alarms[index]
+            if kind == "delay" and a.pending_at == at:
+                self._fire_pending(a, out)
+            elif kind == "shelf" and a.shelved_until == at:
+                self._change_mode(a, at, Cause.SHELF_EXPIRED, out, lambda a=a: _unshelve(a))
 
     def next_deadline(self) -> int | None:
         """The earliest time `tick` has something to do (None: nothing scheduled)."""
@@ -797,13 +803,23 @@ class AlarmEngine:
         Shelves that ran out meanwhile expire on the next `tick`. Returns how many alarms
         were restored.
         """
-        latest: dict[str, AlarmTransition] = {}
+        # Within one runtime session (epoch) the revision orders an alarm's transitions (a
+        # late sample can carry an older time); across sessions the newest session wins.
+        newest_epoch: dict[str, tuple[int, int]] = {}  # alarm -> (latest ts, epoch)
+        transitions: list[AlarmTransition] = []
         for item in events:
             t = item if isinstance(item, AlarmTransition) else AlarmTransition.from_event(item)
             if t is None or t.alarm not in self._by_name:
                 continue
+            transitions.append(t)
+            if (t.ts_ns, t.epoch) > newest_epoch.get(t.alarm, (-1, 0)):
+                newest_epoch[t.alarm] = (t.ts_ns, t.epoch)
+        latest: dict[str, AlarmTransition] = {}
+        for t in transitions:
+            if t.epoch != newest_epoch[t.alarm][1]:
+                continue
             known = latest.get(t.alarm)
-            if known is None or (t.ts_ns, t.revision) >= (known.ts_ns, known.revision):
+            if known is None or t.revision >= known.revision:
                 latest[t.alarm] = t
         for name, t in latest.items():
             a = self._by_name[name]
