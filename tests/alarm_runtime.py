@@ -43,7 +43,7 @@ def demo_definitions() -> list[AlarmDefinition]:
             unit="°C",
             guidance="Check coolant flow and tool wear.",
             message="Tool temperature high: {value:.1f} {unit}",
-        ),  # fmt: skip
+        ),
         AlarmDefinition(
             "cnc01.tool_temperature.hihi",
             "cnc01.tool_temperature",
@@ -51,7 +51,7 @@ def demo_definitions() -> list[AlarmDefinition]:
             Priority.URGENT,
             limit=95,
             unit="°C",
-        ),  # fmt: skip
+        ),
         AlarmDefinition("pump01.pressure.lo", "pump01.pressure", Condition.LO, Priority.LOW, limit=2, unit="bar"),
     ]
 

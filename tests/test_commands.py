@@ -96,8 +96,8 @@ def test_write_checks_role_declaration_and_limits_and_audits_old_and_new(rt: InP
                                          "value": 80})["error"]  # fmt: skip
     assert "not declared writable" in rt.handle({"command": "write", "session": olga,
                                                  "tag": "cnc01.spindle_speed", "value": 1})["error"]  # fmt: skip
-    assert "outside the limits [0, 150]" in rt.handle({"command": "write", "session": olga,
-                                                       "tag": "cnc01.feed_override", "value": 151})["error"]  # fmt: skip
+    reply = rt.handle({"command": "write", "session": olga, "tag": "cnc01.feed_override", "value": 151})
+    assert "outside the limits [0, 150]" in reply["error"]
     assert rt.writer.writes == []
     reply = rt.handle({"command": "write", "session": olga, "tag": "cnc01.feed_override", "value": 80})
     assert reply == {"ok": True, "status": "Good", "message": "", "old": 100.0}

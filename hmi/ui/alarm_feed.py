@@ -3,8 +3,9 @@
 `AlarmFeed` keeps an AlarmList and an EventLog from the mirrored bus's event stream (the
 IPC thread applies events; nothing waits on the UI thread), fetches the runtime's alarm
 snapshot whenever the link comes up or the runtime restarted, and sends commands with the
-session of the logged-in user. Replies cross to the UI thread in one place: the
-`_replied` signal (queued, because it is emitted on the IPC client's thread).
+session of the logged-in user. Replies cross to the UI thread in one place: the IPC thread
+puts them on a queue and emits `_reply_waiting` (no arguments: no Python object is handed
+through Qt's cross-thread event queue), and the UI thread drains the queue.
 
 `UserSession` holds who is logged in (the runtime issued the session), logs out after
 `idle_logout_s` without keyboard or mouse input (an application-wide event filter sees
@@ -14,6 +15,7 @@ every input), and keeps the runtime's session alive while the operator is active
 from __future__ import annotations
 
 import logging
+import queue
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 
 Reply = dict[str, Any]
 ReplyCallback = Callable[[Reply], None]
-EVENT_CHUNK = 2000  # events applied per lock hold, so readers never wait long
+EVENT_CHUNK = 200  # events applied per lock hold, so the UI thread never waits long for the list
 POLL_MS = 200
 TOUCH_EVERY_S = 60.0
 
@@ -40,7 +42,7 @@ class AlarmFeed(QObject):
     """Alarm list + event log + command channel. `changed` fires (UI thread) when the list changed."""
 
     changed = Signal()
-    _replied = Signal(object, object)
+    _reply_waiting = Signal()
 
     def __init__(self, mirror: BusMirror, client: IpcClient | None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -51,7 +53,8 @@ class AlarmFeed(QObject):
         self.session = UserSession(self)
         self._seen_version = -1
         self._snapshot_pending = False
-        self._replied.connect(self._on_replied)
+        self._replies: queue.SimpleQueue[tuple[ReplyCallback | None, Reply]] = queue.SimpleQueue()
+        self._reply_waiting.connect(self._drain_replies)
         self._subscription = mirror.bus.subscribe_events(self._on_events, name="alarm-feed")
         mirror.on_link_change(self._on_link)
         self._timer = QTimer(self)
@@ -61,8 +64,11 @@ class AlarmFeed(QObject):
             self.request_snapshot()
 
     def close(self) -> None:
+        """Stop listening (UI thread). Call before dropping the feed, so that nothing of it is
+        left for Python's garbage collector to destroy on another thread."""
         self._timer.stop()
         self._subscription.close()
+        self.session.close()
 
     # -- IPC thread ------------------------------------------------------------------------
 
@@ -119,13 +125,19 @@ class AlarmFeed(QObject):
                 reply = f.result()
             except Exception as exc:
                 reply = {"ok": False, "error": f"no answer from the runtime ({exc})"}
-            self._replied.emit(on_reply, reply)
+            self._replies.put((on_reply, reply))
+            self._reply_waiting.emit()
 
         future.add_done_callback(done)
 
-    def _on_replied(self, on_reply: ReplyCallback | None, reply: Reply) -> None:
-        if on_reply is not None:
-            on_reply(reply)
+    def _drain_replies(self) -> None:
+        while True:
+            try:
+                on_reply, reply = self._replies.get_nowait()
+            except queue.Empty:
+                break
+            if on_reply is not None:
+                on_reply(reply)
         self._poll()
 
 
@@ -154,6 +166,12 @@ class UserSession(QObject):
     @property
     def logged_in(self) -> bool:
         return bool(self.token)
+
+    def close(self) -> None:
+        self._idle_timer.stop()
+        app = QApplication.instance()
+        if app is not None:
+            app.removeEventFilter(self)
 
     def login(self, user: str, password: str, on_result: Callable[[bool, str], None] | None = None) -> None:
         def done(reply: Reply) -> None:

@@ -183,16 +183,11 @@ class AlarmTableModel(QAbstractTableModel):
             if rows:
                 self.dataChanged.emit(self.index(0, 0), self.index(len(rows) - 1, len(COLUMNS) - 1))
             return
-        self.layoutAboutToBeChanged.emit()
-        position = {name: row for row, name in enumerate(new_names)}
-        old_persistent = self.persistentIndexList()
-        new_persistent = []
-        for index in old_persistent:
-            row = position.get(old_names[index.row()]) if index.row() < len(old_names) else None
-            new_persistent.append(self.index(row, index.column()) if row is not None else QModelIndex())
+        # A different set or order of rows: reset (for the view far cheaper than a layout
+        # change of thousands of rows); the panel puts the selection back by alarm name.
+        self.beginResetModel()
         self._rows = rows
-        self.changePersistentIndexList(old_persistent, new_persistent)
-        self.layoutChanged.emit()
+        self.endResetModel()
 
     def toggle_blink(self) -> None:
         self.blink_on = not self.blink_on
@@ -329,7 +324,11 @@ class AlarmPanel(QWidget):
     def refresh(self) -> None:
         statuses = self.feed.alarms.statuses()
         self._update_machines(statuses)
+        selected = self.selected_names()
+        before = self.model.rowCount()
         self.model.refresh(statuses)
+        if selected and (self.model.rowCount() != before or self.selected_names() != selected):
+            self.select(selected)
         counts = self.feed.alarms.counts()
         self.count_label.setText(
             f"{self.model.rowCount()} shown   {counts.unacknowledged} unacknowledged   {counts.shelved} shelved"

@@ -60,7 +60,7 @@ BROKEN = {
             "alarms[0].condition: Input should be 'hi', 'hihi', 'lo', 'lolo', 'deviation', 'rate', 'discrete', "
             "'bad_quality' or 'comm_loss'"
         ],
-    ),  # fmt: skip
+    ),
     "unknown priority": (
         HI.replace('"high"', '"critical"'),
         ["alarms[0].priority: Input should be 'urgent', 'high', 'medium' or 'low'"],
@@ -91,21 +91,21 @@ BROKEN = {
             "alarms[1].condition: cnc01.speed has a hi alarm already (alarms[0])",
             "alarms[1]: alarm 'cnc01.speed.hi' is defined twice (also alarms[0]); give one a `name`",
         ][::-1],
-    ),  # fmt: skip
+    ),
     "bad message field": (
         HI.replace("{value:.1f}", "{valu}"),
         [
             "alarms[0].message: unknown field {valu} in the message (known: limit, machine, name, priority, setpoint, "
             "tag, unit, value)"
         ],
-    ),  # fmt: skip
+    ),
     "suppression expression with a call": (
         HI + "suppress_when = \"__import__('os')\"\n",
         [
             "alarms[0].suppress_when: \"__import__('os')\" is not allowed: use tag names, numbers, comparisons, "
             "and, or, not"
         ],
-    ),  # fmt: skip
+    ),
     "suppression on an unknown tag": (
         HI + 'suppress_when = "cnc01.spindle < 10"\n',
         ["alarms[0].suppress_when: unknown tag 'cnc01.spindle'"],

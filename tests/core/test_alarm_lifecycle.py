@@ -27,7 +27,7 @@ DEFS = [
     AlarmDefinition("m1.temp.hi", "m1.temp", Condition.HI, Priority.HIGH, limit=80, deadband=2, on_delay_s=1.0),
     AlarmDefinition(
         "m1.temp.hihi", "m1.temp", Condition.HIHI, Priority.URGENT, limit=90, latching=True, off_delay_s=2.0
-    ),  # fmt: skip
+    ),
     AlarmDefinition(
         "m1.temp.lo",
         "m1.temp",
@@ -37,10 +37,10 @@ DEFS = [
         deadband=1,
         suppress_when="m1.run < 1",
         comment_required=True,
-    ),  # fmt: skip
+    ),
     AlarmDefinition(
         "m1.temp.bad_quality", "m1.temp", Condition.BAD_QUALITY, Priority.MEDIUM, chatter_count=3, chatter_window_s=20
-    ),  # fmt: skip
+    ),
 ]
 NAMES = [d.name for d in DEFS]
 UNACK = {"UNACK_ACTIVE", "UNACK_RTN"}

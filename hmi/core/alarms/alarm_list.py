@@ -44,6 +44,7 @@ class AlarmList:
         self.max_shelve_s = 8 * 3600.0
         self.needs_snapshot = True
         self.events_applied = 0
+        self._counts: tuple[int, Counts] | None = None
 
     # -- input (IPC thread) -----------------------------------------------------------------
 
@@ -118,8 +119,19 @@ class AlarmList:
             return out
 
     def counts(self) -> Counts:
+        """Counts for the banner and the panel; computed once per version of the list."""
         with self._lock:
+            version = self.version
+            if self._counts is not None and self._counts[0] == version:
+                return self._counts[1]
             statuses = list(self._alarms.values())
+        counts = self._count(statuses)
+        with self._lock:
+            self._counts = (version, counts)
+        return counts
+
+    @staticmethod
+    def _count(statuses: list[AlarmStatus]) -> Counts:
         unack = [s for s in statuses if s.unacknowledged]
         latest = max(unack, key=lambda s: (s.since_ns, s.changed_ns), default=None)
         return Counts(

@@ -76,6 +76,8 @@ class AlarmSettings:
 
 class _Alarm:
     __slots__ = (
+        "_armed",
+        "_tripped",
         "acked",
         "chatter",
         "chattering",
@@ -87,8 +89,6 @@ class _Alarm:
         "hist_t",
         "hist_v",
         "index",
-        "_armed",
-        "_tripped",
         "last",
         "latched",
         "message",
