@@ -24,6 +24,7 @@ from hmi.core.events import Event, EventCategory
 from hmi.core.quality import Quality
 from hmi.core.samples import SampleBatch
 from hmi.core.tags import TagSpec
+from hmi.historian.writer import HistorianWriter
 from hmi.ipc.publisher import IpcPublisher
 from hmi.security.audit import AuditError, AuditTrail
 from hmi.security.sessions import LoginThrottle, Sessions
@@ -81,6 +82,9 @@ class Runtime:
         # Configured tags take the first ids, in file order, so ids are stable per project.
         self.bus.register(project.tag_specs())
         self.counter = SampleCounter(self.bus)
+        # Every sample and event on the bus is recorded ([historian], [[shifts]], tags.*.history).
+        self.historian = HistorianWriter.from_project(project, self.bus.registry)
+        self.historian.attach(self.bus)
         self.sources = [
             OpcUaSource(name, conn, project.tags_of_connection(name), self.bus)
             for name, conn in project.connections.items()
@@ -129,12 +133,19 @@ class Runtime:
                     "flood": self.alarms.engine.flood(),
                     "transitions": self.alarms.engine.transitions,
                 },
+                "historian": {
+                    "queue_depth": self.historian.queue_depth,
+                    "written": self.historian.stats.written,
+                    "not_kept": self.historian.stats.not_kept,
+                    "last_error": self.historian.stats.last_error,
+                },
             }
         return {"ok": False, "error": f"unknown command {name!r}"}
 
     async def run(self, stop: asyncio.Event | None = None, duration_s: float | None = None) -> None:
         stop = stop or asyncio.Event()
         self._loop = asyncio.get_running_loop()
+        self.historian.start()
         if self.publisher is not None:
             self.publisher.start()
             log.info(
@@ -156,6 +167,8 @@ class Runtime:
         finally:
             stop.set()
             await asyncio.gather(*tasks, status_task, return_exceptions=True)
+            # Flush after the sources stopped (their last COMM_LOST marks are recorded too).
+            await asyncio.to_thread(self.historian.close)
             if self.publisher is not None:
                 self.publisher.stop()
             self.alarms.close()

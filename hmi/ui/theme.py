@@ -34,6 +34,8 @@ BANNER_BAD = ALARM_URGENT
 ALARM_COLOURS = {4: ALARM_URGENT, 3: ALARM_HIGH, 2: ALARM_MEDIUM, 1: ALARM_LOW}  # by Priority value
 ALARM_TEXT_ON = {4: "#ffffff", 3: "#1e1e1e", 2: "#1e1e1e", 1: "#ffffff"}
 ALARM_SHELVED = "#9a9a9a"
+# Playback must never be mistaken for live: a colour no live state uses.
+PLAYBACK = "#2b4f8a"
 
 # Trend pens: dark, muted, told apart by hue and by their axis colour.
 PEN_COLOURS = ("#1f4e79", "#8a4b08", "#2e6b30", "#5b2c6f", "#3d3d3d", "#7a6a10", "#1d6b6b", "#7a1f3d")
@@ -74,5 +76,7 @@ def apply_theme(app: QApplication) -> None:
         QLabel#banner[state="ok"] {{ color: {TEXT_DIM}; padding: 2px 8px; }}
         QLabel#flood {{ background: {ALARM_HIGH}; color: {TEXT}; font-weight: bold; padding: 2px 8px; }}
         QFrame#alarmBanner {{ background: {PANEL}; border: 1px solid {GRID}; }}
+        QLabel#banner[state="playback"] {{ background: {PLAYBACK}; color: white; font-weight: bold;
+                                          padding: 2px 8px; }}
         """
     )
