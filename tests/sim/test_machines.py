@@ -28,6 +28,16 @@ def run(machine: MachineSim, seconds: float, dt: float = 0.1) -> dict[str, np.nd
     return {name: np.array([row[name] for row in rows]) for name in rows[0]}
 
 
+def before_and_after(
+    machine: MachineSim, fault: str, before_s: float, settle_s: float, after_s: float
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Readings for `before_s`, then (fault injected, `settle_s` skipped) for `after_s`."""
+    before = run(machine, before_s)
+    machine.inject_fault(fault)
+    run(machine, settle_s)
+    return before, run(machine, after_s)
+
+
 def make(machine_id: str, seed: int = 1) -> MachineSim:
     return MACHINE_TYPES[machine_id](machine_id, seed)
 
@@ -289,11 +299,7 @@ def test_conveyor_speed_setpoint_and_items() -> None:
 
 def test_conveyor_belt_slip_slows_and_shakes_the_belt() -> None:
     """belt_slip drops the belt speed about 10 % below the drive and makes it jitter."""
-    conveyor = Conveyor()
-    before = run(conveyor, 60)
-    conveyor.inject_fault("belt_slip")
-    run(conveyor, 30)
-    after = run(conveyor, 60)
+    before, after = before_and_after(Conveyor(), "belt_slip", 60, 30, 60)
     assert after["belt_speed"].mean() < 0.92 * before["belt_speed"].mean()
     assert after["belt_speed"].std() > 5 * before["belt_speed"].std()
     assert after["motor_load"].mean() < before["motor_load"].mean()
@@ -381,11 +387,7 @@ def test_pump_bearing_wear_triples_vibration_within_ten_minutes() -> None:
 
 def test_pump_cavitation_makes_pressure_noisy_and_flow_drop() -> None:
     """cavitation: discharge pressure noise grows tenfold, flow drops ~10 %, suction pressure falls."""
-    pump = CentrifugalPump()
-    healthy = run(pump, 20)
-    pump.inject_fault("cavitation")
-    run(pump, 40)
-    sick = run(pump, 20)
+    healthy, sick = before_and_after(CentrifugalPump(), "cavitation", 20, 40, 20)
     assert sick["discharge_pressure"].std() > 10 * healthy["discharge_pressure"].std()
     assert sick["flow"].mean() < 0.93 * healthy["flow"].mean()
     assert sick["suction_pressure"].mean() < healthy["suction_pressure"].mean() - 1.0
