@@ -16,6 +16,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from asyncua import Client, ua
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -23,10 +24,11 @@ from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hmi.sim.mqtt_publisher import MqttOptions, PlantMqttPublisher
+from hmi.sim.opcua_server import NAMESPACE_URI, OpcUaSecurity, PlantOpcUaServer
 from hmi.sim.plant import MACHINE_TYPES, Plant
 from hmi.sim.runner import PlantRunner
 from tests.conftest import mosquitto_binary
-from tests.helpers import free_port, hmi_process, stop_process, wait_for_port, wait_until
+from tests.helpers import free_port, hmi_process, run_async, stop_process, wait_for_port, wait_until
 
 
 class Collector:
@@ -72,11 +74,14 @@ class Collector:
 
 
 class SimThread:
-    """A PlantRunner with MQTT only, on its own asyncio loop in a thread."""
+    """A PlantRunner with MQTT (and OPC UA when given) on its own asyncio loop in a thread."""
 
-    def __init__(self, plant: Plant, options: MqttOptions, rate_hz: float = 10.0) -> None:
+    def __init__(
+        self, plant: Plant, options: MqttOptions, rate_hz: float = 10.0, opcua: PlantOpcUaServer | None = None
+    ) -> None:
         self.publisher = PlantMqttPublisher(plant, options)
-        self.runner = PlantRunner(plant, rate_hz, 1.0, mqtt=self.publisher)
+        self.opcua = opcua
+        self.runner = PlantRunner(plant, rate_hz, 1.0, mqtt=self.publisher, opcua=opcua)
         self._loop = asyncio.new_event_loop()
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._main(),), daemon=True)
@@ -87,6 +92,8 @@ class SimThread:
 
     def start(self) -> SimThread:
         self._thread.start()
+        if self.opcua is not None:
+            wait_for_port(self.opcua.port)
         wait_until(lambda: self.publisher.connected_count() == len(self.publisher.clients), 10, message="connected")
         return self
 
@@ -199,6 +206,44 @@ def test_commands_change_setpoints_and_faults(mosquitto: tuple[str, int], mqtt_s
         wait_until(lambda: mqtt_sim.runner.plant.machines["pump01"].setpoint == 2950.0, 10, message="reset")
     finally:
         collector.close()
+
+
+def test_both_protocols_share_one_plant(mosquitto: tuple[str, int]) -> None:
+    """With OPC UA and MQTT served together, a fault injected over OPC UA is announced on MQTT and a setpoint
+    set over MQTT is what OPC UA clients read."""
+    host, port = mosquitto
+    plant = Plant(["pump01"])
+    opcua = PlantOpcUaServer(plant, port=free_port(), security=OpcUaSecurity(policies="none"))
+    sim = SimThread(plant, MqttOptions(host, port), opcua=opcua).start()
+    collector = Collector(host, port)
+
+    async def over_opcua() -> float:
+        client = Client(opcua.endpoint, timeout=10)
+        await client.connect()
+        try:
+            ns = await client.get_namespace_index(NAMESPACE_URI)
+            pump = client.get_node(ua.NodeId("Plant/pump01", ns))
+            await pump.call_method(ua.NodeId("Plant/pump01/InjectFault", ns), "undervoltage")
+            collector.publish(
+                "factory/pump01/command", json.dumps({"command": "set", "signal": "speed_setpoint", "value": 2222})
+            )
+            setpoint = client.get_node(ua.NodeId("Plant/pump01/speed_setpoint", ns))
+            for _ in range(50):
+                if await setpoint.read_value() == 2222.0:
+                    break
+                await asyncio.sleep(0.1)
+            return float(await setpoint.read_value())
+        finally:
+            await client.disconnect()
+
+    try:
+        assert run_async(over_opcua()) == 2222.0
+        wait_until(lambda: len(collector.json("factory/pump01/events")) >= 2, 10, message="both events on MQTT")
+        events = [(e["event"], e["origin"]) for e in collector.json("factory/pump01/events")]
+        assert events == [("fault_injected", "opcua"), ("setpoint_changed", "mqtt")]
+    finally:
+        collector.close()
+        sim.stop()
 
 
 def test_killed_simulator_goes_offline_through_the_last_will(mosquitto: tuple[str, int]) -> None:
