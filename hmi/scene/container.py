@@ -22,6 +22,8 @@ from hmi.scene.report import Issue, Severity
 MAX_JSON_DEPTH = 64
 
 _WHITESPACE = b" \t\r\n"
+_JSON_TYPE_NAMES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+_JSON_TYPE_NAMES[type(None)] = "null"
 
 
 @dataclass
@@ -171,7 +173,8 @@ def parse_json(raw: bytes, issues: IssueList) -> dict[str, Any] | None:
         issues.error("INVALID_JSON", f"invalid JSON: {exc}")
         return None
     if not isinstance(document, dict):
-        issues.error("INVALID_JSON", f"the JSON is a {type(document).__name__}, not an object")
+        kind = _JSON_TYPE_NAMES.get(type(document), type(document).__name__)
+        issues.error("INVALID_JSON", f"the JSON is {kind}, not an object")
         return None
     depth = json_depth(document)
     if depth > MAX_JSON_DEPTH:

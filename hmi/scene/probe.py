@@ -63,8 +63,9 @@ class ModelCheck:
 
     @property
     def message(self) -> str:
-        if not self.checked.report.ok:
-            return self.checked.report.headline()
+        report = self.checked.report
+        if not report.ok:
+            return report.headline() if report.unsupported else f"invalid model file: {report.headline()}"
         if self.probe is not None and not self.probe.ok:
             return self.probe.message
         return "OK"

@@ -158,3 +158,43 @@ class ModelReport:
         for issue in data["issues"]:
             issue["severity"] = Severity(issue["severity"]).name.lower()
         return data
+
+
+def describe(report: ModelReport) -> list[str]:
+    """`hmi model-info` text: the verdict, the model's figures and its node tree."""
+    lines: list[str] = []
+    summary = report.summary
+    if not report.ok:
+        lines.append(f"{report.source}: INVALID: {report.headline()}")
+        if len(report.errors) > 1:
+            lines += [f"  {issue}" for issue in report.errors]
+    else:
+        assert summary is not None
+        generator = f" ({summary.generator})" if summary.generator else ""
+        lines.append(
+            f"{report.source}: OK: glTF 2.0{generator}, {summary.triangles:,} triangles, "
+            f"{summary.expected_actors} drawn part(s), {len(summary.nodes)} node(s), "
+            f"{len(summary.animations)} animation(s), {summary.textures} texture(s), {report.size:,} bytes"
+        )
+    lines += [f"  {issue}" for issue in report.warnings]
+    if summary is None:
+        return lines
+    for anim in summary.animations:
+        lines.append(f"  animation {anim.name or '(unnamed)'}: {anim.channels} channel(s), {anim.duration_s:.2f} s")
+    if summary.extensions_used:
+        lines.append(f"  extensions: {', '.join(summary.extensions_used)}")
+    lines.append(f"scene {summary.scene} (glTF name, then VTK's name where it differs):")
+    for node in summary.walk():
+        shown = repr(node.name) if node.name != node.name.strip() else node.name
+        text = "  " * (node.depth + 1) + (shown if node.name else f"(unnamed node {node.index})")
+        if node.vtk_name != node.name:
+            text += f"  -> VTK: {node.vtk_name}"
+        if node.mesh is not None:
+            text += f"  [{node.triangles:,} triangles, {node.primitives} primitive(s)]"
+        if node.skinned:
+            text += "  [skinned]"
+        lines.append(text)
+    outside = [n for n in summary.nodes if not n.in_scene]
+    if outside:
+        lines.append(f"  ({len(outside)} node(s) outside the shown scene)")
+    return lines

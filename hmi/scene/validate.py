@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 import math
 import re
 import urllib.parse
@@ -62,6 +63,8 @@ TOP_LEVEL_ARRAYS = (
     "skins",
     "textures",
 )
+log = logging.getLogger(__name__)
+
 _DATA_URI = re.compile(r"^data:(?P<mime>[^;,]*)(?P<params>(;[^;,]*)*?),(?P<data>.*)$", re.DOTALL)
 
 
@@ -120,7 +123,12 @@ def validate_bytes(data: bytes, source: str = "<memory>", limits: Limits = Limit
     unsupported: tuple[str, ...] = ()
     if container.document is not None and not issues_have_errors(issues):
         checker = _Checker(container.document, container.binary, container.is_glb, issues, limits)
-        summary = checker.run()
+        try:
+            summary = checker.run()
+        except Exception as exc:  # a shape no check foresaw: refuse the file, never pass it on
+            log.exception("the GLB validator failed on %s", source)
+            issues.error("VALIDATOR_ERROR", f"the file has a structure the validator cannot follow ({exc!r:.80})")
+            summary = None
         unsupported = tuple(checker.unsupported)
     report = ModelReport(source, len(data), digest, tuple(issues), summary, unsupported)
     payload = data[: container.end] if report.ok else None
@@ -201,6 +209,7 @@ class _Checker:
         if not self._asset() or not self._arrays():
             return None
         self._extensions()
+        self._vtk_drops()
         self._buffers()
         self._buffer_views()
         self._accessors()
@@ -213,6 +222,63 @@ class _Checker:
         if nodes is None or issues_have_errors(self.issues):
             return None
         return self._summary(nodes, meshes, animations)
+
+    def _vtk_drops(self) -> None:
+        """Elements vtkGLTFDocumentLoader 9.7 silently skips while loading its arrays. A
+        skipped element shifts every later index, so references that looked valid then
+        point past the end, and VTK crashes. Some are valid glTF (an empty scene or
+        texture object, a sparse accessor relying on the default byteOffset); all are
+        refused here, each with the reason."""
+
+        def dropped(kind: str, i: int, why: str) -> None:
+            self.error("VTK_WOULD_SKIP", f"{kind} {i} {why}; the 3D view cannot load it safely", f"/{kind}s/{i}")
+
+        for i, acc in enumerate(self.arrays["accessors"]):
+            comps = TYPE_COMPONENTS.get(acc.get("type")) if isinstance(acc.get("type"), str) else None
+            if comps is not None and "min" in acc and "max" in acc:
+                for key in ("min", "max"):
+                    value = acc[key]
+                    if not isinstance(value, list) or len(value) != comps or not all(_is_number(v) for v in value):
+                        dropped("accessor", i, f"has a '{key}' that is not {comps} number(s)")
+            sparse = acc.get("sparse")
+            if isinstance(sparse, dict):
+                for part in ("indices", "values"):
+                    obj = sparse.get(part)
+                    if isinstance(obj, dict) and not _is_index(obj.get("byteOffset")):
+                        dropped("accessor", i, f"has sparse {part} without an explicit byteOffset")
+        for i, view in enumerate(self.arrays["bufferViews"]):
+            target = view.get("target")
+            if target is not None and target not in (34962, 34963):
+                dropped("bufferView", i, f"has target {target!r:.20} (only 34962 or 34963)")
+        for i, camera in enumerate(self.arrays["cameras"]):
+            why = _camera_problem(camera)
+            if why:
+                dropped("camera", i, why)
+        for i, image in enumerate(self.arrays["images"]):
+            mime = image.get("mimeType")
+            if not image:
+                dropped("image", i, "is empty")
+            elif mime is not None and mime not in ("image/png", "image/jpeg"):
+                dropped("image", i, f"has type {mime!r:.30} (only PNG and JPEG)")
+            elif "bufferView" not in image and not isinstance(image.get("uri"), str):
+                dropped("image", i, "has neither a bufferView nor a uri")
+        for i, node in enumerate(self.arrays["nodes"]):
+            if "matrix" in node and isinstance(node["matrix"], list) and node.get("skin") is not None:
+                dropped("node", i, "has both a matrix and a skin")
+        for kind in ("scene", "texture"):
+            for i, obj in enumerate(self.arrays[kind + "s"]):
+                if not obj:
+                    dropped(kind, i, "is an empty object")
+        ext = self.doc.get("extensions")
+        lights = ext.get("KHR_lights_punctual") if isinstance(ext, dict) else None
+        if isinstance(lights, dict):
+            entries = lights.get("lights", [])
+            for i, light in enumerate(entries if isinstance(entries, list) else []):
+                kind = light.get("type") if isinstance(light, dict) else None
+                if kind not in ("directional", "point", "spot") or (
+                    kind == "spot" and not isinstance(light.get("spot"), dict)
+                ):
+                    dropped("light", i, "has no valid type (directional, point or spot with a spot object)")
 
     def _asset(self) -> bool:
         asset = self.doc.get("asset")
@@ -311,6 +377,13 @@ class _Checker:
                 self.error("TYPE_MISMATCH", "buffer uri must be a string", f"{where}/uri")
             elif uri.startswith("data:"):
                 data = self._data_uri(uri, f"{where}/uri", ("application/octet-stream", "application/gltf-buffer"))
+                # The view hands VTK a memory stream with no URI loader, so nothing outside
+                # the checked bytes can ever be read; the price is that URI buffers fail.
+                self.warning(
+                    "DATA_URI_NOT_LOADED",
+                    f"buffer {i} is a data: URI, which the 3D view does not load (embed it in the GLB's BIN chunk)",
+                    f"{where}/uri",
+                )
                 if data is not None and len(data) < length:
                     self.error(
                         "BUFFER_BYTE_LENGTH_MISMATCH",
@@ -379,10 +452,10 @@ class _Checker:
         where = f"/accessors/{i}"
         component = acc.get("componentType")
         kind = acc.get("type")
-        if component not in COMPONENT_SIZE:
+        if not _is_index(component) or component not in COMPONENT_SIZE:
             self.error("INVALID_VALUE", f"accessor {i} has an invalid componentType {component!r:.20}", where)
             return False
-        if kind not in TYPE_COMPONENTS:
+        if not isinstance(kind, str) or kind not in TYPE_COMPONENTS:
             self.error("INVALID_VALUE", f"accessor {i} has an invalid type {kind!r:.20}", where)
             return False
         count = self.integer(acc, "count", where, None, minimum=1)
@@ -424,8 +497,10 @@ class _Checker:
             if self.buffer_data[view_obj["buffer"]] is None and not view_obj.get("extensions"):
                 self.error("BUFFER_NO_DATA", f"accessor {i} reads a buffer that holds no data", where)
                 return False
-        elif offset:
-            self.error("INVALID_VALUE", f"accessor {i} has a byteOffset but no bufferView", where)
+        else:
+            # All-zero (or sparse-only) data: valid glTF, but vtkGLTFImporter 9.7 reads it
+            # from a buffer that does not exist and crashes (found by fuzzing).
+            self.error("VTK_UNSUPPORTED", f"accessor {i} has no bufferView, which VTK cannot read", where)
             return False
         sparse = acc.get("sparse")
         if sparse is not None:
@@ -587,7 +662,9 @@ class _Checker:
         for t, target in enumerate(targets):
             for name, value in target.items():
                 acc = self.index(value, "accessors", f"{where}/targets/{t}/{name}")
-                if acc is not None and counts and self.accessor_count(acc) != next(iter(counts.values())):
+                if acc is None or not self.accessor_ok[acc]:
+                    continue
+                if counts and self.accessor_count(acc) != next(iter(counts.values())):
                     self.error(
                         "MESH_PRIMITIVE_MORPH_TARGET_INVALID_ATTRIBUTE_COUNT", "morph target count differs", where
                     )
@@ -816,7 +893,7 @@ class _Checker:
                     continue
                 node = self.index(target.get("node"), "nodes", f"{cw}/target/node", required=False)
                 path = target.get("path")
-                if path not in ANIMATION_PATHS:
+                if not isinstance(path, str) or path not in ANIMATION_PATHS:
                     self.warning("ANIMATION_CHANNEL_PATH", f"animation {a}: unknown target path {path!r:.30}", cw)
                     continue
                 duration = max(duration, self._sampler(samplers[sampler], path, node, f"{where}/samplers/{sampler}"))
@@ -843,6 +920,10 @@ class _Checker:
         elif TYPE_COMPONENTS[out_acc["type"]] != ANIMATION_PATHS[path]:
             self.error("INVALID_VALUE", f"animation output for {path} has type {out_acc['type']}", where)
             return 0.0
+        if not isinstance(in_acc.get("max"), list):
+            self.warning(
+                "ANIMATION_INPUT_NO_MAX", "an animation input accessor has no max; VTK skips the animation", where
+            )
         expected = in_acc["count"] * per_key
         if out_acc["count"] != expected:
             self.error(
@@ -899,6 +980,20 @@ class _Checker:
             n = stack.pop()
             in_scene[n] = True
             stack.extend(self.arrays["nodes"][n].get("children", []))
+        # VTK computes world transforms only for the shown scene's nodes; a skin with a
+        # joint elsewhere makes its joint matrices dereference nothing (found by fuzzing).
+        for i, node in enumerate(self.arrays["nodes"]):
+            if in_scene[i] and node.get("skin") is not None and node.get("mesh") is not None:
+                joints = self.arrays["skins"][node["skin"]]["joints"]
+                outside = [j for j in joints if not in_scene[j]]
+                if outside:
+                    self.error(
+                        "VTK_UNSUPPORTED",
+                        f"node {i}'s skin uses joint node {outside[0]}, which is outside the shown scene",
+                        f"/nodes/{i}/skin",
+                    )
+        if issues_have_errors(self.issues):
+            return None
         depth = self._depths([p for p, _ in nodes])
         infos = []
         triangles = vertices = actors = 0
@@ -955,6 +1050,25 @@ class _Checker:
             extensions_required=tuple(self.doc.get("extensionsRequired", [])),
             expected_actors=actors,
         )
+
+
+def _camera_problem(camera: dict[str, Any]) -> str:
+    """Why VTK would skip this camera, or ''."""
+    kind = camera.get("type")
+    if kind not in ("perspective", "orthographic"):
+        return "has no valid type (perspective or orthographic)"
+    params = camera.get(kind)
+    if not isinstance(params, dict) or not _is_number(params.get("znear")):
+        return f"has no {kind}.znear"
+    if kind == "orthographic":
+        if not all(_is_number(params.get(k)) for k in ("zfar", "xmag", "ymag")):
+            return "needs orthographic zfar, xmag and ymag"
+    else:
+        if not _is_number(params.get("yfov")) or params["yfov"] <= 0:
+            return "needs a positive perspective.yfov"
+        if "aspectRatio" in params and (not _is_number(params["aspectRatio"]) or params["aspectRatio"] <= 0):
+            return "has a non-positive aspectRatio"
+    return ""
 
 
 def element_size(component: int, kind: str) -> int:

@@ -422,6 +422,9 @@ class SceneView(QWidget):
             return
         summary = result.checked.report.summary
         assert summary is not None and result.checked.data is not None
+        if summary.expected_actors == 0:
+            self._fail(scene, "the model contains nothing to draw")
+            return
         try:
             imported = import_glb(result.checked.data, scene.renderer, summary)
         except Exception as exc:
