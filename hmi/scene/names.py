@@ -25,4 +25,9 @@ def make_valid_node_name(name: str) -> str:
 
 
 def vtk_node_name(name: str, index: int) -> str:
-    return f"node_{index}" if name == "" else make_valid_node_name(name)
+    if name == "":
+        return f"node_{index}"
+    # VTK passes the name on as a C string: it ends at the first NUL, and what is left may
+    # be empty (VTK then logs an error and names the node "").
+    c_string = name.split("\0", 1)[0]
+    return make_valid_node_name(c_string) if c_string else ""

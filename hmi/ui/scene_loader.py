@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (the importer needs real OpenGL classes)
 from vtkmodules.vtkCommonCore import vtkOutputWindow, vtkStringOutputWindow
 from vtkmodules.vtkCommonDataModel import vtkDataAssembly
 from vtkmodules.vtkIOCore import vtkMemoryResourceStream

@@ -36,7 +36,7 @@ import vtkmodules.vtkRenderingFreeType  # registers text rendering
 import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (the OpenGL back end)
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QHideEvent, QImage, QShowEvent
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 from vtkmodules.util.numpy_support import vtk_to_numpy
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
@@ -168,6 +168,9 @@ class SceneView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.vtk_widget = QVTKRenderWindowInteractor(self)
+        # It closes itself when its parent is destroyed, when its Python side may already be
+        # gone (a RecursionError in its __getattr__); shutdown() finalizes it instead.
+        self.destroyed.disconnect(self.vtk_widget.close)
         layout.addWidget(self.vtk_widget)
         self.render_window = self.vtk_widget.GetRenderWindow()
         self.render_window.SetMultiSamples(0)  # MSAA doubles the cost on a software renderer
@@ -178,8 +181,10 @@ class SceneView(QWidget):
         self.interactor.SetInteractorStyle(self._style)
         self.interactor.EnableRenderOff()
         self.interactor.AddObserver("RenderEvent", self._on_interactor_render)
-        self.interactor.AddObserver("LeftButtonPressEvent", self._on_left_press, 1.0)
-        self.interactor.AddObserver("LeftButtonReleaseEvent", self._on_left_release, 1.0)
+        # On the style, not the interactor: while rotating, the style holds the interactor's
+        # event focus and observers there would miss the button release.
+        self._style.AddObserver("LeftButtonPressEvent", self._on_left_press)
+        self._style.AddObserver("LeftButtonReleaseEvent", self._on_left_release)
         self.vtk_widget.Initialize()
         self.render_window.SetNumberOfLayers(2)
         self._empty = self._new_layers()
@@ -191,6 +196,9 @@ class SceneView(QWidget):
         self._timer = QTimer(self)
         self._timer.timeout.connect(self._on_frame_timer)
         self.set_max_fps(max_fps)
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
 
     # -- public API ---------------------------------------------------------------------------------
 
@@ -425,12 +433,20 @@ class SceneView(QWidget):
         if summary.expected_actors == 0:
             self._fail(scene, "the model contains nothing to draw")
             return
+        # The importer gives the renderer a private window for a moment; a renderer the
+        # shown window still holds would be left without one and crash the next render.
+        shown = scene.machine == self._current
+        if shown:
+            self._detach((scene.renderer, scene.annotations))
         try:
             imported = import_glb(result.checked.data, scene.renderer, summary)
         except Exception as exc:
             log.exception("importing %s failed", scene.model_path)
             self._fail(scene, f"the model could not be imported: {exc}")
             return
+        finally:
+            if shown:
+                self._attach((scene.renderer, scene.annotations))
         if summary.expected_actors and imported.actor_count == 0:
             self._fail(scene, "VTK imported nothing from this model")
             return
@@ -462,6 +478,9 @@ class SceneView(QWidget):
             if not actors:
                 continue
             matrix = vtkMatrix4x4()
+            imported = actors[0].GetUserMatrix()
+            if imported is not None:
+                matrix.DeepCopy(imported)
             for actor in actors:
                 actor.SetUserMatrix(matrix)  # one matrix per node, shared by its primitives
             scene.node_matrices[node] = matrix
@@ -481,8 +500,9 @@ class SceneView(QWidget):
             log.warning("%s: %s", scene.machine, text)
         scene.state = "ready"
         scene.message = "OK"
-        scene.style_dirty = True
         scene.raw.clear()
+        scene.style_dirty = True
+        self._update_scene(scene)  # the current pose first: the camera fits what is shown
         self._apply_preset(scene, next(iter(scene.presets.values())))
         if scene.machine == self._current:
             self._dirty = True
@@ -693,8 +713,10 @@ class SceneView(QWidget):
 
     def _on_left_press(self, obj: Any, event: str) -> None:
         self._press_pos = self.interactor.GetEventPosition()
+        self._style.OnLeftButtonDown()  # an observer replaces the style's own handler
 
     def _on_left_release(self, obj: Any, event: str) -> None:
+        self._style.OnLeftButtonUp()
         if self._press_pos is None:
             return
         x, y = self.interactor.GetEventPosition()
