@@ -44,8 +44,8 @@ from vtkmodules.vtkFiltersSources import vtkCubeSource
 from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
 from vtkmodules.vtkRenderingCore import (
     vtkActor,
-    vtkBillboardTextActor3D,
     vtkCellPicker,
+    vtkCoordinate,
     vtkLightKit,
     vtkPolyDataMapper,
     vtkRenderer,
@@ -66,6 +66,8 @@ from hmi.ui.scene_loader import ImportedModel, import_glb
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_FPS = 30.0
+LABEL_TEXT_HZ = 5.0  # a value label readable by a person changes a few times a second, not 30
+LABEL_OFFSET_PX = 10
 KEY_LIGHT_INTENSITY = 2.2  # glTF materials are PBR; without image-based light they need more light
 PRESET_DIRECTIONS = {  # world is Y up; the demo models face +Z
     "Iso": (1.0, 0.75, 1.3),
@@ -106,7 +108,6 @@ class _Machine:
     model_path: Path | None
     bindings: list[BindingConfig]
     renderer: vtkRenderer
-    annotations: vtkRenderer  # layer 1, same camera: labels and text stay on top of the model
     generation: int
     state: str = "loading"  # loading | ready | failed | empty
     message: str = ""
@@ -125,7 +126,10 @@ class _Machine:
     original_colours: dict[int, tuple[float, float, float]] = field(default_factory=dict)  # id(actor) -> rgb
     applied_colours: dict[int, tuple[float, float, float] | None] = field(default_factory=dict)
     applied_visible: dict[int, bool] = field(default_factory=dict)
-    labels: dict[int, vtkBillboardTextActor3D] = field(default_factory=dict)
+    labels: dict[int, vtkTextActor] = field(default_factory=dict)  # 2D overlay: never hidden by the model
+    label_anchors: dict[int, vtkCoordinate] = field(default_factory=dict)
+    label_text_due: float = 0.0  # label texts change at most LABEL_TEXT_HZ times a second
+    label_pending: bool = False  # a newer value waits for the next text refresh
     actor_node: dict[int, int] = field(default_factory=dict)  # id(actor) -> glTF node
     overlay: vtkTextActor | None = None  # loading text, or the failure's title
     message_actor: vtkTextActor | None = None  # the failure's explanation
@@ -186,10 +190,9 @@ class SceneView(QWidget):
         self._style.AddObserver("LeftButtonPressEvent", self._on_left_press)
         self._style.AddObserver("LeftButtonReleaseEvent", self._on_left_release)
         self.vtk_widget.Initialize()
-        self.render_window.SetNumberOfLayers(2)
-        self._empty = self._new_layers()
-        self._add_text(self._empty[1], "No machine selected", (0.5, 0.5), 14, centred=True)
-        self._attach(self._empty)
+        self._empty_renderer = self._new_renderer()
+        self._add_text(self._empty_renderer, "No machine selected", (0.5, 0.5), 14, centred=True)
+        self.render_window.AddRenderer(self._empty_renderer)
         self._picker = vtkCellPicker()
         self._picker.SetTolerance(0.0005)
 
@@ -237,7 +240,7 @@ class SceneView(QWidget):
             label or machine,
             path,
             [b for b in bindings if b.machine == machine],
-            *self._new_layers(),
+            self._new_renderer(),
             self._generation,
         )
         for camera in cameras:
@@ -251,7 +254,7 @@ class SceneView(QWidget):
         if path is None:
             self._fail(scene, "no 3D model is configured for this machine", state="empty")
         else:
-            scene.overlay = self._add_text(scene.annotations, f"Loading 3D model {path.name} …", (0.5, 0.5), 14, True)
+            scene.overlay = self._add_text(scene.renderer, f"Loading 3D model {path.name} …", (0.5, 0.5), 14, True)
             self._executor.submit(self._check_worker, machine, scene.generation, path)
         if self._current is None:
             self.show_machine(machine)
@@ -261,8 +264,8 @@ class SceneView(QWidget):
         if self._current == machine:
             return
         current = self._machines.get(self._current) if self._current else None
-        self._detach((current.renderer, current.annotations) if current else self._empty)
-        self._attach((scene.renderer, scene.annotations))
+        self.render_window.RemoveRenderer(current.renderer if current else self._empty_renderer)
+        self.render_window.AddRenderer(scene.renderer)
         self.interactor.GetInteractorStyle().SetDefaultRenderer(scene.renderer)
         self._current = machine
         scene.style_dirty = True
@@ -437,7 +440,7 @@ class SceneView(QWidget):
         # shown window still holds would be left without one and crash the next render.
         shown = scene.machine == self._current
         if shown:
-            self._detach((scene.renderer, scene.annotations))
+            self.render_window.RemoveRenderer(scene.renderer)
         try:
             imported = import_glb(result.checked.data, scene.renderer, summary)
         except Exception as exc:
@@ -446,7 +449,7 @@ class SceneView(QWidget):
             return
         finally:
             if shown:
-                self._attach((scene.renderer, scene.annotations))
+                self.render_window.AddRenderer(scene.renderer)
         if summary.expected_actors and imported.actor_count == 0:
             self._fail(scene, "VTK imported nothing from this model")
             return
@@ -465,7 +468,7 @@ class SceneView(QWidget):
     def _prepare(self, scene: _Machine, summary: Any) -> None:
         assert scene.imported is not None
         if scene.overlay is not None:
-            scene.annotations.RemoveViewProp(scene.overlay)
+            scene.renderer.RemoveViewProp(scene.overlay)
             scene.overlay = None
         for node, actors in scene.imported.node_actors.items():
             for actor in actors:
@@ -489,13 +492,13 @@ class SceneView(QWidget):
                 scene.original_colours[id(actor)] = tuple(actor.GetProperty().GetColor())  # type: ignore[assignment]
         for i, binding in enumerate(animator.bindings):
             if binding.label is not None:
-                scene.labels[i] = self._new_label(scene.annotations)
-        scene.pick = self._add_text(scene.annotations, "", (0.01, 0.97), 12, centred=False, top=True)
+                scene.labels[i], scene.label_anchors[i] = self._new_label(scene.renderer)
+        scene.pick = self._add_text(scene.renderer, "", (0.01, 0.97), 12, centred=False, top=True)
         if scene.problems:
             text = "; ".join(scene.problems[:3]) + (
                 f" (+{len(scene.problems) - 3} more)" if len(scene.problems) > 3 else ""
             )
-            scene.status = self._add_text(scene.annotations, "Bindings: " + text, (0.01, 0.01), 11, centred=False)
+            scene.status = self._add_text(scene.renderer, "Bindings: " + text, (0.01, 0.01), 11, centred=False)
             scene.status.GetTextProperty().SetColor(_rgb(theme.TEXT_DIM))
             log.warning("%s: %s", scene.machine, text)
         scene.state = "ready"
@@ -510,7 +513,6 @@ class SceneView(QWidget):
     def _fail(self, scene: _Machine, message: str, state: str = "failed") -> None:
         renderer = scene.renderer
         renderer.RemoveAllViewProps()
-        scene.annotations.RemoveAllViewProps()
         scene.state = state
         scene.message = message
         name = scene.model_path.name if scene.model_path else ""
@@ -525,9 +527,9 @@ class SceneView(QWidget):
         renderer.AddActor(box)
         title = f"{scene.label}: " + ("no 3D model" if state == "empty" else "3D model not shown")
         detail = _wrap(message, 80) + (f"\n{name}" if name and state != "empty" else "")
-        scene.overlay = self._add_text(scene.annotations, title, (0.5, 0.16), 16, centred=True)
+        scene.overlay = self._add_text(scene.renderer, title, (0.5, 0.16), 16, centred=True)
         scene.overlay.GetTextProperty().BoldOn()
-        detail_actor = self._add_text(scene.annotations, detail, (0.5, 0.13), 13, centred=True, top=True)
+        detail_actor = self._add_text(scene.renderer, detail, (0.5, 0.13), 13, centred=True, top=True)
         detail_actor.GetTextProperty().SetColor(_rgb(theme.TEXT_DIM))
         scene.message_actor = detail_actor
         renderer.ResetCamera()
@@ -543,8 +545,8 @@ class SceneView(QWidget):
 
     def _drop_machine(self, scene: _Machine) -> None:
         if self._current == scene.machine:
-            self._detach((scene.renderer, scene.annotations))
-            self._attach(self._empty)
+            self.render_window.RemoveRenderer(scene.renderer)
+            self.render_window.AddRenderer(self._empty_renderer)
             self._current = None
         del self._machines[scene.machine]
 
@@ -566,7 +568,8 @@ class SceneView(QWidget):
         animator = scene.animator
         assert animator is not None
         values_changed = self._read_tags(scene, animator.tags)
-        if not (values_changed or scene.continuous or scene.style_dirty):
+        label_due = scene.label_pending and time.monotonic() >= scene.label_text_due
+        if not (values_changed or scene.continuous or scene.style_dirty or label_due):
             return False
         frame = animator.step(scene.readings, time.monotonic(), scene.alarm)
         scene.continuous = frame.continuous
@@ -621,24 +624,34 @@ class SceneView(QWidget):
             scene.applied_visible[node] = visible
             for actor in scene.imported.node_actors.get(node, []):
                 actor.SetVisibility(visible)
+        now = time.monotonic()
+        refresh = now >= scene.label_text_due
+        if refresh:
+            scene.label_text_due = now + 1.0 / LABEL_TEXT_HZ
+        scene.label_pending = False
         for label in frame.labels:
-            actor = scene.labels.get(label.binding)
-            if actor is None:
-                continue
-            self._update_label(scene, actor, label, frame.visible.get(label.node, True))
+            if label.binding in scene.labels:
+                self._update_label(scene, label, frame.visible.get(label.node, True), refresh)
         if scene.picked_node is not None:
             self._show_pick(scene, scene.picked_node)
 
-    def _update_label(self, scene: _Machine, actor: vtkBillboardTextActor3D, label: LabelState, visible: bool) -> None:
-        text = self._format_label(scene, label)
-        if actor.GetInput() != text:
-            actor.SetInput(text)
-        actor.SetPosition(*label.anchor)
+    def _update_label(self, scene: _Machine, label: LabelState, visible: bool, refresh: bool) -> None:
+        """Move the label with its part every frame; change its text (a re-rasterised
+        texture) only at LABEL_TEXT_HZ, or at once when the quality turns."""
+        actor = scene.labels[label.binding]
+        scene.label_anchors[label.binding].SetValue(*label.anchor)
         actor.SetVisibility(visible)
         prop = actor.GetTextProperty()
         stale = label.reading.quality is None or label.reading.quality >= Quality.BAD
-        prop.SetItalic(stale)
-        prop.SetColor(_rgb(theme.STALE_TEXT if stale else theme.TEXT))
+        if refresh or not actor.GetInput() or bool(prop.GetItalic()) != stale:
+            text = self._format_label(scene, label)
+            if actor.GetInput() != text:
+                actor.SetInput(text)
+        else:
+            scene.label_pending = True
+        if bool(prop.GetItalic()) != stale:
+            prop.SetItalic(stale)
+            prop.SetColor(_rgb(theme.STALE_TEXT if stale else theme.TEXT))
 
     def _format_label(self, scene: _Machine, label: LabelState) -> str:
         registry = self.bus.registry
@@ -672,7 +685,7 @@ class SceneView(QWidget):
 
     def _render(self) -> None:
         scene = self._scene()
-        renderer = scene.renderer if scene is not None else self._empty[0]
+        renderer = scene.renderer if scene is not None else self._empty_renderer
         renderer.ResetCameraClippingRange()
         self.renders += 1
         self._dirty = False
@@ -775,28 +788,13 @@ class SceneView(QWidget):
         return self._machines.get(self._current) if self._current else None
 
     @staticmethod
-    def _new_layers() -> tuple[vtkRenderer, vtkRenderer]:
-        """The model's renderer, and an annotation layer above it sharing its camera."""
+    def _new_renderer() -> vtkRenderer:
         renderer = vtkRenderer()
-        renderer.SetBackground(*_rgb(theme.BACKGROUND))
-        renderer.SetBackground2(*_rgb(theme.PLOT_BACKGROUND))
-        renderer.GradientBackgroundOn()
+        renderer.SetBackground(*_rgb(theme.PLOT_BACKGROUND))  # flat: a gradient costs a full-window pass
         kit = vtkLightKit()
         kit.SetKeyLightIntensity(KEY_LIGHT_INTENSITY)
         kit.AddLightsToRenderer(renderer)
-        annotations = vtkRenderer()
-        annotations.SetLayer(1)
-        annotations.InteractiveOff()
-        annotations.SetActiveCamera(renderer.GetActiveCamera())
-        return renderer, annotations
-
-    def _attach(self, layers: tuple[vtkRenderer, vtkRenderer]) -> None:
-        for renderer in layers:
-            self.render_window.AddRenderer(renderer)
-
-    def _detach(self, layers: tuple[vtkRenderer, vtkRenderer]) -> None:
-        for renderer in layers:
-            self.render_window.RemoveRenderer(renderer)
+        return renderer
 
     @staticmethod
     def _add_text(
@@ -818,8 +816,16 @@ class SceneView(QWidget):
         return actor
 
     @staticmethod
-    def _new_label(renderer: vtkRenderer) -> vtkBillboardTextActor3D:
-        actor = vtkBillboardTextActor3D()
+    def _new_label(renderer: vtkRenderer) -> tuple[vtkTextActor, vtkCoordinate]:
+        """A text drawn in the overlay pass (always on top, no extra renderer), placed a
+        few pixels above a world point that follows its part."""
+        anchor = vtkCoordinate()
+        anchor.SetCoordinateSystemToWorld()
+        actor = vtkTextActor()
+        position = actor.GetPositionCoordinate()
+        position.SetCoordinateSystemToDisplay()
+        position.SetReferenceCoordinate(anchor)
+        position.SetValue(0, LABEL_OFFSET_PX)
         prop = actor.GetTextProperty()
         prop.SetFontSize(13)
         prop.SetFontFamilyToArial()
@@ -829,10 +835,10 @@ class SceneView(QWidget):
         prop.SetFrame(True)
         prop.SetFrameColor(_rgb(theme.GRID))
         prop.SetJustificationToCentered()
-        actor.SetDisplayOffset(0, 12)
+        prop.SetVerticalJustificationToBottom()
         actor.SetVisibility(False)
-        renderer.AddActor(actor)
-        return actor
+        renderer.AddViewProp(actor)
+        return actor, anchor
 
 
 def _wrap(text: str, width: int) -> str:
