@@ -23,7 +23,7 @@ lint: $(STAMP_DEV)
 	$(VENV)/bin/mypy hmi
 
 bench: sysdeps-test $(STAMP_DEV)
-	$(PY) -m bench
+	xvfb-run -a -s "-screen 0 1920x1080x24" $(PY) -m bench $(BENCH)
 
 # Long soak and load runs, kept out of `make test`.
 soak: sysdeps-test $(STAMP_DEV)
@@ -49,7 +49,7 @@ $(STAMP_DEV): pyproject.toml | $(PY)
 
 # A screenshot of the running app on the demo plant, for the README.
 screenshot: sysdeps-test $(STAMP_DEV)
-	$(PY) tools/screenshot.py docs/screenshot.png
+	xvfb-run -a -s "-screen 0 1400x900x24" $(PY) tools/screenshot.py docs/screenshot.png
 
 clean:
 	rm -rf $(VENV) build dist artifacts .pytest_cache .ruff_cache .mypy_cache .hypothesis

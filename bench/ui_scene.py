@@ -1,10 +1,11 @@
 """3D view benchmark: SceneView's frame rate with bindings animating, against a bare VTK
 render loop of the same model in the same run, and what the probe import costs.
 
-    python -m bench.ui_scene [--seconds 4] [--size 1280x800]
+    python -m bench ui_scene            (make bench runs it under xvfb-run)
+    python -m bench.ui_scene [--rounds 5] [--slice 1] [--size 1280x800] [--models cnc_mill,...]
 
-Starts its own Xvfb when there is no DISPLAY. Prints one table; the ratio column is
-SceneView fps / bare VTK fps (target >= 90 %).
+Starts a private Xvfb when there is no DISPLAY. Prints one table; the ratio column is the
+median of per-round SceneView fps / bare VTK fps (target >= 90 %).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as a script, too
 MODELS = ("cnc_mill", "robot_arm", "conveyor", "pump", "cmm")
 # The movable parts of each demo model: every one is bound, so the view moves them all.
 PARTS = {
@@ -181,21 +183,23 @@ def measure_probe(path: Path, runs: int = 3) -> tuple[float, float, float]:
     return validate_ms, probe_s, cached_ms
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Run under `python -m bench` (no arguments) or `python -m bench.ui_scene [options]`."""
+    parser = argparse.ArgumentParser(prog="python -m bench.ui_scene", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="alternating bare/view slices per model")
     parser.add_argument("--slice", type=float, default=1.0, help="seconds per slice")
     parser.add_argument("--size", default="1280x800", help="render size WxH")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated demo models")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv or [])
     width, height = (int(v) for v in args.size.split("x"))
-    sys.path.insert(0, str(REPO))
-    rows = []
     ensure_display()
     from PySide6.QtWidgets import QApplication
 
+    from bench.common import print_table
+
     app = QApplication.instance() or QApplication([])  # holds the X connection for the whole run
     assert app is not None
+    rows, figures = [], {}
     for name in args.models.split(","):
         path = REPO / "models_glb" / f"{name}.glb"
         bench = ModelBench(path, (width, height))
@@ -208,25 +212,32 @@ def main(argv: list[str] | None = None) -> int:
             ratios.append(v / b)
         bench.close()
         validate_ms, probe_s, cached_ms = measure_probe(path)
+        ratio = statistics.median(ratios)
+        figures.update({f"{name}.bare_fps": statistics.median(bare), f"{name}.view_fps": statistics.median(view)})
+        figures.update({f"{name}.ratio": ratio, f"{name}.probe_s": probe_s})
         rows.append(
-            (name, bench.triangles, bench.actors, bench.bound, statistics.median(bare), statistics.median(view),
-             statistics.median(ratios), validate_ms, probe_s, cached_ms)
-        )  # fmt: skip
-    print(f"3D view at {width}x{height}: SceneView uncapped, every movable part bound and changing every frame;")
-    print(f"medians of {args.rounds} alternating {args.slice:g} s slices (ratio: per-round view/bare, target >= 90 %)")
-    header = (
-        f"{'model':<10} {'tris':>6} {'actors':>6} {'bound':>5} {'bare VTK fps':>12} {'SceneView fps':>13} "
-        f"{'ratio':>6} {'validate ms':>11} {'probe s':>8} {'cached ms':>9}"
-    )
-    print(header)
-    print("-" * len(header))
-    for name, tris, actors, bound, bare_fps, view_fps, ratio, validate_ms, probe_s, cached_ms in rows:
-        print(
-            f"{name:<10} {tris:>6} {actors:>6} {bound:>5} {bare_fps:>12.1f} {view_fps:>13.1f} {ratio:>6.0%} "
-            f"{validate_ms:>11.1f} {probe_s:>8.2f} {cached_ms:>9.1f}"
+            (
+                name,
+                str(bench.triangles),
+                str(bench.actors),
+                str(bench.bound),
+                f"{statistics.median(bare):.1f}",
+                f"{statistics.median(view):.1f}",
+                f"{ratio:.0%}",
+                f"{validate_ms:.1f}",
+                f"{probe_s:.2f}",
+                f"{cached_ms:.1f}",
+            )
         )
-    return 0
+    print_table(
+        f"3D view at {width}x{height}: SceneView uncapped, every movable part bound and changing every frame, "
+        f"beside a bare VTK loop; medians of {args.rounds} alternating {args.slice:g} s slices (target >= 90 %)",
+        rows,
+        ("model", "tris", "actors", "bound", "bare VTK fps", "SceneView fps", "ratio", "validate ms", "probe s",
+         "cached ms"),
+    )  # fmt: skip
+    return figures
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main(sys.argv[1:])
