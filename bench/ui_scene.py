@@ -91,7 +91,6 @@ class ModelBench:
         self.camera.SetFocalPoint(0.0, 0.0, 0.0)
         self.camera.SetViewUp(0.0, 1.0, 0.0)
         self.renderer.ResetCamera()
-        self.camera.Zoom(1.1)
         # The view: every movable part rotated by its own tag, one part labelled and in alarm.
         parts = PARTS[path.stem]
         self.bus = TagBus()

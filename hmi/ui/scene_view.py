@@ -668,7 +668,7 @@ class SceneView(QWidget):
         fields = {
             "value": value,
             "raw": reading.value,
-            "unit": spec.unit if spec else "",
+            "unit": spec.unit if spec and reading.quality is not None else "",
             "tag": label.tag,
             "signal": label.tag.split(".", 1)[-1],
             "node": summary.nodes[label.node].label if summary else "",
@@ -707,7 +707,6 @@ class SceneView(QWidget):
             camera.SetPosition(*(np.asarray(centre) + d))
             camera.SetViewUp(*preset.view_up)
             scene.renderer.ResetCamera()
-            camera.Zoom(1.1)
         else:
             camera.SetPosition(*preset.position)  # type: ignore[misc]
             camera.SetFocalPoint(*preset.focal_point)  # type: ignore[misc]

@@ -67,6 +67,7 @@ def test_accepted_mutants_do_not_crash_vtk(tmp_path: Path) -> None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(3600)
 def test_accepted_mutants_do_not_crash_vtk_long(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """The long run: 20,000 mutants (about 5,000 accepted and imported)."""
     if "soak" not in request.config.getoption("markexpr", ""):

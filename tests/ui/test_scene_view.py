@@ -158,7 +158,9 @@ def load(qtbot: QtBot, view: SceneView, machine: str, path: Path | None = None, 
 
 
 def wait_for_render(qtbot: QtBot, view: SceneView) -> None:
+    """Wait for a frame drawn after this call (asking for one, as an expose event would)."""
     before = view.renders
+    view._dirty = True
     qtbot.waitUntil(lambda: view.renders > before, timeout=5_000)
 
 
