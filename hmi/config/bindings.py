@@ -199,7 +199,7 @@ def check_bindings(
 ) -> list[tuple[list[str | int], str]]:
     """Cross-references for the loader: machines and tags must exist. Returns
     (key path, message) pairs like hmi.config.loader.cross_check. Node names are checked
-    against the GLB by hmi.scene.bindings_check (it reads the model files)."""
+    against the GLB by hmi.scene.bindings_check.check_binding_nodes (it reads the model files)."""
     problems: list[tuple[list[str | int], str]] = []
     for i, binding in enumerate(bindings):
         if binding.machine not in machines:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
 from hmi.config.bindings import BindingConfig, CameraPresetConfig, check_bindings
 from hmi.config.loader import format_key_path
+from tests.helpers import REPO
 
 
 def errors(data: dict[str, object]) -> list[str]:
@@ -92,4 +95,25 @@ def test_cross_references() -> None:
         ("bindings[1].machine", "unknown machine 'cnc02'"),
         ("bindings[1].label.tag", "unknown tag 'cnc01.nope'"),
         ("cameras[1].name", "a second camera 'Front' for cnc01"),
+    ]
+
+
+def test_binding_nodes_are_checked_against_the_model(tmp_path: Path) -> None:
+    """A misspelt node is named with the closest real names; a machine without a usable model is reported."""
+    from hmi.scene.bindings_check import check_binding_nodes
+
+    broken = tmp_path / "broken.glb"
+    broken.write_bytes(b"glTF")
+    bindings = [
+        BindingConfig(machine="cnc01", node="Spindle", rotate={"tag": "cnc01.speed"}),
+        BindingConfig(machine="cnc01", node="Spindel", rotate={"tag": "cnc01.speed"}),
+        BindingConfig(machine="robot01", node="Joint1", rotate={"tag": "robot01.j1"}),
+        BindingConfig(machine="pump01", node="Impeller", rotate={"tag": "pump01.speed"}),
+    ]
+    models = {"cnc01": REPO / "models_glb" / "cnc_mill.glb", "robot01": None, "pump01": broken}
+    problems = [(format_key_path(loc), msg) for loc, msg in check_binding_nodes(bindings, models)]
+    assert problems == [
+        ("bindings[1].node", "no node 'Spindel' in cnc_mill.glb (did you mean 'Spindle', 'SpindleHead'?)"),
+        ("bindings[2].machine", "machine 'robot01' has no model to bind to"),
+        ("bindings[3].node", "the model broken.glb cannot be used: not a GLB file: only 4 byte(s), a header is 12"),
     ]
