@@ -115,7 +115,6 @@ class _Machine:
     imported: ImportedModel | None = None
     animator: MachineAnimator | None = None
     presets: dict[str, CameraPreset] = field(default_factory=dict)
-    camera_set: bool = False
     alarm: str | None = None
     style_dirty: bool = True  # alarm changed, or first frame
     continuous: bool = False
@@ -713,7 +712,6 @@ class SceneView(QWidget):
             camera.SetViewUp(*preset.view_up)
         camera.OrthogonalizeViewUp()
         scene.renderer.ResetCameraClippingRange()
-        scene.camera_set = True
 
     def _on_interactor_render(self, obj: Any, event: str) -> None:
         self._dirty = True  # camera moved or the window was exposed: draw on the next tick
