@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hmi.config.bindings import BindingConfig, ColourAction, TranslateAction, VisibleAction
+from hmi.core.alarms.model import Priority
 from hmi.core.quality import Quality
 from hmi.scene.report import ModelSummary
 from hmi.scene.transforms import rotation_about, translation_along, world_matrices
@@ -31,7 +32,7 @@ MAX_STEP_S = 0.5  # longer gaps (view hidden, machine switched) do not jump the 
 Colour = tuple[float, float, float]
 
 # ISA-18.2 priorities as the alarm engine names them, most urgent first.
-ALARM_PRIORITIES = ("urgent", "high", "medium", "low")
+ALARM_PRIORITIES = tuple(p.label for p in sorted(Priority, reverse=True))
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,7 @@ from vtkmodules.vtkRenderingCore import (
 )
 
 from hmi.config.bindings import BindingConfig, CameraPresetConfig
+from hmi.core.alarms.model import Priority
 from hmi.core.bus import TagBus
 from hmi.core.quality import Quality
 from hmi.core.tags import DataType
@@ -75,12 +76,7 @@ PRESET_DIRECTIONS = {  # world is Y up; the demo models face +Z
     "Side": (1.0, 0.12, 0.0),
     "Top": (0.0, 1.0, 0.001),
 }
-ALARM_COLOURS = {
-    "urgent": theme.ALARM_URGENT,
-    "high": theme.ALARM_HIGH,
-    "medium": theme.ALARM_MEDIUM,
-    "low": theme.ALARM_LOW,
-}
+ALARM_COLOURS = {Priority(value).label: colour for value, colour in theme.ALARM_COLOURS.items()}
 CLICK_SLOP_PX = 4
 
 
@@ -271,12 +267,15 @@ class SceneView(QWidget):
         scene.raw.clear()  # re-read every value for the machine now shown
         self._dirty = True
 
-    def set_alarm_state(self, machine: str, priority: str | None) -> None:
-        """The machine's most urgent active alarm priority ("urgent", "high", "medium",
-        "low"), or None: parts bound with alarm_colour take the priority's colour."""
+    def set_alarm_state(self, machine: str, priority: Priority | str | None) -> None:
+        """The machine's most urgent active alarm priority (a Priority, or its label:
+        "urgent", "high", "medium", "low"), or None: parts bound with alarm_colour take the
+        priority's colour."""
         scene = self._machines.get(machine)
         if scene is None:
             return
+        if isinstance(priority, Priority):
+            priority = priority.label
         if priority is not None and priority not in ALARM_PRIORITIES:
             log.warning("unknown alarm priority %r for %s; shown as high", priority, machine)
             priority = "high"

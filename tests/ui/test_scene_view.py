@@ -15,6 +15,7 @@ from PySide6.QtTest import QTest
 from pytestqt.qtbot import QtBot
 
 from hmi.config.bindings import BindingConfig, CameraPresetConfig
+from hmi.core.alarms.model import Priority
 from hmi.core.bus import TagBus
 from hmi.core.quality import Quality
 from hmi.core.samples import SampleBatch
@@ -243,7 +244,7 @@ def test_an_alarm_turns_the_part_colour(qtbot: QtBot, view: SceneView) -> None:
     assert view.node_colour("cnc01", "Spindle") == pytest.approx(rgb(theme.ALARM_URGENT)), "its children too"
     assert view.node_colour("cnc01", "Base") != pytest.approx(rgb(theme.ALARM_URGENT)), "only the bound part"
     save_artifact(view, "cnc01_alarm_urgent")
-    view.set_alarm_state("cnc01", "medium")
+    view.set_alarm_state("cnc01", Priority.MEDIUM)
     qtbot.waitUntil(lambda: view.node_colour("cnc01", "SpindleHead") == pytest.approx(rgb(theme.ALARM_MEDIUM)))
     view.set_alarm_state("cnc01", None)
     qtbot.waitUntil(lambda: view.node_colour("cnc01", "SpindleHead") == pytest.approx(own))
