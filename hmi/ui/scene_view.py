@@ -641,12 +641,12 @@ class SceneView(QWidget):
         actor.SetVisibility(visible)
         prop = actor.GetTextProperty()
         stale = label.reading.quality is None or label.reading.quality >= Quality.BAD
-        if refresh or not actor.GetInput() or bool(prop.GetItalic()) != stale:
-            text = self._format_label(scene, label)
-            if actor.GetInput() != text:
+        text = self._format_label(scene, label)  # cheap; setting it is what costs
+        if text != actor.GetInput():
+            if refresh or not actor.GetInput() or bool(prop.GetItalic()) != stale:
                 actor.SetInput(text)
-        else:
-            scene.label_pending = True
+            else:
+                scene.label_pending = True
         if bool(prop.GetItalic()) != stale:
             prop.SetItalic(stale)
             prop.SetColor(_rgb(theme.STALE_TEXT if stale else theme.TEXT))

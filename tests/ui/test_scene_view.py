@@ -441,3 +441,28 @@ def test_a_known_model_loads_from_the_verdict_cache(qtbot: QtBot, bus: TagBus, t
         verdicts.append(check.probe.cached)
         dispose(widget)
     assert verdicts == [False, True]
+
+
+def test_label_text_changes_are_throttled_but_never_lost(
+    qtbot: QtBot, view: SceneView, bus: TagBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between text refreshes a new value waits (the part still moves); it shows at the next refresh."""
+    import hmi.ui.scene_view as scene_view
+
+    monkeypatch.setattr(scene_view, "LABEL_TEXT_HZ", 0.1)  # one refresh per 10 s: no race with the clock
+    load(qtbot, view, "cmm01")
+    view._timer.stop()
+    publish(bus, {"cmm01.z": -100.0})
+    view._on_frame_timer()
+    assert view.label_texts("cmm01") == ["Z -100.0 mm"]
+    probe_before = view.node_matrix("cmm01", "Probe").copy()
+    publish(bus, {"cmm01.z": -150.0})
+    view._on_frame_timer()
+    assert view.label_texts("cmm01") == ["Z -100.0 mm"], "the text waits for its next refresh"
+    assert not np.allclose(view.node_matrix("cmm01", "Probe"), probe_before), "the part does not wait"
+    renders = view.renders
+    view._on_frame_timer()
+    assert view.renders == renders, "nothing to draw until the refresh is due"
+    view._machines["cmm01"].label_text_due = 0.0  # the refresh falls due
+    view._on_frame_timer()
+    assert view.label_texts("cmm01") == ["Z -150.0 mm"] and view.renders == renders + 1
