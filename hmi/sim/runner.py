@@ -32,6 +32,8 @@ MAX_CATCH_UP_S = 1.0
 
 
 class PlantRunner:
+    """Owns the plant's clock. Everything it calls runs on its asyncio loop's thread."""
+
     def __init__(
         self,
         plant: Plant,
