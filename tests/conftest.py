@@ -8,10 +8,14 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.helpers import free_port, stop_process, wait_for_port
+
+if TYPE_CHECKING:
+    from hmi.sim.plant import Plant
 
 
 @pytest.fixture(autouse=True)
@@ -32,12 +36,13 @@ class PlantServerThread:
         rate_hz: float = 20.0,
         speed: float = 1.0,
         port: int | None = None,
+        plant: Plant | None = None,
         **server_kwargs: object,
     ) -> None:
         from hmi.sim.plant import Plant
 
         self.port = port or free_port()
-        self.plant = Plant(machines)
+        self.plant = plant or Plant(machines)
         self.rate_hz = rate_hz
         self.speed = speed
         self.server_kwargs = server_kwargs
