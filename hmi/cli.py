@@ -1,4 +1,4 @@
-"""`hmi` command line: run, window, sim, check-config.
+"""`hmi` command line: run, window, sim, check-config, trust.
 
 Exit codes: 0 success, 1 runtime failure, 2 a bad project file or bad arguments.
 """
@@ -165,6 +165,26 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_trust(args: argparse.Namespace) -> int:
+    from hmi.sources.pki import Pki
+
+    pki = Pki()
+    if args.list or not args.certificate:
+        entries = pki.list()
+        if not entries:
+            print(f"no certificates in {pki.trusted_dir} or {pki.rejected_dir}")
+        for e in entries:
+            print(f"{e.state:<8}  {e.thumbprint}  valid until {e.not_after:%Y-%m-%d}  {e.subject}")
+        return EXIT_OK
+    try:
+        info = pki.trust(args.certificate)
+    except ValueError as exc:
+        print(f"hmi trust: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"trusted {info.thumbprint} ({info.subject}): {info.path}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hmi", description="HMI/SCADA workstation for machine digital twins")
     parser.add_argument("--version", action="version", version=f"hmi {__version__}")
@@ -203,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--duration", type=float, help="stop after S seconds")
     p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser("trust", help="trust an OPC UA server certificate (see the rejected list with --list)")
+    p.add_argument("certificate", nargs="?", help="SHA-1 thumbprint of a rejected certificate, or a certificate file")
+    p.add_argument("--list", action="store_true", help="list trusted and rejected certificates")
+    p.set_defaults(func=cmd_trust)
 
     p = sub.add_parser("check-config", help="validate a project file")
     p.add_argument("file")

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from hmi.config.models import Project
+from hmi.config.models import MqttConnection, OpcUaConnection, Project, TagConfig
 from hmi.core.tags import TAG_NAME_RE
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -138,6 +138,9 @@ def cross_check(project: Project) -> list[tuple[list[str | int], str]]:
             )
         if tag.range is not None and not tag.range[0] < tag.range[1]:
             problems.append((["tags", tag_name, "range"], "range must be [low, high] with low < high"))
+        conn = project.connections.get(tag.connection)
+        if conn is not None:
+            problems.extend(_check_tag_for_connection(tag_name, tag, conn))
     for i, trend in enumerate(project.trends):
         for j, pen in enumerate(trend.pens):
             if pen not in project.tags:
@@ -146,3 +149,24 @@ def cross_check(project: Project) -> list[tuple[list[str | int], str]]:
         if not re.match(r"^[a-z][a-z0-9_]*$", machine):
             problems.append((["machines", machine], "a machine id is lower snake case (e.g. cnc01)"))
     return problems
+
+
+def _check_tag_for_connection(
+    name: str, tag: TagConfig, conn: OpcUaConnection | MqttConnection
+) -> list[tuple[list[str | int], str]]:
+    """Keys that only make sense for one kind of connection, and addresses of the right shape."""
+    out: list[tuple[list[str | int], str]] = []
+    where: list[str | int] = ["tags", name]
+    if isinstance(conn, OpcUaConnection):
+        if tag.json_path is not None:
+            out.append(([*where, "json_path"], f"json_path is for MQTT tags; {tag.connection!r} is OPC UA"))
+        if tag.group is not None and tag.group not in conn.groups:
+            known = ", ".join(sorted(conn.groups)) or "none defined"
+            out.append(([*where, "group"], f"unknown group {tag.group!r} of connection {tag.connection!r} ({known})"))
+    else:
+        for key in ("group", "deadband", "index"):
+            if getattr(tag, key) is not None:
+                out.append(([*where, key], f"{key} is for OPC UA tags; {tag.connection!r} is MQTT"))
+        if "+" in tag.address or "#" in tag.address:
+            out.append(([*where, "address"], "an MQTT tag's address is one topic, without wildcards"))
+    return out
