@@ -507,7 +507,7 @@ class OpcUaSource:
             if transferred:
                 waiters.append(asyncio.ensure_future(self._confirm_after_transfer(client)))
             try:
-                done, _ = await asyncio.wait(waiters[:3], return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waiters[:3], return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for w in waiters:
                     w.cancel()
@@ -802,6 +802,8 @@ class OpcUaSource:
             nid = parse_node_id(spec.address, await client.get_namespace_array())
             vtype, rank = await self._variant_of(client, nid)
             index = spec.extra.get("index")
+            if rank >= 1 and index is None:
+                raise WriteRejected("the node holds an array; give the tag an `index` to write one element")
             coerced = coerce_value(value, vtype)
             check_limits(spec, coerced)
         except (WriteRejected, ValueError) as exc:
