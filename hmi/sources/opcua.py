@@ -228,7 +228,9 @@ class OpcUaSource:
         self.tag_ids = bus.register(self.tags)
         self._spec_by_id = dict(zip(self.tag_ids, self.tags, strict=True))
         self._id_by_name = {spec.name: tag_id for tag_id, spec in self._spec_by_id.items()}
-        self._indexed = {i for i, s in self._spec_by_id.items() if s.extra.get("index") is not None}
+        self._index_of = {
+            i: int(s.extra["index"]) for i, s in self._spec_by_id.items() if s.extra.get("index") is not None
+        }
         self._numeric = {i for i, s in self._spec_by_id.items() if s.datatype != DataType.STRING}
         self._ids_array = np.asarray(self.tag_ids, dtype=np.int32)
         self.health = SourceHealth(name, bus)
@@ -314,8 +316,11 @@ class OpcUaSource:
         """The less common value types: strings, arrays, DateTime, numpy scalars."""
         spec = self._spec_by_id[tag_id]
         if isinstance(raw, list):
-            if tag_id in self._indexed and len(raw) == 1:
-                raw = raw[0]
+            index = self._index_of.get(tag_id)
+            if index is not None and len(raw) == 1:
+                raw = raw[0]  # the server applied the IndexRange
+            elif index is not None and index < len(raw):
+                raw = raw[index]  # it sent the whole array (asyncua's server ignores IndexRange here)
             else:
                 self.health.reject(spec.name, "array")
                 self._ratelog(
@@ -829,7 +834,8 @@ class OpcUaSource:
             method = parse_node_id(method_id, namespaces)
             declared: list[ua.Argument] = []
             try:
-                declared = await client.get_node(method).get_child("0:InputArguments").read_value() or []
+                arguments = await client.get_node(method).get_child("0:InputArguments")
+                declared = await arguments.read_value() or []
             except ua.UaError:
                 declared = []
             if len(args) != len(declared):

@@ -108,7 +108,9 @@ class OpcUaPeer:
         server.set_server_name("HMI test server")
         await server.set_application_uri("urn:hmi:test:server")
         server.set_security_policy([_POLICY_TYPES[s] for s in self.security])
-        server.set_security_IDs(["Username"] if self.users else ["Anonymous", "Username"])
+        server.set_identity_tokens(
+            [ua.UserNameIdentityToken] if self.users else [ua.AnonymousIdentityToken, ua.UserNameIdentityToken]
+        )
         if any(s != "None" for s in self.security) or self.users:
             cert, key = await _server_certificate(self.pki)
             await server.load_certificate(str(cert))
@@ -131,12 +133,14 @@ class OpcUaPeer:
         await var("bool", True, ua.VariantType.Boolean, writable=True)
         await var("string", "hello", ua.VariantType.String, writable=True)
         await var("time", datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), ua.VariantType.DateTime)
-        await var("array", [1.0, 2.0, 3.0, 4.0], ua.VariantType.Double, writable=True)
+        array = await var("array", [1.0, 2.0, 3.0, 4.0], ua.VariantType.Double, writable=True)
+        await array.write_value_rank(1)
+        await array.write_array_dimensions([4])
         await var("counter", float(self.counter), ua.VariantType.Double)
         await var("setpoint", 50.0, ua.VariantType.Double, writable=True)
 
-        async def add(parent: Any, a: float, b: float) -> list[ua.Variant]:
-            return [ua.Variant(a + b, ua.VariantType.Double)]
+        async def add(parent: Any, a: ua.Variant, b: ua.Variant) -> list[ua.Variant]:
+            return [ua.Variant(a.Value + b.Value, ua.VariantType.Double)]
 
         self.nodes["add"] = await folder.add_method(
             ua.NodeId("Test/add", ns),
