@@ -22,9 +22,10 @@ asyncua's supervisor only as the watchdog (`auto_reconnect=False`: it probes the
 state every `watchdog_interval_s` and reports a loss through `connection_lost_callback`),
 plus our own keep-alive check on every subscription. On a loss every tag turns COMM_LOST at
 once and a system event is published. What we do take from asyncua is the protocol part of
-recovery: after reconnecting, each old subscription is offered to the new session with
-TransferSubscriptions and the gap is filled with Republish (`Subscription.restore`), so a
-network blip loses and duplicates nothing the server still holds. When the server no longer
+recovery: after reconnecting, the old subscriptions are offered to the new session with
+TransferSubscriptions and the gap is filled with Republish (our own short version of
+asyncua's `Subscription.restore`, see `_transfer` for why), so a network blip loses and
+duplicates nothing the server still holds. When the server no longer
 has the subscription (it restarted, or its lifetime ran out) we create fresh subscriptions,
 resolving `nsu=` NodeIds again since a restarted server may have renumbered namespaces.
 After a transfer, tags that had no change since the loss are confirmed by one Read once the
@@ -165,10 +166,6 @@ class CallResult:
 # -- subscriptions ----------------------------------------------------------------------------
 
 
-class _TransferFailed(Exception):
-    """The server no longer holds a subscription; create fresh ones instead."""
-
-
 @dataclass(slots=True)
 class _Group:
     name: str
@@ -201,11 +198,6 @@ class _BatchingSubscription(Subscription):
                 self._source.on_data_change(notification.MonitoredItems)
             elif isinstance(notification, ua.StatusChangeNotification):
                 self._source.on_status_change(notification.Status)
-
-    async def recreate(self) -> None:
-        # asyncua's restore() falls back to recreating with the NodeIds it saved; we rebuild
-        # from the project instead (namespace indexes may have changed with a server restart).
-        raise _TransferFailed
 
 
 # -- the source -----------------------------------------------------------------------------
@@ -389,6 +381,9 @@ class OpcUaSource:
                 except (OSError, TimeoutError, ua.UaError, ValueError, ConnectionError) as exc:
                     reason = f"cannot connect to {self.config.endpoint}: {_describe(exc)}"
                     log.debug("%s: connect failed", self.name, exc_info=True)
+                except Exception as exc:  # a bug here must not end acquisition for good
+                    reason = f"unexpected error: {_describe(exc)}"
+                    log.exception("%s: unexpected error in the connection loop", self.name)
                 if stop.is_set():
                     break
                 self.last_error = reason
@@ -540,32 +535,58 @@ class OpcUaSource:
                     return
 
     async def _restore_or_create(self, client: Client, namespaces: list[str]) -> bool:
-        """Transfer the previous session's subscriptions if the server still has them."""
+        """Transfer the previous session's subscriptions if the server still has them, else create anew."""
         old = self._subscriptions
         self._subscriptions = []
-        if old:
-            restored: list[_BatchingSubscription] = []
-            try:
-                for sub in old:
-                    new = _BatchingSubscription(self, sub.group, client.uaclient.session, sub.parameters, handler=self)
-                    new.subscription_id = sub.subscription_id
-                    new.last_sequence_number = sub.last_sequence_number
-                    new.keepalive_s = sub.keepalive_s
-                    restored.append(new)
-                    await new.restore()
-                client.uaclient.ensure_publish_loop()
-                self._subscriptions = restored
-                return True
-            except _TransferFailed:
-                log.info("%s: the server no longer holds our subscriptions; creating them anew", self.name)
-                ids = [s.subscription_id for s in restored if s.subscription_id is not None]
-                if ids:
-                    try:
-                        await client.delete_subscriptions(ids)
-                    except Exception:  # best effort: the server may not know them
-                        log.debug("%s: deleting stale subscriptions failed", self.name, exc_info=True)
+        if old and await self._transfer(client, old):
+            return True
         await self._create_subscriptions(client, namespaces)
         return False
+
+    async def _transfer(self, client: Client, old: list[_BatchingSubscription]) -> bool:
+        """TransferSubscriptions to the new session, then Republish what the server still holds for us.
+
+        Republish is bounded by the AvailableSequenceNumbers the server reports: asyncua's
+        own `Subscription.restore` asks for sequence numbers until the server says
+        BadMessageNotAvailable, which asyncua's server never says (it answers an empty
+        message), so against that server it would loop forever.
+        """
+        ids = [s.subscription_id for s in old if s.subscription_id is not None]
+        params = ua.TransferSubscriptionsParameters(SubscriptionIds=ids, SendInitialValues=False)
+        try:
+            results = await client.uaclient.transfer_subscriptions(params)
+        except ua.UaStatusCodeError as exc:
+            log.info("%s: the server cannot transfer subscriptions (%s); creating them anew", self.name, exc)
+            return False
+        good = [r.StatusCode.is_good() for r in results]
+        if len(results) != len(ids) or not all(good):
+            held = [sid for sid, ok in zip(ids, good, strict=False) if ok]
+            log.info("%s: the server no longer holds our subscriptions; creating them anew", self.name)
+            if held:
+                try:
+                    await client.delete_subscriptions(held)
+                except Exception:  # best effort: they expire on the server anyway
+                    log.debug("%s: deleting transferred subscriptions failed", self.name, exc_info=True)
+            return False
+        session = client.uaclient.session
+        for sub, result in zip(old, results, strict=True):
+            new = _BatchingSubscription(self, sub.group, session, sub.parameters, handler=self)
+            new.subscription_id = sub.subscription_id
+            new.last_sequence_number = sub.last_sequence_number
+            new.keepalive_s = sub.keepalive_s
+            new.last_publish_at = time.monotonic()
+            # The one private hook: route this id's publish responses to us, as asyncua's restore() does.
+            session._subscription_callbacks[new.subscription_id] = new.publish_callback
+            self._subscriptions.append(new)
+            last = sub.last_sequence_number or 0
+            for seq in sorted(int(n) for n in result.AvailableSequenceNumbers or []):
+                if seq <= last:
+                    continue
+                message = await session.republish(new.subscription_id, seq)
+                if message.NotificationData:
+                    await new.publish_callback(ua.PublishResult(new.subscription_id, NotificationMessage=message))
+        client.uaclient.ensure_publish_loop()
+        return True
 
     async def _create_subscriptions(self, client: Client, namespaces: list[str]) -> None:
         bad: list[tuple[TagSpec, str]] = []

@@ -65,6 +65,29 @@ async def _server_certificate(pki: Path) -> tuple[Path, Path]:
     return cert, key
 
 
+def _fix_transfer(server: Server) -> None:
+    """Make TransferSubscriptions complete in asyncua's server (2.1).
+
+    Its transfer rebinds where publish *responses* go but not where the subscription takes
+    its publish *requests* from, so a transferred subscription keeps answering the old,
+    dead connection and everything it sends is lost. Real servers rebind both; so does this
+    test server, so that the client's transfer and republish can be tested end to end.
+    """
+    service = server.iserver.subscription_service
+    original = service.transfer_subscriptions
+
+    async def transfer(params: ua.TransferSubscriptionsParameters, session_id: ua.NodeId, callback: Any) -> Any:
+        results = await original(params, session_id, callback)
+        processor = getattr(callback, "__self__", None)
+        for sub_id, result in zip(params.SubscriptionIds, results, strict=True):
+            sub = service.subscriptions.get(int(sub_id))
+            if result.StatusCode.is_good() and sub is not None and processor is not None:
+                sub.pub_request_callback = processor.get_publish_request
+        return results
+
+    service.transfer_subscriptions = transfer
+
+
 class OpcUaPeer:
     """Serve on 127.0.0.1:`port` until stopped."""
 
@@ -115,6 +138,7 @@ class OpcUaPeer:
             cert, key = await _server_certificate(self.pki)
             await server.load_certificate(str(cert))
             await server.load_private_key(str(key))
+        _fix_transfer(server)
         ns = await server.register_namespace(NAMESPACE)
         folder = await server.nodes.objects.add_folder(ua.NodeId("Test", ns), ua.QualifiedName("Test", ns))
 

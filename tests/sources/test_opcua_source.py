@@ -191,8 +191,8 @@ def test_writes_are_coerced_range_checked_and_return_status(peer: OpcUaPeer) -> 
             assert not whole.ok and "holds an array" in whole.message
             assert not (await source.write("test.double", 1)).ok
             denied = await source.write("test.uint32", 3)
-            assert (
-                (not denied.ok and denied.status == "BadUserAccessDenied") or denied.status.startswith("BadNotWritable")
+            assert (not denied.ok and denied.status == "BadUserAccessDenied") or denied.status.startswith(
+                "BadNotWritable"
             )
             result = await source.call(NS[:-5] + "Test", NS + "add", "2", 3)
             assert result.ok and result.outputs == [5.0]
