@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from hmi.config.models import Project
+from hmi.config.models import MqttConnection, Project
 from hmi.core.bus import TagBus
 from hmi.core.quality import Quality
 from hmi.core.samples import SampleBatch
 from hmi.ipc.publisher import IpcPublisher
+from hmi.sources.mqtt import MqttSource
 from hmi.sources.opcua import OpcUaSource
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,11 @@ class Runtime:
         # Configured tags take the first ids, in file order, so ids are stable per project.
         self.bus.register(project.tag_specs())
         self.counter = SampleCounter(self.bus)
-        self.sources = [
-            OpcUaSource(name, conn, project.tags_of_connection(name), self.bus)
+        project_dir = project.source_path.parent if project.source_path is not None else None
+        self.sources: list[OpcUaSource | MqttSource] = [
+            MqttSource(name, conn, project.tags_of_connection(name), self.bus, project_dir)
+            if isinstance(conn, MqttConnection)
+            else OpcUaSource(name, conn, project.tags_of_connection(name), self.bus)
             for name, conn in project.connections.items()
         ]
         self.publisher: IpcPublisher | None = None
@@ -82,7 +86,13 @@ class Runtime:
             return {
                 "ok": True,
                 "sources": [
-                    {"name": s.name, "connected": s.connected, "notifications": s.notifications, "rejected": s.rejected}
+                    {
+                        "name": s.name,
+                        "connected": s.connected,
+                        "notifications": s.notifications,
+                        "rejected": s.rejected,
+                        "last_error": s.last_error,
+                    }
                     for s in self.sources
                 ],
                 "samples": self.bus.samples_published,

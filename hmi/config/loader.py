@@ -158,6 +158,8 @@ def _check_tag_for_connection(
     out: list[tuple[list[str | int], str]] = []
     where: list[str | int] = ["tags", name]
     if isinstance(conn, OpcUaConnection):
+        if not tag.address:
+            out.append(([*where, "address"], "an OPC UA tag needs an address (its NodeId)"))
         if tag.json_path is not None:
             out.append(([*where, "json_path"], f"json_path is for MQTT tags; {tag.connection!r} is OPC UA"))
         if tag.group is not None and tag.group not in conn.groups:
@@ -169,4 +171,6 @@ def _check_tag_for_connection(
                 out.append(([*where, key], f"{key} is for OPC UA tags; {tag.connection!r} is MQTT"))
         if "+" in tag.address or "#" in tag.address:
             out.append(([*where, "address"], "an MQTT tag's address is one topic, without wildcards"))
+        if tag.json_path is not None and not tag.address:
+            out.append(([*where, "json_path"], "json_path needs the topic in address"))
     return out

@@ -209,6 +209,9 @@ class MqttConnection(Credentials):
     command_topic: str | None = None  # writes: e.g. "factory/{machine}/command"
     command_format: Literal["json", "value"] = "json"  # json: {"<signal>": value}; value: the bare value
     reconnect_max_delay_s: float = Field(default=10.0, gt=0, le=600)
+    # Warn about subscribed topics that delivered nothing this long after subscribing (an ACL
+    # that forbids reading them looks exactly like this: brokers grant the subscription).
+    silent_topic_warning_s: float = Field(default=60.0, gt=0)
 
     @property
     def tls_config(self) -> TlsConfig | None:
@@ -228,7 +231,8 @@ class MachineConfig(Strict):
 
 class TagConfig(Strict):
     connection: str
-    address: str = Field(min_length=1)
+    # OPC UA: the NodeId. MQTT: the topic (or empty when a subscription's template names the tag).
+    address: str = ""
     unit: str = ""
     description: str = ""
     datatype: DataType = DataType.FLOAT

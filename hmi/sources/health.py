@@ -92,8 +92,12 @@ class SourceHealth:
     # -- from the runtime's loop ------------------------------------------------------------
 
     def set_connected(self, up: bool) -> None:
+        self.bus.publish(self.connected_batch(up))
+
+    def connected_batch(self, up: bool) -> SampleBatch:
+        """Record the state and return the sample saying so (for a source that publishes it itself)."""
         self.connected = up
-        self.bus.publish(SampleBatch.from_arrays([self.connected_tag], now_ns(), [1.0 if up else 0.0], Quality.GOOD))
+        return SampleBatch.from_arrays([self.connected_tag], now_ns(), [1.0 if up else 0.0], Quality.GOOD)
 
     def tick(self) -> None:
         """Publish the four health values; call about once a second."""
@@ -109,3 +113,20 @@ class SourceHealth:
         values = [1.0 if self.connected else 0.0, age, rate, float(total)]
         quality = [Quality.GOOD, Quality.GOOD if last is not None else Quality.BAD, Quality.GOOD, Quality.GOOD]
         self.bus.publish(SampleBatch.from_arrays(self.tag_ids, now_ns(), values, quality))
+
+
+def comm_lost_batch(bus: TagBus, ids: list[int]) -> SampleBatch | None:
+    """Every tag in `ids` with its last value (and text) but quality COMM_LOST, stamped now."""
+    if not ids:
+        return None
+    last = np.full(len(ids), np.nan)
+    texts: dict[int, str] = {}
+    for row, tag_id in enumerate(ids):
+        latest = bus.latest(tag_id)
+        if latest is None:
+            continue
+        if isinstance(latest.value, str):
+            texts[row] = latest.value
+        elif latest.value is not None:
+            last[row] = latest.value
+    return SampleBatch.from_arrays(ids, now_ns(), last, Quality.COMM_LOST, texts or None)

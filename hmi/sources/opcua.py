@@ -59,8 +59,9 @@ from hmi.core.quality import Quality, quality_from_opcua_status
 from hmi.core.samples import SampleBatch, now_ns
 from hmi.core.tags import DataType, TagSpec
 from hmi.sources.credentials import CredentialError, resolve_password
-from hmi.sources.health import RateLimitedLog, SourceHealth
+from hmi.sources.health import RateLimitedLog, SourceHealth, comm_lost_batch
 from hmi.sources.pki import Pki, UntrustedCertificate, default_application_uri, thumbprint
+from hmi.sources.writes import NotConnected, WriteRejected, WriteResult, check_limits
 
 log = logging.getLogger(__name__)
 
@@ -122,14 +123,6 @@ def parse_node_id(address: str, namespaces: list[str]) -> ua.NodeId:
 # -- results of the API the runtime and the tag browser call ---------------------------------
 
 
-class NotConnected(Exception):
-    """The connection is down; browse, write and call need it up."""
-
-
-class WriteRejected(ValueError):
-    """A value that cannot be sent: wrong type, out of the tag's limits, or not writable."""
-
-
 @dataclass(frozen=True, slots=True)
 class BrowseEntry:
     """One node as the tag browser shows it. `value` and `data_type` only for variables."""
@@ -143,15 +136,6 @@ class BrowseEntry:
     access: tuple[str, ...] = ()  # ("read", "write", "history_read", ...)
     value: Any = None
     status: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class WriteResult:
-    ok: bool
-    status: str  # the server's status code name, or "Rejected" when nothing was sent
-    code: int = 0
-    message: str = ""
-    value: Any = None  # the value as sent, after coercion
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +208,6 @@ class OpcUaSource:
             i: int(s.extra["index"]) for i, s in self._spec_by_id.items() if s.extra.get("index") is not None
         }
         self._numeric = {i for i, s in self._spec_by_id.items() if s.datatype != DataType.STRING}
-        self._ids_array = np.asarray(self.tag_ids, dtype=np.int32)
         self.health = SourceHealth(name, bus)
         self.connected_tag = self.health.connected_tag
         self.connected = False
@@ -714,7 +697,9 @@ class OpcUaSource:
 
     def _mark_comm_lost(self, reason: str, publish_event: bool) -> None:
         """Every tag of this connection keeps its last value but turns COMM_LOST now."""
-        mark_comm_lost(self.bus, self._ids_array)
+        batch = comm_lost_batch(self.bus, self.tag_ids)
+        if batch is not None:
+            self.bus.publish(batch)
         self.health.set_connected(False)
         if publish_event:
             self.bus.publish_events(
@@ -892,23 +877,6 @@ class OpcUaSource:
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def mark_comm_lost(bus: TagBus, ids: np.ndarray) -> None:
-    """Publish every tag in `ids` with its last value (and text) but quality COMM_LOST, now."""
-    if ids.shape[0] == 0:
-        return
-    last = np.full(ids.shape[0], np.nan)
-    texts: dict[int, str] = {}
-    for row, tag_id in enumerate(ids.tolist()):
-        latest = bus.latest(tag_id)
-        if latest is None:
-            continue
-        if isinstance(latest.value, str):
-            texts[row] = latest.value
-        elif latest.value is not None:
-            last[row] = latest.value
-    bus.publish(SampleBatch.from_arrays(ids, now_ns(), last, Quality.COMM_LOST, texts or None))
-
-
 def coerce_value(value: Any, vtype: ua.VariantType) -> Any:
     """`value` as the Python value asyncua encodes as `vtype`; WriteRejected when it does not fit."""
     if vtype == ua.VariantType.Boolean:
@@ -967,16 +935,6 @@ def _number(value: Any) -> float | int:
         except ValueError:
             pass
     raise WriteRejected(f"{value!r} is not a number")
-
-
-def check_limits(spec: TagSpec, value: Any) -> None:
-    """Refuse numbers outside the tag's configured range [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return
-    if spec.low is not None and value < spec.low:
-        raise WriteRejected(f"{value:g} is below the tag's low limit {spec.low:g} {spec.unit}".rstrip())
-    if spec.high is not None and value > spec.high:
-        raise WriteRejected(f"{value:g} is above the tag's high limit {spec.high:g} {spec.unit}".rstrip())
 
 
 def _read_params(nodes: Iterable[ua.NodeId], attrs: Sequence[ua.AttributeIds]) -> ua.ReadParameters:

@@ -36,7 +36,9 @@ class Collector:
 
     def of(self, tag: str) -> list[tuple[int, Any, int]]:
         """(ts, value, quality) rows of one tag, in arrival order."""
-        tag_id = self.bus.registry.id_of(tag)
+        tag_id = self.bus.registry.get_id(tag)
+        if tag_id is None:
+            return []
         with self.lock:
             return [(ts, v, q) for t, ts, v, q in self.rows if t == tag_id]
 
@@ -44,7 +46,7 @@ class Collector:
         return [v for _, v, q in self.of(tag) if quality is None or q == quality]
 
     def latest(self, tag: str) -> tuple[Any, Quality] | None:
-        value = self.bus.latest(tag)
+        value = self.bus.latest(tag) if tag in self.bus.registry else None
         return None if value is None else (value.value, value.quality)
 
     def messages(self) -> list[str]:
