@@ -169,7 +169,7 @@ def test_status_and_last_will_turn_a_machine_offline(mosquitto_broker: Any) -> N
 def test_password_and_acl_forbidden_topic_yields_no_data_and_a_log_line(
     mosquitto_broker: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """With a password file and an ACL, allowed topics deliver and a forbidden one gives no data and a clear log line."""
+    """With a password file and an ACL, allowed topics deliver; a forbidden one gives no data and a clear log line."""
     broker = mosquitto_broker("auth")
     monkeypatch.setenv("HMI_PASSWORD_BROKER", "hmi-pass")
     bus = TagBus()
