@@ -323,15 +323,16 @@ class MqttSource:
             self._topic_cache[topic] = routes
         return routes
 
-    def _tag_id(self, name: str, topic: str, create: bool, unit: str = "") -> int:
+    def _tag_id(self, name: str, topic: str, create: bool, unit: str = "", datatype: DataType = DataType.FLOAT) -> int:
         """The id of a templated tag name, registering it when the subscription creates tags."""
         tag_id = self.bus.registry.get_id(name)
         if tag_id is not None and (tag_id in self._own_ids or create):
             self._own_ids.add(tag_id)
             return tag_id
         if tag_id is None and create and TAG_NAME_RE.match(name):
-            spec = TagSpec(name, unit=unit, connection=self.name, address=topic)
+            spec = TagSpec(name, unit=unit, datatype=datatype, connection=self.name, address=topic)
             tag_id = self.bus.registry.register(spec)
+            self._datatype[tag_id] = datatype
             self._spec_by_id[tag_id] = spec
             self._own_ids.add(tag_id)
             return tag_id
@@ -426,7 +427,7 @@ class MqttSource:
         try:
             return timestamp_ns(doc[key])
         except PayloadError:
-            self.health.reject(topic, "bad timestamp")
+            self._reject(topic, "bad timestamp", f"{key}={str(doc[key])[:40]!r}; using the time of arrival")
             return received
 
     def _decode_json(self, topic: str, payload: bytes, sub: MqttSubscription, received: int) -> None:
@@ -447,7 +448,7 @@ class MqttSource:
             if tag_id is None:
                 if levels is None:
                     levels = topic.split("/")
-                tag_id = self._template_id(sub, topic, levels, key=snake(key))
+                tag_id = self._template_id(sub, topic, levels, _datatype_of(value), key=snake(key))
                 if len(cache) >= _TOPIC_CACHE_MAX:
                     cache.clear()
                 cache[(topic, key)] = tag_id
@@ -459,12 +460,14 @@ class MqttSource:
                 continue
             self._put(tag_id, ts, value, topic)
 
-    def _template_id(self, sub: MqttSubscription, topic: str, levels: list[str], **fields: str) -> int:
+    def _template_id(
+        self, sub: MqttSubscription, topic: str, levels: list[str], datatype: DataType = DataType.FLOAT, **fields: str
+    ) -> int:
         try:
             name = render(sub.tag or "", levels, **fields)
         except (KeyError, IndexError):
             return -1
-        return self._tag_id(name, topic, sub.create_tags)
+        return self._tag_id(name, topic, sub.create_tags, datatype=datatype)
 
     def _decode_value(self, topic: str, payload: bytes, sub: MqttSubscription, received: int) -> None:
         key = (topic, "")
@@ -541,15 +544,6 @@ class MqttSource:
         kind = parsed.message_type
         device = parsed.device or parsed.node
         machine = snake(device)
-        if kind in ("NDEATH", "DDEATH"):
-            if kind == "NDEATH":
-                self._edge_nodes.pop(key, None)
-                for dev in [parsed.node, *node.devices]:
-                    self._set_online(snake(dev), False, received)
-            else:
-                node.devices.pop(device, None)
-                self._set_online(machine, False, received)
-            return
         # Sequence numbers run 0..255 per edge node across all its messages; a birth restarts them.
         if message.seq is not None:
             if kind == "NBIRTH":
@@ -559,6 +553,15 @@ class MqttSource:
                 node.seq = message.seq
             else:
                 node.seq = message.seq
+        if kind in ("NDEATH", "DDEATH"):
+            if kind == "NDEATH":
+                self._edge_nodes.pop(key, None)
+                for dev in [parsed.node, *node.devices]:
+                    self._set_online(snake(dev), False, received)
+            else:
+                node.devices.pop(device, None)
+                self._set_online(machine, False, received)
+            return
         if kind == "NBIRTH":
             node.aliases = {m.alias: m.name for m in message.metrics if m.alias is not None and m.name}
             node.devices.clear()
@@ -590,7 +593,9 @@ class MqttSource:
                 except (KeyError, IndexError):
                     tag_name = ""
                 unit = m.properties.get("engUnit", {}).get("value") or ""
-                tag_id = self._name_cache[cache_key] = self._tag_id(tag_name, topic, sub.create_tags, str(unit))
+                tag_id = self._name_cache[cache_key] = self._tag_id(
+                    tag_name, topic, sub.create_tags, str(unit), _SPARKPLUG_TYPES.get(m.datatype, DataType.FLOAT)
+                )
             if tag_id < 0:
                 self.health.reject(topic, "unknown tag")
                 continue
@@ -911,6 +916,20 @@ class MqttSource:
             return WriteResult(False, "Timeout", message=f"no PUBACK within {timeout_s:g} s", value=coerced)
         log.info("%s: command %s = %r on %s", self.name, tag, coerced, topic)
         return WriteResult(True, "Good", 0, f"published to {topic}", coerced)
+
+
+# Sparkplug data types of tags a birth certificate creates: String, Text, UUID; Boolean; the integers.
+_SPARKPLUG_TYPES = {12: DataType.STRING, 14: DataType.STRING, 15: DataType.STRING, 11: DataType.BOOL}
+_SPARKPLUG_TYPES.update(dict.fromkeys(range(1, 9), DataType.INT))
+
+
+def _datatype_of(value: Any) -> DataType:
+    """The data type of a tag created from its first JSON value."""
+    if isinstance(value, str):
+        return DataType.STRING
+    if isinstance(value, bool):
+        return DataType.BOOL
+    return DataType.FLOAT
 
 
 def _coerce(value: Any, datatype: DataType) -> Any:
