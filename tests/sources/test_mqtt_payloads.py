@@ -235,7 +235,7 @@ def test_rejections_are_logged_at_a_limited_rate(caplog: pytest.LogCaptureFixtur
 
 
 def test_json_loads_pitfalls_are_handled_by_parse_json() -> None:
-    """parse_json refuses what json.loads silently accepts (NaN, Infinity, 1e400) and turns RecursionError into a reason."""
+    """parse_json refuses what json.loads accepts (NaN, Infinity, 1e400) and turns RecursionError into a reason."""
     assert json.loads("NaN") != json.loads("NaN")  # what the source must not let through
     for text in ("NaN", "Infinity", "-Infinity", "1e400", "[" * 50_000 + "]" * 50_000):
         with pytest.raises(ValueError):
