@@ -49,7 +49,7 @@ $(STAMP_DEV): pyproject.toml | $(PY)
 
 # A screenshot of the running app on the demo plant, for the README.
 screenshot: sysdeps-test $(STAMP_DEV)
-	$(PY) tools/screenshot.py docs/screenshot.png
+	xvfb-run -a -s "-screen 0 1400x900x24" $(PY) tools/screenshot.py docs/screenshot.png
 
 clean:
 	rm -rf $(VENV) build dist artifacts .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -48,10 +48,11 @@ def _add_ipc_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ipc-requests", metavar="ADDR", help="runtime request address (tcp://host:port)")
 
 
-def _ipc_addresses(args: argparse.Namespace, project: Project) -> tuple[str, str]:
+def _ipc_addresses(args: argparse.Namespace, project: Project) -> tuple[str | None, str | None]:
+    """From the command line, else the project's [runtime] ports (0: pick a free one)."""
     rt = project.runtime
-    stream = args.ipc_stream or f"tcp://{rt.ipc_host}:{rt.stream_port}"
-    requests = args.ipc_requests or f"tcp://{rt.ipc_host}:{rt.request_port}"
+    stream = args.ipc_stream or (f"tcp://{rt.ipc_host}:{rt.stream_port}" if rt.stream_port else None)
+    requests = args.ipc_requests or (f"tcp://{rt.ipc_host}:{rt.request_port}" if rt.request_port else None)
     return stream, requests
 
 
@@ -86,7 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _run_headless(args, project)
     from hmi.supervisor import Supervisor
 
-    stream, requests = (args.ipc_stream, args.ipc_requests)
+    stream, requests = _ipc_addresses(args, project)
     supervisor = Supervisor(
         project_path,
         project,
@@ -99,8 +100,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_headless(args: argparse.Namespace, project: Project) -> int:
     from hmi.runtime import Runtime
+    from hmi.supervisor import free_tcp_port
 
     stream, requests = _ipc_addresses(args, project)
+    host = project.runtime.ipc_host
+    stream = stream or f"tcp://{host}:{free_tcp_port(host)}"
+    requests = requests or f"tcp://{host}:{free_tcp_port(host)}"
     runtime = Runtime(project, None if args.no_ipc else stream, None if args.no_ipc else requests)
 
     async def main() -> None:
@@ -127,6 +132,9 @@ def _run_headless(args: argparse.Namespace, project: Project) -> int:
 def cmd_window(args: argparse.Namespace) -> int:
     project = _load(Path(args.project))
     stream, requests = _ipc_addresses(args, project)
+    if stream is None or requests is None:
+        print("hmi window: no runtime address: give --ipc-stream and --ipc-requests", file=sys.stderr)
+        return EXIT_CONFIG
     from hmi.ui.app import run_window
 
     return run_window(project, stream, requests, screenshot=args.screenshot, exit_after_s=args.exit_after)

@@ -37,6 +37,17 @@ def free_tcp_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def port_in_use(address: str) -> bool:
+    """True if something already listens on a tcp://host:port (or host, port) address."""
+    host, _, port = address.removeprefix("tcp://").rpartition(":")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, int(port)))
+        except OSError:
+            return True
+    return False
+
+
 def _die_with_parent() -> Callable[[], None] | None:
     """On Linux, children get SIGTERM if the supervisor dies, even by SIGKILL."""
     if not sys.platform.startswith("linux"):
@@ -121,7 +132,23 @@ class Supervisor:
     def request_stop(self, *_: object) -> None:
         self._stopping = True
 
+    def busy_ports(self) -> list[str]:
+        """Addresses this application needs that something else already holds."""
+        needed = [self.stream_address, self.request_address]
+        if any(c.name == "plant" for c in self.children):
+            needed.append(f"127.0.0.1:{self.project.simulator.opcua_port}")
+        return [address for address in needed if port_in_use(address)]
+
     def run(self) -> int:
+        busy = self.busy_ports()
+        if busy:
+            log.error(
+                "%s is already in use: is this project already running (hmi run)? To open another window on it, "
+                "run: hmi window --project %s",
+                ", ".join(busy),
+                self.project_path,
+            )
+            return 1
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self.request_stop)
         for child in self.children:

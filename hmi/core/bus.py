@@ -170,7 +170,10 @@ class TagBus:
     # -- reading ------------------------------------------------------------------------
 
     def latest(self, tag: str | int) -> LatestValue | None:
-        tag_id = self.registry.id_of(tag) if isinstance(tag, str) else tag
+        """The latest value of a tag (by name or id), or None if it has none or is unknown."""
+        tag_id = self.registry.get_id(tag) if isinstance(tag, str) else tag
+        if tag_id is None:
+            return None
         with self._lock:
             if tag_id >= self._ts.shape[0] or self._ts[tag_id] == 0:
                 return None

@@ -2,10 +2,12 @@
 
 The client runs its own thread (ZeroMQ sockets stay in it, and it works the same on any
 event loop or none). It calls its listener on that thread; the listener must be quick
-and thread-safe. Protocol: subscribe to the stream, ask for a snapshot, hold stream
-messages until the snapshot arrives, then apply those newer than the snapshot. A message
-from a new runtime session (the runtime restarted) starts that over. No message for
-`timeout_s` means the runtime is gone.
+and thread-safe. Protocol: subscribe to the stream and wait for the first message (a
+heartbeat at the latest), because a PUB socket silently drops what it sends before a new
+subscription is live (ZeroMQ's "slow joiner"); then ask for a snapshot, hold stream
+messages until it arrives, and apply those newer than the snapshot. A message from a new
+runtime session (the runtime restarted) starts that over. No message for `timeout_s`
+means the runtime is gone.
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ class IpcClient:
 
         snapshot_seq: int | None = None  # None: waiting for a snapshot
         held: list[tuple[m.Header, bytes, list[Any]]] = []
-        requested_at = 0.0
+        requested_at: float | None = None  # None: not asked yet (stream not live yet)
         last_seq = 0
         last_message = time.monotonic()
         pending: dict[int, Future[dict[str, Any]]] = {}  # command id -> future
@@ -146,7 +148,6 @@ class IpcClient:
                     future.set_exception(ConnectionError("the runtime restarted before it answered"))
             pending.clear()
 
-        request_snapshot()
         try:
             while self._running:
                 events = dict(poller.poll(50))
@@ -200,10 +201,13 @@ class IpcClient:
                             log.warning("runtime restarted (new session); taking a fresh snapshot")
                             snapshot_seq = None
                             held.clear()
-                            request_snapshot()
+                            requested_at = None
                         if snapshot_seq is None:
                             if kind != m.KIND_HEARTBEAT:
                                 held.append((header, kind, list(frames[2:])))
+                            if requested_at is None:
+                                # The subscription is live now: what follows reaches us.
+                                request_snapshot()
                             continue
                         if kind == m.KIND_HEARTBEAT:
                             if header.last_seq > last_seq:
@@ -215,7 +219,7 @@ class IpcClient:
                             continue
                         last_seq = self._apply(header, kind, list(frames[2:]), last_seq)
                         self._set_link(True)
-                if snapshot_seq is None and now - requested_at > SNAPSHOT_RETRY_S:
+                if snapshot_seq is None and requested_at is not None and now - requested_at > SNAPSHOT_RETRY_S:
                     request_snapshot()
                 if self.link_up and now - last_message > self.timeout_s:
                     self._set_link(False)

@@ -1,0 +1,182 @@
+"""The runtime -> window channel: snapshot then stream, restarts, loss detection, commands."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from hmi.core.bus import TagBus
+from hmi.core.events import Event, EventCategory
+from hmi.core.quality import Quality
+from hmi.core.samples import SampleBatch
+from hmi.core.tags import DataType, TagRegistry, TagSpec
+from hmi.ipc.client import IpcClient
+from hmi.ipc.mirror import BusMirror
+from hmi.ipc.publisher import IpcPublisher
+from tests.helpers import free_port, wait_until
+
+
+def addresses() -> tuple[str, str]:
+    return f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+
+
+def runtime_bus() -> TagBus:
+    specs = [TagSpec("m.a", "rpm"), TagSpec("m.b", "°C"), TagSpec("m.name", datatype=DataType.STRING)]
+    return TagBus(TagRegistry(specs))
+
+
+@pytest.fixture
+def channel():
+    stream, requests = addresses()
+    bus = runtime_bus()
+    publisher = IpcPublisher(bus, stream, requests, command_handler=lambda c: {"ok": True, "echo": c})
+    publisher.start()
+    clients: list[IpcClient] = []
+
+    def connect(mirror: BusMirror | None = None) -> tuple[IpcClient, BusMirror]:
+        mirror = mirror or BusMirror()
+        client = IpcClient(stream, requests, mirror)
+        client.start()
+        clients.append(client)
+        return client, mirror
+
+    yield bus, publisher, connect
+    for client in clients:
+        client.stop()
+    publisher.stop()
+
+
+def test_a_late_window_gets_the_snapshot_then_the_stream(channel) -> None:
+    """Values published before the window started arrive by snapshot, later ones by stream."""
+    bus, _, connect = channel
+    bus.publish(SampleBatch.from_rows([(0, 100, 1.5, 0), (2, 100, "O1001", 0)]))
+    client, mirror = connect()
+    wait_until(lambda: mirror.link_up, 5, message="no snapshot")
+    assert mirror.bus.latest("m.a").value == 1.5
+    assert mirror.bus.latest("m.name").value == "O1001"
+    assert mirror.bus.latest("m.b") is None
+    bus.publish(SampleBatch.from_arrays([1], [200], [21.5], Quality.UNCERTAIN))
+    wait_until(lambda: mirror.bus.latest("m.b") is not None, 5)
+    latest = mirror.bus.latest("m.b")
+    assert (latest.value, latest.ts_ns, latest.quality) == (21.5, 200, Quality.UNCERTAIN)
+    assert client.stats.snapshots == 1 and client.stats.gaps == 0
+
+
+def test_nothing_is_lost_or_duplicated_while_publishing_during_the_snapshot(channel) -> None:
+    """A producer publishing continuously while a window joins: the window's stream has no gap or repeat."""
+    bus, _, connect = channel
+    running = True
+    counter = 0
+
+    def produce() -> None:
+        nonlocal counter
+        while running:
+            counter += 1
+            bus.publish(SampleBatch.from_arrays([0], [counter], [float(counter)]))
+            time.sleep(0.0005)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    try:
+        time.sleep(0.1)
+        seen: list[float] = []
+        client, mirror = connect()
+        mirror.bus.subscribe(lambda b: seen.extend(b.values[b.tag_ids == 0].tolist()))
+        wait_until(lambda: len(seen) > 500, 10)
+    finally:
+        running = False
+        producer.join()
+    wait_until(lambda: seen and seen[-1] == counter, 5)
+    values = np.asarray(seen)
+    # The snapshot delivers the latest value; from there the stream continues without a hole.
+    assert np.all(np.diff(values) == 1), "gap or duplicate in the stream"
+    assert client.stats.gaps == 0
+
+
+def test_new_tags_reach_the_window(channel) -> None:
+    """Tags registered after the window connected (MQTT wildcards, health tags) are mirrored."""
+    bus, _, connect = channel
+    _, mirror = connect()
+    wait_until(lambda: mirror.link_up, 5)
+    new_id = bus.register([TagSpec("plc.connected", datatype=DataType.BOOL)])[0]
+    bus.publish(SampleBatch.from_arrays([new_id], [1], [1.0]))
+    wait_until(lambda: "plc.connected" in mirror.bus.registry and mirror.bus.latest("plc.connected"), 5)
+    assert mirror.bus.latest("plc.connected").value == 1.0
+
+
+def test_events_reach_the_window(channel) -> None:
+    bus, _, connect = channel
+    _, mirror = connect()
+    events: list[Event] = []
+    mirror.bus.subscribe_events(events.extend)
+    wait_until(lambda: mirror.link_up, 5)
+    bus.publish_events([Event(EventCategory.SYSTEM, "plc", "Connection plc lost")])
+    wait_until(lambda: any(e.message == "Connection plc lost" for e in events), 5)
+
+
+def test_commands_get_replies(channel) -> None:
+    _, _, connect = channel
+    client, mirror = connect()
+    wait_until(lambda: mirror.link_up, 5)
+    reply = client.send_command({"command": "ping", "n": 3}).result(timeout=5)
+    assert reply == {"ok": True, "echo": {"command": "ping", "n": 3}}
+
+
+def test_a_dead_runtime_is_noticed_within_a_second_and_values_turn_stale(channel) -> None:
+    """When the runtime stops, the window marks the link down in under a second and every value COMM_LOST."""
+    bus, publisher, connect = channel
+    bus.publish(SampleBatch.from_arrays([0, 1], [1, 1], [1.0, 2.0]))
+    _, mirror = connect()
+    wait_until(lambda: mirror.link_up and mirror.bus.latest("m.a") is not None, 5)
+    lost_at: list[float] = []
+    mirror.on_link_change(lambda up: lost_at.append(time.monotonic()) if not up else None)
+    stopped = time.monotonic()
+    publisher.stop()
+    wait_until(lambda: lost_at, 3, message="runtime loss not noticed")
+    assert lost_at[0] - stopped < 1.0 + 0.3  # timeout 1 s, polled every 50 ms, margin for a loaded CI box
+    assert mirror.bus.latest("m.a").quality == Quality.COMM_LOST
+    assert mirror.bus.latest("m.a").value == 1.0
+
+
+def test_a_restarted_runtime_is_picked_up_with_a_fresh_snapshot() -> None:
+    """A new runtime on the same addresses (new session) is followed: new snapshot, stream again."""
+    stream, requests = addresses()
+    first_bus = runtime_bus()
+    first = IpcPublisher(first_bus, stream, requests)
+    first.start()
+    first_bus.publish(SampleBatch.from_arrays([0], [1], [1.0]))
+    mirror = BusMirror()
+    client = IpcClient(stream, requests, mirror)
+    client.start()
+    try:
+        wait_until(lambda: mirror.bus.latest("m.a") is not None, 5)
+        first.stop()
+        wait_until(lambda: not mirror.link_up, 3)
+        second_bus = runtime_bus()
+        second = IpcPublisher(second_bus, stream, requests)
+        second_bus.publish(SampleBatch.from_arrays([0], [2], [99.0]))
+        second.start()
+        try:
+            wait_until(lambda: mirror.link_up and mirror.bus.latest("m.a").value == 99.0, 10)
+            assert client.stats.sessions == 2
+            second_bus.publish(SampleBatch.from_arrays([1], [3], [7.0]))
+            wait_until(lambda: mirror.bus.latest("m.b") is not None, 5)
+            assert mirror.bus.latest("m.a").quality == Quality.GOOD
+        finally:
+            second.stop()
+    finally:
+        client.stop()
+
+
+def test_a_second_runtime_on_a_taken_address_fails_clearly() -> None:
+    stream, requests = addresses()
+    first = IpcPublisher(runtime_bus(), stream, requests)
+    first.start()
+    try:
+        with pytest.raises(OSError, match="cannot listen on"):
+            IpcPublisher(runtime_bus(), stream, requests).start()
+    finally:
+        first.stop()

@@ -1,0 +1,38 @@
+"""Fixtures for window tests: a live runtime (real plant, real runtime processes) to attach to."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hmi.config import Project, load_project
+from tests.helpers import free_port, hmi_process, stop_process, wait_for_port, write_demo_project
+
+
+@dataclass
+class LiveRuntime:
+    project: Project
+    project_path: Path
+    stream: str
+    requests: str
+    processes: dict
+
+
+@pytest.fixture
+def live_runtime(tmp_path: Path) -> Iterator[LiveRuntime]:
+    """`hmi sim` (CNC) and `hmi run --headless` as real processes on free ports."""
+    opcua, stream, requests = free_port(), free_port(), free_port()
+    path = write_demo_project(tmp_path, opcua, stream_port=stream, request_port=requests)
+    sim = hmi_process("sim", "--machines", "cnc01", "--opcua-port", str(opcua), "--rate", "20", "--speed", "5")
+    runtime = hmi_process("run", "--project", str(path), "--headless")
+    try:
+        wait_for_port(opcua)
+        wait_for_port(requests)
+        yield LiveRuntime(load_project(path), path, f"tcp://127.0.0.1:{stream}", f"tcp://127.0.0.1:{requests}",
+                          {"sim": sim, "runtime": runtime})  # fmt: skip
+    finally:
+        stop_process(runtime)
+        stop_process(sim)
