@@ -82,7 +82,7 @@ def validate_project(raw: dict[str, Any], name: str, path: Path | None = None) -
     try:
         project = Project.model_validate(raw)
     except ValidationError as exc:
-        issues = [ConfigIssue(name, format_key_path(_file_loc(raw, err["loc"])), _message(err)) for err in exc.errors()]
+        issues = [ConfigIssue(name, format_key_path(_error_loc(raw, err)), _message(err)) for err in exc.errors()]
         raise ConfigError(issues) from None
     issues = [ConfigIssue(name, format_key_path(loc), msg) for loc, msg in cross_check(project)]
     if issues:
@@ -92,7 +92,19 @@ def validate_project(raw: dict[str, Any], name: str, path: Path | None = None) -
     return project
 
 
+def _error_loc(raw: Any, err: Any) -> list[str | int]:
+    loc = _file_loc(raw, err["loc"], missing_key=err["type"] == "missing")
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc.append(str(err.get("ctx", {}).get("discriminator", "kind")).strip("'"))
+    return loc
+
+
 def _message(err: Any) -> str:
+    if err["type"] == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        return f"unknown kind {ctx.get('tag')!r} (use one of: {ctx.get('expected_tags')})"
+    if err["type"] == "union_tag_not_found":
+        return "required key is missing"
     friendly = _FRIENDLY.get(err["type"])
     if friendly:
         return friendly
@@ -100,8 +112,12 @@ def _message(err: Any) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def _file_loc(raw: Any, loc: Sequence[str | int]) -> list[str | int]:
-    """Drop the parts of a pydantic location that are not keys of the file (union tags)."""
+def _file_loc(raw: Any, loc: Sequence[str | int], missing_key: bool = True) -> list[str | int]:
+    """Drop the parts of a pydantic location that are not keys of the file (union tags).
+
+    The last part may be a key the file lacks (a "missing" error); for other errors a last
+    part that is not in the file is a union member's name (a model validator's error).
+    """
     out: list[str | int] = []
     node = raw
     last = len(loc) - 1
@@ -111,8 +127,8 @@ def _file_loc(raw: Any, loc: Sequence[str | int]) -> list[str | int]:
         if in_dict or in_list:
             out.append(part)
             node = node[part]
-        elif isinstance(node, dict) and i < last:
-            # Not a key of the file and not the last part: a union member's name.
+        elif isinstance(node, dict) and (i < last or not missing_key):
+            # Not a key of the file: a union member's name.
             continue
         else:
             out.append(part)

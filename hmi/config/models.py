@@ -202,12 +202,21 @@ class MqttConnection(Credentials):
     clean_session: bool = True  # false: the broker keeps subscriptions and QoS>0 messages while away
     session_expiry_s: int = Field(default=3600, ge=0)  # MQTT 5, when clean_session = false
     keepalive_s: int = Field(default=10, ge=1, le=65535)
-    tls: bool | TlsConfig = False
+    tls: TlsConfig | None = None  # `tls = true` for the system's CAs, or a table
+
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _tls_flag(cls, value: object) -> object:
+        if value is True:
+            return {}
+        return None if value is False else value
+
     max_payload_bytes: int = Field(default=256 * 1024, ge=16)
     subscriptions: list[MqttSubscription] = Field(default_factory=list)
     timestamp_key: str | None = "ts"  # for tags addressed one by one (address = topic, json_path)
     command_topic: str | None = None  # writes: e.g. "factory/{machine}/command"
-    command_format: Literal["json", "value"] = "json"  # json: {"<signal>": value}; value: the bare value
+    # json: {"<signal>": value}; set: {"command": "set", "signal": ..., "value": ...}; value: the bare value
+    command_format: Literal["json", "set", "value"] = "json"
     reconnect_max_delay_s: float = Field(default=10.0, gt=0, le=600)
     # Warn about subscribed topics that delivered nothing this long after subscribing (an ACL
     # that forbids reading them looks exactly like this: brokers grant the subscription).
@@ -215,9 +224,7 @@ class MqttConnection(Credentials):
 
     @property
     def tls_config(self) -> TlsConfig | None:
-        if self.tls is True:
-            return TlsConfig()
-        return self.tls or None
+        return self.tls
 
 
 Connection = Annotated[OpcUaConnection | MqttConnection, Field(discriminator="kind")]

@@ -904,7 +904,13 @@ class MqttSource:
         if client is None or not self.connected:
             raise NotConnected(f"{self.name} is not connected ({self.last_error or 'connecting'})")
         topic = self.config.command_topic.format(machine=spec.machine, signal=spec.signal, tag=spec.name)
-        body = json.dumps({spec.signal: coerced}) if self.config.command_format == "json" else json.dumps(coerced)
+        fmt = self.config.command_format
+        if fmt == "json":
+            body = json.dumps({spec.signal: coerced})
+        elif fmt == "set":
+            body = json.dumps({"command": "set", "signal": spec.signal, "value": coerced})
+        else:
+            body = json.dumps(coerced)
         info = client.publish(topic, body, qos=1)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             return WriteResult(False, "NotSent", info.rc, paho.error_string(info.rc), coerced)

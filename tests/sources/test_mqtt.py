@@ -264,12 +264,21 @@ def test_tls_with_an_unknown_ca_does_not_connect(mosquitto_broker: Any, tmp_path
     run_async(scenario())
 
 
-def test_write_publishes_a_command_with_qos1(mosquitto_broker: Any) -> None:
-    """A write to a writable tag publishes {"signal": value} to its machine's command topic and waits for PUBACK."""
+@pytest.mark.parametrize(
+    ("command_format", "expected"),
+    [
+        ("json", b'{"feed_override": 80.0}'),
+        ("set", b'{"command": "set", "signal": "feed_override", "value": 80.0}'),
+    ],
+)
+def test_write_publishes_a_command_with_qos1(mosquitto_broker: Any, command_format: str, expected: bytes) -> None:
+    """A write to a writable tag publishes a command to its machine's command topic and waits for PUBACK."""
     broker = mosquitto_broker()
     bus = TagBus()
     tags = [spec("cnc01.feed_override", writable=True, low=0, high=150), spec("cnc01.spindle_speed")]
-    conn = mqtt_conn(broker, subscriptions=[TELEMETRY], command_topic="factory/{machine}/command")
+    conn = mqtt_conn(
+        broker, subscriptions=[TELEMETRY], command_topic="factory/{machine}/command", command_format=command_format
+    )
     source = MqttSource("broker", conn, tags, bus)
     got: list[tuple[str, bytes, int]] = []
     listener = paho.Client(CallbackAPIVersion.VERSION2)
@@ -292,7 +301,7 @@ def test_write_publishes_a_command_with_qos1(mosquitto_broker: Any) -> None:
         run_async(scenario())
     finally:
         listener.loop_stop()
-    assert got == [("factory/cnc01/command", b'{"feed_override": 80.0}', 1)]
+    assert got == [("factory/cnc01/command", expected, 1)]
 
 
 def test_health_tags_count_messages_and_rejections(mosquitto_broker: Any) -> None:
