@@ -71,27 +71,19 @@ class PayloadError(ValueError):
 # -- payload decoding (pure functions, any thread) ------------------------------------------
 
 
-def _reject_constant(name: str) -> float:
-    raise PayloadError(f"non-finite number {name}")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):
-        raise PayloadError(f"number out of range {text[:20]}")
-    return value
-
-
 def parse_json(payload: bytes) -> Any:
-    """json.loads that refuses NaN, Infinity and overflowing numbers, and deep nesting."""
+    """json.loads with the errors it can raise turned into reasons.
+
+    json.loads reads NaN, Infinity and 1e400 (as inf) without complaint; the source checks
+    every number it maps for finiteness instead of hooking the parser, which would cost a
+    Python call per number. Deep nesting raises RecursionError, not ValueError.
+    """
     try:
-        return json.loads(payload, parse_constant=_reject_constant, parse_float=_finite_float)
+        return json.loads(payload)
     except RecursionError:
         raise PayloadError("JSON nested too deeply") from None
     except UnicodeDecodeError:
         raise PayloadError("not UTF-8") from None
-    except PayloadError:
-        raise
     except ValueError as exc:  # JSONDecodeError
         raise PayloadError(f"invalid JSON ({str(exc)[:60]})") from None
 
@@ -271,6 +263,8 @@ class MqttSource:
         self._wild: list[tuple[str, _Route]] = []
         self._topic_cache: dict[str, list[_Route]] = {}
         self._name_cache: dict[tuple[str, str], int] = {}  # (topic, key) -> tag id, -1 unknown
+        self._json_keys: dict[str, dict[str, int]] = {}  # topic -> JSON key -> tag id, -1 unknown
+        self._numeric = {i for i, t in self._datatype.items() if t in (DataType.FLOAT, DataType.INT)}
         self._edge_nodes: dict[tuple[str, str], _EdgeNode] = {}
         self._online_ids: dict[str, int] = {}
         self._filters: list[tuple[str, int]] = []
@@ -333,6 +327,8 @@ class MqttSource:
             spec = TagSpec(name, unit=unit, datatype=datatype, connection=self.name, address=topic)
             tag_id = self.bus.registry.register(spec)
             self._datatype[tag_id] = datatype
+            if datatype in (DataType.FLOAT, DataType.INT):
+                self._numeric.add(tag_id)
             self._spec_by_id[tag_id] = spec
             self._own_ids.add(tag_id)
             return tag_id
@@ -384,7 +380,9 @@ class MqttSource:
         dtype = self._datatype.get(tag_id, DataType.FLOAT)
         rows = self._rows
         if type(value) is float or type(value) is int:
-            if dtype == DataType.STRING:
+            if value - value != 0:  # NaN, Infinity, and 1e400 (which json.loads reads as inf)
+                self._bad(tag_id, ts, topic, "non-finite number")
+            elif dtype == DataType.STRING:
                 rows.add_text(tag_id, ts, str(value), quality)
             elif dtype == DataType.BOOL and value not in (0, 1):
                 self._bad(tag_id, ts, topic, "type")
@@ -436,22 +434,42 @@ class MqttSource:
             raise PayloadError("JSON is not an object")
         ts_key = sub.timestamp_key
         ts = self._payload_time(doc, ts_key, topic, received)
-        levels: list[str] | None = None
-        cache = self._name_cache
+        keys = self._json_keys.get(topic)
+        if keys is None:
+            if len(self._json_keys) >= _TOPIC_CACHE_MAX:
+                self._json_keys.clear()  # bounded: a flood of distinct topics must not grow memory
+            keys = self._json_keys[topic] = {}
+        rows = self._rows
+        if not rows.ids:
+            rows.since = time.monotonic()
+        ids, tss, values, quality = rows.ids, rows.ts, rows.values, rows.quality
+        numeric = self._numeric
         for key, value in doc.items():
+            tag_id = keys.get(key)
+            # The hot path: a known numeric tag and a finite float or int (bools are not `float`/`int` here).
+            if (
+                tag_id is not None
+                and tag_id >= 0
+                and tag_id in numeric
+                and (type(value) is float or type(value) is int)
+            ):
+                if value - value == 0:  # finite: inf - inf and nan - nan are nan
+                    ids.append(tag_id)
+                    tss.append(ts)
+                    values.append(value)
+                    quality.append(0)
+                    continue
+                self._bad(tag_id, ts, topic, "non-finite number")
+                continue
             if key == ts_key:
                 continue
             if type(value) is dict:
                 self._reject(topic, "nested object", f"key {key!r} holds an object; map it with a json_path tag")
                 continue
-            tag_id = cache.get((topic, key))
             if tag_id is None:
-                if levels is None:
-                    levels = topic.split("/")
-                tag_id = self._template_id(sub, topic, levels, _datatype_of(value), key=snake(key))
-                if len(cache) >= _TOPIC_CACHE_MAX:
-                    cache.clear()
-                cache[(topic, key)] = tag_id
+                tag_id = keys[key] = self._template_id(
+                    sub, topic, topic.split("/"), _datatype_of(value), key=snake(key)
+                )
             if tag_id < 0:
                 self._reject(topic, "unknown tag", f"key {key!r} maps to no tag of the project")
                 continue
