@@ -195,10 +195,11 @@ def drain_source(broker: Broker, client_id: str, count: int, values: int) -> flo
 
 def mqtt_ingest(broker: Broker, count: int, values: int) -> tuple[float, float]:
     payloads = make_payloads(count, values)
-    queue_messages(broker, "bench-raw", payloads)
-    raw = drain_raw(broker, "bench-raw", count)
-    queue_messages(broker, "bench-src", payloads)
-    ours = drain_source(broker, "bench-src", count, values)
+    run = f"{values}-{time.monotonic_ns()}"  # a fresh session each time: nothing left over from a previous run
+    queue_messages(broker, f"bench-raw-{run}", payloads)
+    raw = drain_raw(broker, f"bench-raw-{run}", count)
+    queue_messages(broker, f"bench-src-{run}", payloads)
+    ours = drain_source(broker, f"bench-src-{run}", count, values)
     return raw, ours
 
 
@@ -233,7 +234,7 @@ def mqtt_latency(broker: Broker, rate: float = 1000.0, seconds: float = 3.0) -> 
     def on_batch(batch: SampleBatch) -> None:
         now = time.perf_counter_ns()
         for tag_id, _, value, _ in batch.rows():
-            if tag_id == seq_id:
+            if tag_id == seq_id and value == value:
                 added.append(now - entered[int(value)])
                 end_to_end.append(now - sent[int(value)])
 
@@ -301,7 +302,8 @@ async def bare_rate(servers: list[tuple[Any, int, int]], seconds: float, interva
     clients = []
     _Counting.count = 0
     for _, port, per in servers:
-        client = Client(f"opc.tcp://127.0.0.1:{port}/bench", timeout=30)
+        # A saturated server answers the watchdog's probe late; do not take that for a loss.
+        client = Client(f"opc.tcp://127.0.0.1:{port}/bench", timeout=30, watchdog_intervall=10)
         await client.connect()
         ns = await client.get_namespace_index("urn:hmi:bench")
         params = ua.CreateSubscriptionParameters(

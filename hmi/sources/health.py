@@ -72,10 +72,11 @@ class SourceHealth:
     # -- from the source's thread ----------------------------------------------------------
 
     def received(self, messages: int, values: int) -> None:
-        with self._lock:
-            self.messages += messages
-            self.values += values
-            self.last_message_at = time.monotonic()
+        # Only the source's own thread calls this, and tick() reads three ints: no lock needed
+        # (this runs once per message on the hot path).
+        self.messages += messages
+        self.values += values
+        self.last_message_at = time.monotonic()
 
     def reject(self, where: str, reason: str, count: int = 1) -> None:
         with self._lock:

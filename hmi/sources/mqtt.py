@@ -64,6 +64,10 @@ _MAX_JSON_DEPTH = 32
 _TEMPLATE_FIELD = re.compile(r"\{(\w+)(?:\[(\d+)\])?\}")
 
 
+_NUMBER_TYPES = {float, int}
+_NO_PLAN = object()
+
+
 class PayloadError(ValueError):
     """Why a payload was dropped; the message is the reason counted per topic."""
 
@@ -264,6 +268,7 @@ class MqttSource:
         self._topic_cache: dict[str, list[_Route]] = {}
         self._name_cache: dict[tuple[str, str], int] = {}  # (topic, key) -> tag id, -1 unknown
         self._json_keys: dict[str, dict[str, int]] = {}  # topic -> JSON key -> tag id, -1 unknown
+        self._json_plans: dict[str, dict[tuple[str, ...], Any]] = {}  # topic -> key tuple -> fast plan
         self._numeric = {i for i, t in self._datatype.items() if t in (DataType.FLOAT, DataType.INT)}
         self._edge_nodes: dict[tuple[str, str], _EdgeNode] = {}
         self._online_ids: dict[str, int] = {}
@@ -420,12 +425,17 @@ class MqttSource:
         )
 
     def _payload_time(self, doc: dict[str, Any], key: str | None, topic: str, received: int) -> int:
-        if key is None or key not in doc:
+        if key is None:
             return received
+        value = doc.get(key)
+        if value is None:
+            return received
+        if type(value) is int and 100_000_000_000 <= value < 100_000_000_000_000:
+            return value * 1_000_000  # epoch ms, the usual case
         try:
-            return timestamp_ns(doc[key])
+            return timestamp_ns(value)
         except PayloadError:
-            self._reject(topic, "bad timestamp", f"{key}={str(doc[key])[:40]!r}; using the time of arrival")
+            self._reject(topic, "bad timestamp", f"{key}={str(value)[:40]!r}; using the time of arrival")
             return received
 
     def _decode_json(self, topic: str, payload: bytes, sub: MqttSubscription, received: int) -> None:
@@ -438,11 +448,39 @@ class MqttSource:
         if keys is None:
             if len(self._json_keys) >= _TOPIC_CACHE_MAX:
                 self._json_keys.clear()  # bounded: a flood of distinct topics must not grow memory
+                self._json_plans.clear()
             keys = self._json_keys[topic] = {}
         rows = self._rows
         if not rows.ids:
             rows.since = time.monotonic()
         ids, tss, values, quality = rows.ids, rows.ts, rows.values, rows.quality
+        # Fast path: the same keys as before, all mapping to numeric tags, all values finite
+        # numbers. Then the whole message is a few C-level list operations, not a loop.
+        plans = self._json_plans.get(topic)
+        if plans is None:
+            plans = self._json_plans[topic] = {}
+        shape = tuple(doc)
+        plan = plans.get(shape, _NO_PLAN)
+        if plan is _NO_PLAN:
+            plan = self._json_plan(shape, ts_key, keys) if len(plans) < 64 else None
+            if plan is not _NO_PLAN:
+                plans[shape] = plan
+        if plan is not None and plan is not _NO_PLAN:
+            plan_ids, ts_pos, zeros = plan
+            vals = list(doc.values())
+            if ts_pos >= 0:
+                del vals[ts_pos]
+            if set(map(type, vals)) <= _NUMBER_TYPES:
+                try:
+                    total = math.fsum(vals)
+                except OverflowError:
+                    total = math.inf
+                if total - total == 0:
+                    ids.extend(plan_ids)
+                    values.extend(vals)
+                    tss.extend([ts] * len(vals))
+                    quality.extend(zeros)
+                    return
         numeric = self._numeric
         for key, value in doc.items():
             tag_id = keys.get(key)
@@ -477,6 +515,24 @@ class MqttSource:
                 self._bad(tag_id, ts, topic, "array")
                 continue
             self._put(tag_id, ts, value, topic)
+
+    def _json_plan(
+        self, shape: tuple[str, ...], ts_key: str | None, keys: dict[str, int]
+    ) -> Any:
+        """Tag ids for a message with these keys, if every key but the timestamp is a numeric tag."""
+        out: list[int] = []
+        ts_pos = -1
+        for pos, key in enumerate(shape):
+            if key == ts_key:
+                ts_pos = pos
+                continue
+            tag_id = keys.get(key)
+            if tag_id is None:
+                return _NO_PLAN  # not decoded yet: decode key by key this time, plan next time
+            if tag_id not in self._numeric:
+                return None
+            out.append(tag_id)
+        return out, ts_pos, [0] * len(out)
 
     def _template_id(
         self, sub: MqttSubscription, topic: str, levels: list[str], datatype: DataType = DataType.FLOAT, **fields: str
