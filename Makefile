@@ -23,7 +23,7 @@ lint: $(STAMP_DEV)
 	$(VENV)/bin/mypy hmi
 
 bench: sysdeps-test $(STAMP_DEV)
-	$(PY) -m bench
+	xvfb-run -a -s "-screen 0 1920x1080x24" $(PY) -m bench $(BENCH)
 
 # Long soak and load runs, kept out of `make test`.
 soak: sysdeps-test $(STAMP_DEV)

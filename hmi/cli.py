@@ -1,4 +1,4 @@
-"""`hmi` command line: run, window, sim, check-config, trust.
+"""`hmi` command line: run, window, sim, check-config, trust, replay, export.
 
 Exit codes: 0 success, 1 runtime failure, 2 a bad project file or bad arguments.
 """
@@ -11,10 +11,14 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hmi import __version__
 from hmi.config import ConfigError, Project, load_project
 from hmi.paths import default_project
+
+if TYPE_CHECKING:
+    from hmi.historian.reader import HistorianReader, TimeRange
 
 log = logging.getLogger("hmi")
 
@@ -193,6 +197,109 @@ def cmd_trust(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _open_recording(args: argparse.Namespace) -> tuple[HistorianReader, TimeRange, Project | None]:
+    """The historian reader, the range asked for, and the project (if one was given)."""
+    from hmi.historian import HistorianError, HistorianReader
+    from hmi.historian.reader import resolve_range
+    from hmi.historian.writer import HistorianWriter
+
+    project = _load(Path(args.project)) if getattr(args, "project", None) else None
+    try:
+        reader = HistorianReader(args.db)
+    except HistorianError as exc:
+        print(f"hmi {args.command}: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+    fallback = None
+    if project is not None:
+        from hmi.core.tags import TagRegistry
+
+        fallback = HistorianWriter.from_project(project, TagRegistry()).calendar
+    try:
+        time_range = resolve_range(
+            reader,
+            shift=args.shift,
+            start=args.start,
+            end=args.end,
+            timezone=project.project.timezone if project is not None else None,
+            fallback_calendar=fallback,
+        )
+    except ValueError as exc:
+        reader.close()
+        print(f"hmi {args.command}: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+    return reader, time_range, project
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from hmi.historian.export import ExportError, export
+
+    reader, time_range, _ = _open_recording(args)
+    fmt = args.format
+    out = Path(args.out) if args.out else Path(f"{Path(args.db).stem}-export.{fmt}")
+    tags = [t.strip() for t in args.tags.split(",") if t.strip()] if args.tags else None
+    try:
+        result = export(reader, time_range.start_ns, time_range.end_ns, out, fmt, tags)
+    except ExportError as exc:
+        print(f"hmi export: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    finally:
+        reader.close()
+    print(f"exported {result.samples} samples of {result.tags} tags ({time_range.label}) to {out}", end="")
+    print(f" in {result.seconds:.1f} s")
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from hmi.sources.replay import UNPACED, check_speed
+
+    try:
+        speed = UNPACED if args.speed == "max" else check_speed(float(args.speed))
+    except ValueError as exc:
+        print(f"hmi replay: --speed: {exc} (or 'max' with --headless)", file=sys.stderr)
+        return EXIT_CONFIG
+    if speed == UNPACED and not args.headless:
+        print("hmi replay: --speed max is for --headless; a window plays at 0.5x to 100x", file=sys.stderr)
+        return EXIT_CONFIG
+    reader, time_range, project = _open_recording(args)
+    reader.close()
+    if args.headless:
+        return _replay_headless(args.db, time_range, speed)
+    from hmi.ui.replay_window import run_replay_window
+
+    return run_replay_window(
+        args.db, time_range, project, speed=speed, screenshot=args.screenshot, exit_after_s=args.exit_after
+    )
+
+
+def _replay_headless(db: str, time_range: TimeRange, speed: float) -> int:
+    from hmi.core.bus import TagBus
+    from hmi.sources.replay import ReplaySource, ReplayState, format_counts
+
+    source = ReplaySource(db, time_range.start_ns, time_range.end_ns, TagBus(), speed=speed, autoplay=True)
+    source.start()
+    try:
+        source.wait_ended()
+    except KeyboardInterrupt:
+        source.close()
+        return EXIT_FAILURE
+    source.close()
+    if source.state == ReplayState.FAILED:
+        print(f"hmi replay: {source.error}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"samples replayed per tag, {time_range.label}:")
+    print(format_counts(source.counts(), source.published_events))
+    return EXIT_OK
+
+
+def _add_range_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", required=True, metavar="FILE", help="historian file (or a database URL)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--shift", metavar="DATE/NAME", help="a recorded shift, e.g. 2026-11-20/A")
+    which.add_argument("--from", dest="start", metavar="TIME", help="start, ISO 8601 (local time of the recording)")
+    parser.add_argument("--to", dest="end", metavar="TIME", help="end (with --from)")
+    parser.add_argument("--project", help="project file: its time zone, shifts and trends")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hmi", description="HMI/SCADA workstation for machine digital twins")
     parser.add_argument("--version", action="version", version=f"hmi {__version__}")
@@ -236,6 +343,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("certificate", nargs="?", help="SHA-1 thumbprint of a rejected certificate, or a certificate file")
     p.add_argument("--list", action="store_true", help="list trusted and rejected certificates")
     p.set_defaults(func=cmd_trust)
+    p = sub.add_parser("replay", help="play back a recorded shift or time range from a historian file")
+    _add_range_args(p)
+    p.add_argument("--headless", action="store_true", help="play without a window and print per-tag counts")
+    p.add_argument("--speed", default="1", help="0.5 to 100 (x real time); 'max' with --headless")
+    p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the playback window, then exit")
+    p.add_argument("--exit-after", type=float, metavar="S", help="close the window after S seconds")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("export", help="export a time range of a historian file to CSV or Parquet")
+    _add_range_args(p)
+    p.add_argument("--tags", help="comma-separated tag names (default: all)")
+    p.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    p.add_argument("--out", metavar="FILE", help="output file (default: DB-export.FORMAT here)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("check-config", help="validate a project file")
     p.add_argument("file")

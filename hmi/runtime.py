@@ -19,6 +19,7 @@ from hmi.config.models import MqttConnection, Project
 from hmi.core.bus import TagBus
 from hmi.core.quality import Quality
 from hmi.core.samples import SampleBatch
+from hmi.historian.writer import HistorianWriter
 from hmi.ipc.publisher import IpcPublisher
 from hmi.sources.mqtt import MqttSource
 from hmi.sources.opcua import OpcUaSource
@@ -65,6 +66,9 @@ class Runtime:
         # Configured tags take the first ids, in file order, so ids are stable per project.
         self.bus.register(project.tag_specs())
         self.counter = SampleCounter(self.bus)
+        # Every sample and event on the bus is recorded ([historian], [[shifts]], tags.*.history).
+        self.historian = HistorianWriter.from_project(project, self.bus.registry)
+        self.historian.attach(self.bus)
         project_dir = project.source_path.parent if project.source_path is not None else None
         self.sources: list[OpcUaSource | MqttSource] = [
             MqttSource(name, conn, project.tags_of_connection(name), self.bus, project_dir)
@@ -96,11 +100,18 @@ class Runtime:
                     for s in self.sources
                 ],
                 "samples": self.bus.samples_published,
+                "historian": {
+                    "queue_depth": self.historian.queue_depth,
+                    "written": self.historian.stats.written,
+                    "not_kept": self.historian.stats.not_kept,
+                    "last_error": self.historian.stats.last_error,
+                },
             }
         return {"ok": False, "error": f"unknown command {name!r}"}
 
     async def run(self, stop: asyncio.Event | None = None, duration_s: float | None = None) -> None:
         stop = stop or asyncio.Event()
+        self.historian.start()
         if self.publisher is not None:
             self.publisher.start()
             log.info(
@@ -121,6 +132,8 @@ class Runtime:
         finally:
             stop.set()
             await asyncio.gather(*tasks, status_task, return_exceptions=True)
+            # Flush after the sources stopped (their last COMM_LOST marks are recorded too).
+            await asyncio.to_thread(self.historian.close)
             if self.publisher is not None:
                 self.publisher.stop()
 

@@ -5,6 +5,7 @@ Unknown keys are errors: in a hand-edited file they are nearly always typos.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -251,6 +252,40 @@ class TagConfig(Strict):
     index: int | None = Field(default=None, ge=0)
     # MQTT: where the value sits in a JSON payload (address = the topic), e.g. "spindle.speed" or "values[2]".
     json_path: str | None = None
+    # What the historian keeps: every sample, only changes beyond the deadband, or nothing.
+    history: Literal["every", "on_change", "off"] = "every"
+    history_deadband: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _deadband_needs_on_change(self) -> TagConfig:
+        if self.history_deadband and self.history != "on_change":
+            raise ValueError('history_deadband applies only with history = "on_change"')
+        return self
+
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class ShiftConfig(Strict):
+    """One shift of the calendar, in the project's time zone; an end at or before the
+    start means the shift runs past midnight (C: 22:00 to 06:00)."""
+
+    name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")
+    start: str
+    end: str
+
+    @field_validator("start", "end")
+    @classmethod
+    def _time_of_day(cls, value: str) -> str:
+        if not _HHMM.match(value):
+            raise ValueError(f"{value!r} is not a time of day as HH:MM (e.g. 06:00)")
+        return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ShiftConfig:
+        if self.start == self.end:
+            raise ValueError("a shift cannot start and end at the same time")
+        return self
 
 
 class TrendConfig(Strict):
@@ -268,9 +303,19 @@ class Project(Strict):
     machines: dict[str, MachineConfig] = Field(default_factory=dict)
     tags: dict[str, TagConfig] = Field(default_factory=dict)
     trends: list[TrendConfig] = Field(default_factory=list)
+    shifts: list[ShiftConfig] = Field(default_factory=list)
 
     # Set by the loader, not read from the file.
     source_path: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("shifts")
+    @classmethod
+    def _unique_shift_names(cls, value: list[ShiftConfig]) -> list[ShiftConfig]:
+        names = [shift.name for shift in value]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"shift names must be unique; repeated: {', '.join(repeated)}")
+        return value
 
     def tag_specs(self) -> list[TagSpec]:
         specs = []

@@ -516,9 +516,7 @@ class MqttSource:
                 continue
             self._put(tag_id, ts, value, topic)
 
-    def _json_plan(
-        self, shape: tuple[str, ...], ts_key: str | None, keys: dict[str, int]
-    ) -> Any:
+    def _json_plan(self, shape: tuple[str, ...], ts_key: str | None, keys: dict[str, int]) -> Any:
         """Tag ids for a message with these keys, if every key but the timestamp is a numeric tag."""
         out: list[int] = []
         ts_pos = -1

@@ -10,15 +10,46 @@ from pathlib import Path
 
 import qasync
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 
 from hmi.config.models import Project
+from hmi.historian.reader import HistoryLookup
 from hmi.ipc.client import IpcClient
 from hmi.ipc.mirror import BusMirror
 from hmi.ui.main_window import MainWindow
 from hmi.ui.theme import apply_theme
 
 log = logging.getLogger(__name__)
+
+
+def quit_on_signals(app: QApplication) -> QTimer:
+    """SIGINT/SIGTERM close the application cleanly. Keep the returned timer alive."""
+    # Qt's loop does not run Python signal handlers by itself; a short timer lets them in,
+    # so the supervisor's SIGTERM closes the window cleanly.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: app.quit())
+    heartbeat = QTimer()
+    heartbeat.timeout.connect(lambda: None)
+    heartbeat.start(200)
+    return heartbeat
+
+
+def finish_after(
+    app: QApplication, window: QWidget, screenshot: str | None, exit_after_s: float | None, default_s: float
+) -> None:
+    """With `screenshot`, save one of `window` after `exit_after_s` (or `default_s`) and quit;
+    else quit after `exit_after_s` if given."""
+    if screenshot:
+
+        def save_and_quit() -> None:
+            Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
+            window.grab().save(screenshot)
+            log.info("screenshot saved to %s", screenshot)
+            app.quit()
+
+        QTimer.singleShot(int((exit_after_s or default_s) * 1000), save_and_quit)
+    elif exit_after_s is not None:
+        QTimer.singleShot(int(exit_after_s * 1000), app.quit)
 
 
 def run_window(
@@ -37,33 +68,19 @@ def run_window(
 
     mirror = BusMirror()
     client = IpcClient(stream_address, request_address, mirror)
-    window = MainWindow(project, mirror, client)
+    # Trends reach back into the runtime's historian file beyond their ring buffers (WAL
+    # lets this reader run beside the runtime's writer).
+    window = MainWindow(project, mirror, client, history=HistoryLookup(project.historian.url))
     window.show()
     client.start()
 
-    # Qt's loop does not run Python signal handlers by itself; a short timer lets them in,
-    # so the supervisor's SIGTERM closes the window cleanly.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: app.quit())
-    heartbeat = QTimer()
-    heartbeat.timeout.connect(lambda: None)
-    heartbeat.start(200)
-
-    if screenshot:
-
-        def save_and_quit() -> None:
-            Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
-            window.grab().save(screenshot)
-            log.info("screenshot saved to %s", screenshot)
-            app.quit()
-
-        QTimer.singleShot(int((exit_after_s or 6.0) * 1000), save_and_quit)
-    elif exit_after_s is not None:
-        QTimer.singleShot(int(exit_after_s * 1000), app.quit)
+    heartbeat = quit_on_signals(app)
+    finish_after(app, window, screenshot, exit_after_s, default_s=6.0)
 
     closed = asyncio.Event()
     app.aboutToQuit.connect(closed.set)
     with loop:
         loop.run_until_complete(closed.wait())
+    heartbeat.stop()
     client.stop()
     return 0

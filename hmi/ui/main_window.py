@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 from PySide6.QtCore import Qt, QTimer
@@ -24,7 +25,7 @@ from hmi.core.ringbuffer import TrendBuffers
 from hmi.ipc.client import IpcClient
 from hmi.ipc.mirror import BusMirror
 from hmi.ui.tag_table import TagTableModel
-from hmi.ui.trend import TrendView
+from hmi.ui.trend import HistoryProvider, TrendView
 
 TREND_FPS = 20
 TABLE_HZ = 5
@@ -32,7 +33,14 @@ TREND_CAPACITY = 60_000  # samples per pen: 100 minutes at 10 Hz
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, project: Project, mirror: BusMirror, client: IpcClient | None = None) -> None:
+    def __init__(
+        self,
+        project: Project,
+        mirror: BusMirror,
+        client: IpcClient | None = None,
+        history: HistoryProvider | None = None,
+    ) -> None:
+        """`history` backfills trends from the historian beyond what the ring buffers hold."""
         super().__init__()
         self.project = project
         self.mirror = mirror
@@ -77,6 +85,7 @@ class MainWindow(QMainWindow):
             pens,
             span_s=trend_config.span_s if trend_config else 300.0,
             title=trend_config.name if trend_config else "",
+            history=history,
         )
         splitter.addWidget(self.trend)
         splitter.setSizes([520, 760])
@@ -90,8 +99,10 @@ class MainWindow(QMainWindow):
 
         self._last_samples = 0
         self._last_rate_time = time.monotonic()
+        # Set in playback mode: the replayed time (epoch s) that trends and the clock follow.
+        self._playback_clock: Callable[[], float] | None = None
         self.trend_timer = QTimer(self)
-        self.trend_timer.timeout.connect(self.trend.refresh)
+        self.trend_timer.timeout.connect(self._refresh_trend)
         self.trend_timer.start(1000 // TREND_FPS)
         self.table_timer = QTimer(self)
         self.table_timer.timeout.connect(self._refresh_slow)
@@ -115,12 +126,30 @@ class MainWindow(QMainWindow):
         row.addWidget(self.clock)
         return header
 
+    def enter_playback(self, bar: QWidget, clock: Callable[[], float]) -> None:
+        """Playback mode: `bar` (a PlaybackBar) goes under the header, the trend and clock
+        follow `clock()` (the replayed time, epoch seconds), the banner says PLAYBACK."""
+        self._playback_clock = clock
+        central = self.centralWidget()
+        layout = central.layout() if central is not None else None
+        assert isinstance(layout, QVBoxLayout)
+        layout.insertWidget(1, bar)
+        self.setWindowTitle(f"PLAYBACK — {self.project.project.name} — HMI")
+        self._refresh_slow()
+
+    def _refresh_trend(self) -> None:
+        self.trend.refresh(self._playback_clock() if self._playback_clock is not None else None)
+
     def _refresh_slow(self) -> None:
         self.table_model.refresh()
-        self.clock.setText(datetime.now().strftime("%Y-%m-%d  %H:%M:%S"))
+        playback = self._playback_clock is not None
+        moment = datetime.fromtimestamp(self._playback_clock()) if self._playback_clock is not None else datetime.now()
+        self.clock.setText(moment.strftime("%Y-%m-%d  %H:%M:%S"))
         link_up = self.mirror.link_up
-        state = "ok" if link_up else "bad"
+        state = "playback" if playback else "ok" if link_up else "bad"
         text = "Runtime connected" if link_up else "RUNTIME NOT RESPONDING: values are stale"
+        if playback:
+            text = "PLAYBACK of recorded data: not live"
         if self.banner.property("state") != state or self.banner.text() != text:
             self.banner.setProperty("state", state)
             self.banner.setText(text)

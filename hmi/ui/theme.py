@@ -30,6 +30,8 @@ ALARM_HIGH = "#f08c1e"
 ALARM_MEDIUM = "#f2d600"
 ALARM_LOW = "#8e5bbf"
 BANNER_BAD = ALARM_URGENT
+# Playback must never be mistaken for live: a colour no live state uses.
+PLAYBACK = "#2b4f8a"
 
 # Trend pens: dark, muted, told apart by hue and by their axis colour.
 PEN_COLOURS = ("#1f4e79", "#8a4b08", "#2e6b30", "#5b2c6f", "#3d3d3d", "#7a6a10", "#1d6b6b", "#7a1f3d")
@@ -68,5 +70,7 @@ def apply_theme(app: QApplication) -> None:
         QLabel#banner[state="bad"] {{ background: {BANNER_BAD}; color: white; font-weight: bold;
                                      padding: 2px 8px; }}
         QLabel#banner[state="ok"] {{ color: {TEXT_DIM}; padding: 2px 8px; }}
+        QLabel#banner[state="playback"] {{ background: {PLAYBACK}; color: white; font-weight: bold;
+                                          padding: 2px 8px; }}
         """
     )

@@ -1,0 +1,127 @@
+"""What differs between database back ends, behind one small interface.
+
+The historian speaks portable SQL (SQLAlchemy Core for schema, DDL and most reads; plain
+SQL text with the driver's own parameter style on the hot paths). Everything specific to
+one back end lives in that back end's module: `hmi/historian/sqlite.py` for SQLite, the
+default. A PostgreSQL module would subclass `Dialect` the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from hmi.paths import data_dir
+
+
+def _json_default(value: object) -> object:
+    # numpy scalars, enums, paths... end up as text rather than failing the whole batch.
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            return item()
+        except (TypeError, ValueError):
+            pass
+    return str(value)
+
+
+def dumps_json(value: object) -> str:
+    return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+
+
+class Dialect:
+    """Portable defaults. Subclasses override what their back end does better or differently."""
+
+    name = "generic"
+    # How a decimated read is done: "group_by" (one query, server-side buckets) or
+    # "per_bucket" (one indexed MIN/MAX query per pixel; no sort).
+    decimation = "group_by"
+
+    def engine_kwargs(self) -> dict[str, Any]:
+        return {"json_serializer": dumps_json}
+
+    def create_engine(self, url: str) -> sa.Engine:
+        engine = sa.create_engine(url, **self.engine_kwargs())
+        self.configure(engine)
+        return engine
+
+    def configure(self, engine: sa.Engine) -> None:
+        """Connection-level settings (hooks on connect)."""
+
+    def placeholder(self, engine: sa.Engine) -> str:
+        style = getattr(engine.dialect.dbapi, "paramstyle", "qmark")
+        return {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(style, "?")
+
+    def sql(self, engine: sa.Engine, text: str) -> str:
+        """`text` written with `?` placeholders, in the driver's own parameter style."""
+        mark = self.placeholder(engine)
+        return text if mark == "?" else text.replace("?", mark)
+
+    def upsert_samples_sql(self, engine: sa.Engine) -> str:
+        # A later sample for the same tag and nanosecond replaces the earlier one.
+        return self.sql(
+            engine,
+            "INSERT INTO samples (tag_id, ts, value, quality) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (tag_id, ts) DO UPDATE SET value = excluded.value, quality = excluded.quality",
+        )
+
+    def upsert_texts_sql(self, engine: sa.Engine) -> str:
+        return self.sql(
+            engine,
+            "INSERT INTO sample_texts (tag_id, ts, text) VALUES (?, ?, ?) "
+            "ON CONFLICT (tag_id, ts) DO UPDATE SET text = excluded.text",
+        )
+
+    def database_exists(self, url: str) -> bool:
+        """Whether the database is there to read (servers: assume it is, connecting will tell)."""
+        return True
+
+    def after_open(self, connection: sa.Connection) -> None:
+        """Once per writer connection, after the schema is in place."""
+
+    def before_close(self, connection: sa.Connection) -> None:
+        """On a clean shutdown of the writer."""
+
+    def describe_error(self, exc: BaseException) -> str:
+        """A short, operator-readable reason for a write failure."""
+        return str(getattr(exc, "orig", None) or exc)
+
+    def storage_bytes(self, engine: sa.Engine) -> int | None:
+        """Bytes the database occupies, if the back end can tell."""
+        return None
+
+
+def expand_url(url: str) -> str:
+    """`{data}` in a configured URL is the user's data folder."""
+    if "{data}" in url:
+        url = url.replace("{data}", data_dir().as_posix())
+    return url
+
+
+def url_for(target: str | Path) -> str:
+    """A database URL from a URL or a plain file path (a file path means SQLite)."""
+    text = str(target)
+    if "://" in text:
+        return expand_url(text)
+    from hmi.historian.sqlite import url_for_file
+
+    return url_for_file(Path(text))
+
+
+def dialect_for(url: str) -> Dialect:
+    backend = sa.engine.make_url(url).get_backend_name()
+    if backend == "sqlite":
+        from hmi.historian.sqlite import SqliteDialect
+
+        return SqliteDialect()
+    return Dialect()
+
+
+def table_options(table: str) -> dict[str, Any]:
+    """Per-table options of every back end; each back end ignores the others' prefixed keys."""
+    from hmi.historian.sqlite import TABLE_OPTIONS
+
+    return dict(TABLE_OPTIONS.get(table, {}))

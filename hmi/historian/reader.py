@@ -1,0 +1,541 @@
+"""Reads from the historian: one tag as numpy arrays, decimated for drawing, the last value
+at or before a time, windows of many tags for playback, and events with filters.
+
+A reader has its own connection (SQLite WAL lets it run beside the writer). Use one reader
+from one thread at a time; any thread may create it. Hot reads are plain SQL through the
+driver's cursor, converted to numpy in one step; the rest is SQLAlchemy Core.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from hmi.core.events import Event, EventCategory, Severity
+from hmi.core.quality import QUALITY_DTYPE
+from hmi.core.samples import TAG_ID_DTYPE, TS_DTYPE, VALUE_DTYPE, SampleBatch
+from hmi.core.tags import DataType, TagSpec
+from hmi.historian import schema as s
+from hmi.historian.shifts import ShiftCalendar, calendar_from_rows
+
+log = logging.getLogger(__name__)
+
+_ROW_DTYPE = np.dtype([("ts", "<i8"), ("value", "<f8"), ("quality", "u1"), ("null", "?")])
+_TAGGED_DTYPE = np.dtype([("tag", "<i4"), ("ts", "<i8"), ("value", "<f8"), ("quality", "u1"), ("null", "?")])
+# Above this many raw samples per pixel a decimated read returns min/max buckets.
+RAW_POINTS_PER_PIXEL = 4
+_DATATYPES = frozenset(d.value for d in DataType)
+_SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.ERROR: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedTag:
+    id: int  # the file's own tag id
+    name: str
+    datatype: DataType
+    unit: str
+    description: str
+    low: float | None
+    high: float | None
+
+    def spec(self) -> TagSpec:
+        return TagSpec(
+            name=self.name,
+            unit=self.unit,
+            datatype=self.datatype,
+            description=self.description,
+            low=self.low,
+            high=self.high,
+        )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Series:
+    """One tag's samples in time order; `texts` maps row -> string (string tags)."""
+
+    ts: np.ndarray
+    values: np.ndarray
+    quality: np.ndarray
+    texts: dict[int, str] | None = None
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Decimated:
+    """Per pixel bucket: its start, min, max, sample count and worst quality.
+
+    Empty buckets have count 0 and NaN min/max. When the range holds few samples
+    (`raw` is True) each bucket is one raw sample (min == max == value)."""
+
+    ts: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+    count: np.ndarray
+    quality: np.ndarray
+    raw: bool
+
+
+def _event_from_row(r: sa.Row) -> Event:
+    return Event(
+        category=EventCategory(r.category),
+        source=r.source,
+        message=r.message,
+        severity=Severity(r.severity),
+        ts_ns=int(r.ts),
+        user=r.user,
+        details=dict(r.details or {}),
+    )
+
+
+def _rows_to_arrays(rows: Sequence[tuple[object, ...]], dtype: np.dtype) -> np.ndarray:
+    arr = np.fromiter(rows, dtype=dtype, count=len(rows))
+    if arr.shape[0] and arr["null"].any():
+        arr["value"][arr["null"]] = np.nan  # NaN is stored as NULL
+    return arr
+
+
+class HistorianReader:
+    def __init__(self, target: str | Path) -> None:
+        self.target = str(target)
+        self.engine, self.dialect = s.open_engine(self.target, create=False)
+        self._conn = self.engine.connect()
+        raw = self._conn.connection.driver_connection
+        assert raw is not None
+        self._raw: Any = raw
+        self._tags: list[RecordedTag] | None = None
+        sql = self.dialect.sql
+        self._sql_range = sql(
+            self.engine,
+            "SELECT ts, COALESCE(value, 0.0), quality, value IS NULL FROM samples "
+            "WHERE tag_id = ? AND ts >= ? AND ts < ? ORDER BY ts",
+        )
+        self._sql_last = sql(
+            self.engine,
+            "SELECT ts, COALESCE(value, 0.0), quality, value IS NULL FROM samples "
+            "WHERE tag_id = ? AND ts <= ? ORDER BY ts DESC LIMIT 1",
+        )
+        self._sql_bucket = sql(
+            self.engine,
+            "SELECT MIN(value), MAX(value), COUNT(*), MAX(quality) FROM samples "
+            "WHERE tag_id = ? AND ts >= ? AND ts < ?",
+        )
+        self._sql_group = sql(
+            self.engine,
+            "SELECT (ts - ?) / ? AS bucket, MIN(value), MAX(value), COUNT(*), MAX(quality) FROM samples "
+            "WHERE tag_id = ? AND ts >= ? AND ts < ? GROUP BY (ts - ?) / ?",
+        )
+        self._sql_texts = sql(
+            self.engine, "SELECT ts, text FROM sample_texts WHERE tag_id = ? AND ts >= ? AND ts <= ? ORDER BY ts"
+        )
+
+    def close(self) -> None:
+        self._conn.close()
+        self.engine.dispose()
+
+    def __enter__(self) -> HistorianReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _cursor_rows(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+        cursor = self._raw.cursor()
+        try:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+    def _end_read(self) -> None:
+        # Release the read snapshot, so the next read sees newer commits (and the WAL can
+        # be checkpointed behind us).
+        self._conn.rollback()
+
+    # -- tags ------------------------------------------------------------------------------
+
+    def tags(self, refresh: bool = False) -> list[RecordedTag]:
+        if self._tags is None or refresh:
+            rows = self._conn.execute(sa.select(s.tags).order_by(s.tags.c.id)).all()
+            self._end_read()
+            self._tags = [
+                RecordedTag(
+                    int(r.id),
+                    r.name,
+                    DataType(r.datatype) if r.datatype in _DATATYPES else DataType.FLOAT,
+                    r.unit,
+                    r.description,
+                    r.low,
+                    r.high,
+                )
+                for r in rows
+            ]
+        return self._tags
+
+    def tag(self, name: str) -> RecordedTag:
+        for tag in self.tags():
+            if tag.name == name:
+                return tag
+        for tag in self.tags(refresh=True):
+            if tag.name == name:
+                return tag
+        raise KeyError(f"no tag {name!r} in this historian")
+
+    def tag_configs(self, name: str) -> list[tuple[int, TagSpec]]:
+        """Every configuration the tag was recorded under, as (since_ns, spec), oldest first."""
+        tag = self.tag(name)
+        rows = self._conn.execute(
+            sa.select(s.tag_configs).where(s.tag_configs.c.tag_id == tag.id).order_by(s.tag_configs.c.since_ns)
+        ).all()
+        self._end_read()
+        return [
+            (
+                int(r.since_ns),
+                TagSpec(name, r.unit, DataType(r.datatype), r.description, low=r.low, high=r.high),
+            )
+            for r in rows
+        ]
+
+    def _tag_id(self, tag: str | int | RecordedTag) -> int:
+        if isinstance(tag, RecordedTag):
+            return tag.id
+        if isinstance(tag, int):
+            return tag
+        return self.tag(tag).id
+
+    # -- samples ---------------------------------------------------------------------------
+
+    def read(self, tag: str | int | RecordedTag, start_ns: int, end_ns: int) -> Series:
+        """Samples of one tag with start_ns <= ts < end_ns, as numpy arrays."""
+        tag_id = self._tag_id(tag)
+        rows = self._cursor_rows(self._sql_range, (tag_id, start_ns, end_ns))
+        arr = _rows_to_arrays(rows, _ROW_DTYPE)
+        texts = self._texts(tag_id, arr["ts"]) if arr.shape[0] else None
+        self._end_read()
+        return Series(arr["ts"].copy(), arr["value"].copy(), arr["quality"].astype(QUALITY_DTYPE), texts)
+
+    def _texts(self, tag_id: int, ts: np.ndarray) -> dict[int, str] | None:
+        rows = self._cursor_rows(self._sql_texts, (tag_id, int(ts[0]), int(ts[-1])))
+        if not rows:
+            return None
+        text_ts = np.fromiter((r[0] for r in rows), TS_DTYPE, len(rows))
+        pos = np.searchsorted(ts, text_ts)
+        return {int(p): str(r[1]) for p, t, r in zip(pos.tolist(), text_ts.tolist(), rows, strict=True) if ts[p] == t}
+
+    def count(self, tag: str | int | RecordedTag, start_ns: int, end_ns: int) -> int:
+        tag_id = self._tag_id(tag)
+        n = self._conn.execute(
+            sa.select(sa.func.count()).where(
+                s.samples.c.tag_id == tag_id, s.samples.c.ts >= start_ns, s.samples.c.ts < end_ns
+            )
+        ).scalar()
+        self._end_read()
+        return int(n or 0)
+
+    def decimated(self, tag: str | int | RecordedTag, start_ns: int, end_ns: int, pixels: int) -> Decimated:
+        """Min/max per bucket of (end - start) / pixels, for drawing a long range fast."""
+        if pixels <= 0 or end_ns <= start_ns:
+            raise ValueError("need a positive number of pixels and end after start")
+        tag_id = self._tag_id(tag)
+        limit = pixels * RAW_POINTS_PER_PIXEL
+        rows = self._cursor_rows(self._sql_range + " LIMIT " + str(limit + 1), (tag_id, start_ns, end_ns))
+        if len(rows) <= limit:
+            arr = _rows_to_arrays(rows, _ROW_DTYPE)
+            self._end_read()
+            return Decimated(
+                arr["ts"].copy(),
+                arr["value"].copy(),
+                arr["value"].copy(),
+                np.ones(arr.shape[0], np.int64),
+                arr["quality"].astype(QUALITY_DTYPE),
+                raw=True,
+            )
+        width = max(1, -(-(end_ns - start_ns) // pixels))
+        starts = start_ns + np.arange(pixels, dtype=np.int64) * width
+        lo = np.full(pixels, np.nan)
+        hi = np.full(pixels, np.nan)
+        count = np.zeros(pixels, np.int64)
+        quality = np.zeros(pixels, QUALITY_DTYPE)
+        cursor = self._raw.cursor()
+        try:
+            if self.dialect.decimation == "per_bucket":
+                for i, a in enumerate(starts.tolist()):
+                    cursor.execute(self._sql_bucket, (tag_id, a, min(a + width, end_ns)))
+                    mn, mx, n, q = cursor.fetchone()
+                    if n:
+                        lo[i] = np.nan if mn is None else mn
+                        hi[i] = np.nan if mx is None else mx
+                        count[i] = n
+                        quality[i] = q
+            else:
+                cursor.execute(self._sql_group, (start_ns, width, tag_id, start_ns, end_ns, start_ns, width))
+                for b, mn, mx, n, q in cursor.fetchall():
+                    lo[b] = np.nan if mn is None else mn
+                    hi[b] = np.nan if mx is None else mx
+                    count[b] = n
+                    quality[b] = q
+        finally:
+            cursor.close()
+        self._end_read()
+        return Decimated(starts, lo, hi, count, quality, raw=False)
+
+    def last_value(self, tag: str | int | RecordedTag, at_ns: int) -> tuple[int, float | str, int] | None:
+        """(ts, value, quality) of the tag's last sample at or before `at_ns`."""
+        tag_id = self._tag_id(tag)
+        rows = self._cursor_rows(self._sql_last, (tag_id, at_ns))
+        if not rows:
+            self._end_read()
+            return None
+        row: tuple[Any, ...] = rows[0]
+        ts, value, quality, null = row
+        texts = self._texts(tag_id, np.array([ts], TS_DTYPE))
+        self._end_read()
+        if texts:
+            return int(ts), texts[0], int(quality)
+        return int(ts), (float("nan") if null else float(value)), int(quality)
+
+    def last_values(self, tag_ids: Iterable[int], at_ns: int) -> SampleBatch:
+        """The last sample at or before `at_ns` of each tag that has one, in (ts, tag) order
+        (tag ids are the file's own)."""
+        rows: list[tuple[object, ...]] = []
+        cursor = self._raw.cursor()
+        try:
+            for tag_id in tag_ids:
+                cursor.execute(self._sql_last, (tag_id, at_ns))
+                row = cursor.fetchone()
+                if row is not None:
+                    rows.append((tag_id, *row))
+        finally:
+            cursor.close()
+        return self._window(rows)
+
+    def window(self, tag_ids: Iterable[int], start_ns: int, end_ns: int) -> SampleBatch:
+        """All samples of `tag_ids` with start_ns <= ts < end_ns, merged in (ts, tag) order
+        (tag ids are the file's own)."""
+        rows: list[tuple[object, ...]] = []
+        cursor = self._raw.cursor()
+        try:
+            for tag_id in tag_ids:
+                cursor.execute(self._sql_range, (tag_id, start_ns, end_ns))
+                rows.extend((tag_id, *r) for r in cursor.fetchall())
+        finally:
+            cursor.close()
+        return self._window(rows)
+
+    def _window(self, rows: list[tuple[object, ...]]) -> SampleBatch:
+        arr = _rows_to_arrays(rows, _TAGGED_DTYPE)
+        order = np.lexsort((arr["tag"], arr["ts"]))
+        arr = arr[order]
+        texts: dict[int, str] = {}
+        if arr.shape[0]:
+            for tag_id in self._string_tag_ids(np.unique(arr["tag"]).tolist()):
+                rows_of_tag = np.flatnonzero(arr["tag"] == tag_id)
+                ts = arr["ts"][rows_of_tag]
+                found = self._texts(tag_id, ts)
+                for local, text in (found or {}).items():
+                    texts[int(rows_of_tag[local])] = text
+        self._end_read()
+        return SampleBatch(
+            arr["tag"].astype(TAG_ID_DTYPE),
+            arr["ts"].astype(TS_DTYPE),
+            arr["value"].astype(VALUE_DTYPE),
+            arr["quality"].astype(QUALITY_DTYPE),
+            texts or None,
+        )
+
+    def _string_tag_ids(self, tag_ids: Iterable[int]) -> list[int]:
+        strings = {t.id for t in self.tags() if t.datatype == DataType.STRING}
+        return [t for t in tag_ids if t in strings]
+
+    def time_range(self) -> tuple[int, int] | None:
+        """First and last sample time in the file (over all tags), or None if empty."""
+        first: int | None = None
+        last: int | None = None
+        for tag in self.tags(refresh=True):
+            lo = self._conn.execute(sa.select(sa.func.min(s.samples.c.ts)).where(s.samples.c.tag_id == tag.id)).scalar()
+            hi = self._conn.execute(sa.select(sa.func.max(s.samples.c.ts)).where(s.samples.c.tag_id == tag.id)).scalar()
+            if lo is not None and hi is not None:
+                first = int(lo) if first is None else min(first, int(lo))
+                last = int(hi) if last is None else max(last, int(hi))
+        self._end_read()
+        return None if first is None or last is None else (first, last)
+
+    # -- events ----------------------------------------------------------------------------
+
+    def events(
+        self,
+        start_ns: int,
+        end_ns: int,
+        *,
+        categories: Iterable[EventCategory | str] | None = None,
+        sources: Iterable[str] | None = None,
+        source_prefix: str | None = None,
+        min_severity: Severity | str | None = None,
+        user: str | None = None,
+        text: str | None = None,
+        limit: int | None = None,
+    ) -> list[Event]:
+        """Events with start_ns <= ts < end_ns matching every filter given, in time order."""
+        e = s.events
+        query = sa.select(e).where(e.c.ts >= start_ns, e.c.ts < end_ns)
+        if categories is not None:
+            query = query.where(e.c.category.in_([str(c) for c in categories]))
+        if sources is not None:
+            query = query.where(e.c.source.in_(list(sources)))
+        if source_prefix:
+            query = query.where(e.c.source.startswith(source_prefix, autoescape=True))
+        if min_severity is not None:
+            rank = _SEVERITY_RANK[Severity(min_severity)]
+            query = query.where(e.c.severity.in_([str(sv) for sv, r in _SEVERITY_RANK.items() if r >= rank]))
+        if user is not None:
+            query = query.where(e.c.user == user)
+        if text:
+            query = query.where(e.c.message.contains(text, autoescape=True))
+        query = query.order_by(e.c.ts, e.c.id)
+        if limit is not None:
+            query = query.limit(limit)
+        rows = self._conn.execute(query).all()
+        self._end_read()
+        return [_event_from_row(r) for r in rows]
+
+    def last_events_per_source(self, category: EventCategory | str, before_ns: int) -> list[Event]:
+        """The latest event of each source in `category` with ts < before_ns (e.g. the state
+        every alarm was left in before a replayed range starts)."""
+        e = s.events
+        latest = (
+            sa.select(e.c.source, sa.func.max(e.c.id).label("id"))
+            .where(e.c.category == str(category), e.c.ts < before_ns)
+            .group_by(e.c.source)
+            .subquery()
+        )
+        rows = self._conn.execute(sa.select(e).join(latest, e.c.id == latest.c.id).order_by(e.c.ts, e.c.id)).all()
+        self._end_read()
+        return [_event_from_row(r) for r in rows]
+
+    # -- calendar --------------------------------------------------------------------------
+
+    def timezone(self) -> str:
+        value = s.get_meta(self._conn, "timezone")
+        self._end_read()
+        return value or "UTC"
+
+    def calendar(self, at_ns: int | None = None) -> ShiftCalendar | None:
+        """The shift calendar in force at `at_ns` (default: the latest), or None if none was stored."""
+        sh = s.shifts
+        versions = [int(v) for (v,) in self._conn.execute(sa.select(sh.c.since_ns).distinct().order_by(sh.c.since_ns))]
+        if not versions:
+            self._end_read()
+            return None
+        chosen = versions[-1]
+        if at_ns is not None:
+            earlier = [v for v in versions if v <= at_ns]
+            chosen = earlier[-1] if earlier else versions[0]
+        rows = self._conn.execute(
+            sa.select(sh.c.name, sh.c.start, sh.c.end, sh.c.timezone)
+            .where(sh.c.since_ns == chosen)
+            .order_by(sh.c.start)
+        ).all()
+        self._end_read()
+        return calendar_from_rows([(r.name, r.start, r.end) for r in rows], rows[0].timezone)
+
+    def storage_bytes(self) -> int | None:
+        return self.dialect.storage_bytes(self.engine)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    start_ns: int
+    end_ns: int
+    label: str  # "shift 2026-11-20/A" or "2026-11-20 06:00:00 CET to ..."
+    timezone: str
+
+
+def resolve_range(
+    reader: HistorianReader,
+    *,
+    shift: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    timezone: str | None = None,
+    fallback_calendar: ShiftCalendar | None = None,
+) -> TimeRange:
+    """The range a user asked for: a shift `2026-11-20/A` (from the file's own calendar, or
+    `fallback_calendar`), or --from/--to times, local to the file's (or given) time zone."""
+    from datetime import time as time_of_day
+
+    from hmi.historian.shifts import format_ns, local_to_ns, parse_shift_spec, parse_time, zone
+
+    tz_name = timezone or reader.timezone()
+    tz = zone(tz_name)
+    if shift:
+        day, name = parse_shift_spec(shift)
+        calendar = reader.calendar(at_ns=local_to_ns(day, time_of_day(12, 0), tz)) or fallback_calendar
+        if not calendar:
+            raise ValueError(f"{reader.target} has no shift calendar: give --from/--to, or --project with [[shifts]]")
+        occurrence = calendar.resolve(day, name)
+        return TimeRange(occurrence.start_ns, occurrence.end_ns, f"shift {occurrence.label}", calendar.timezone)
+    if not start or not end:
+        raise ValueError("give a shift (--shift 2026-11-20/A) or both --from and --to")
+    start_ns, end_ns = parse_time(start, tz), parse_time(end, tz)
+    if end_ns <= start_ns:
+        raise ValueError("--to must be after --from")
+    return TimeRange(start_ns, end_ns, f"{format_ns(start_ns, tz)} to {format_ns(end_ns, tz)}", tz_name)
+
+
+class HistoryLookup:
+    """History for a trend (TrendView's HistoryProvider): (tag name, start ns, end ns, points)
+    -> (ts ns, values, quality), decimated to about `points` (min and max of each bucket).
+
+    Called on the trend's history worker thread, one call at a time; the reader opens on
+    first use there. A historian that is not there yet (nothing recorded so far) or a tag it
+    does not know gives empty arrays, and the next call tries again.
+    """
+
+    def __init__(self, target: str | Path) -> None:
+        self.target = str(target)
+        self._reader: HistorianReader | None = None
+        self._missing_logged = False
+
+    def __call__(self, name: str, start_ns: int, end_ns: int, points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        empty = (np.zeros(0, TS_DTYPE), np.zeros(0, VALUE_DTYPE), np.zeros(0, QUALITY_DTYPE))
+        if end_ns <= start_ns:
+            return empty
+        if self._reader is None:
+            try:
+                self._reader = HistorianReader(self.target)
+            except s.HistorianError as exc:
+                if not self._missing_logged:
+                    log.info("no history for trends yet: %s", exc)
+                    self._missing_logged = True
+                return empty
+        try:
+            tag = self._reader.tag(name)
+        except KeyError:
+            return empty
+        dec = self._reader.decimated(tag, start_ns, end_ns, max(points // 2, 1))
+        if dec.raw:
+            return dec.ts, dec.min, dec.quality
+        # Each bucket as two points, its min then its max, so the envelope draws.
+        filled = dec.count > 0
+        starts = dec.ts[filled]
+        width = (end_ns - start_ns) // max(dec.ts.shape[0], 1)
+        ts = np.empty(2 * starts.shape[0], TS_DTYPE)
+        ts[0::2] = starts
+        ts[1::2] = starts + width // 2
+        values = np.empty(ts.shape[0], VALUE_DTYPE)
+        values[0::2] = dec.min[filled]
+        values[1::2] = dec.max[filled]
+        quality = np.repeat(dec.quality[filled], 2)
+        return ts, values, quality
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None

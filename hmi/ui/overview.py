@@ -1,0 +1,182 @@
+"""Machine overview: a tile per machine with its state and key values.
+
+Calm grey while everything is normal. A tile changes only for abnormal states: the
+machine's data is stale (COMM_LOST/BAD) or it has an active alarm (a strip in the
+priority colour, set through `set_alarm`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QMouseEvent
+from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
+
+from hmi.core.bus import TagBus
+from hmi.core.quality import Quality
+from hmi.core.tags import DataType, TagSpec
+from hmi.ui import theme
+from hmi.ui.format import format_value
+
+MAX_KEY_VALUES = 4
+PRIORITY_COLOURS = {
+    "urgent": theme.ALARM_URGENT,
+    "high": theme.ALARM_HIGH,
+    "medium": theme.ALARM_MEDIUM,
+    "low": theme.ALARM_LOW,
+}
+
+
+@dataclass
+class KeyValue:
+    spec: TagSpec
+    value_label: QLabel
+
+
+class MachineTile(QFrame):
+    clicked = Signal(str)
+
+    def __init__(self, machine_id: str, label: str, key_specs: list[TagSpec], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.machine_id = machine_id
+        self.setObjectName("machineTile")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.alarm_priority: str | None = None
+        self.selected = False
+        self.state = "unknown"
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 6, 8, 6)
+        layout.setSpacing(2)
+        self.title = QLabel(label or machine_id)
+        font = self.title.font()
+        font.setBold(True)
+        self.title.setFont(font)
+        layout.addWidget(self.title)
+        self.state_label = QLabel()
+        self.state_label.setObjectName("tileState")
+        layout.addWidget(self.state_label)
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(8)
+        grid.setVerticalSpacing(0)
+        self.values: list[KeyValue] = []
+        for row, spec in enumerate(key_specs[:MAX_KEY_VALUES]):
+            name = QLabel(spec.signal.replace("_", " "))
+            name.setStyleSheet(f"color: {theme.TEXT_DIM};")
+            value = QLabel("—")
+            value.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            unit = QLabel(spec.unit)
+            unit.setStyleSheet(f"color: {theme.TEXT_DIM};")
+            grid.addWidget(name, row, 0)
+            grid.addWidget(value, row, 1)
+            grid.addWidget(unit, row, 2)
+            self.values.append(KeyValue(spec, value))
+        layout.addLayout(grid)
+        self._apply_style()
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        self.clicked.emit(self.machine_id)
+        super().mousePressEvent(event)
+
+    def set_alarm(self, priority: str | None) -> None:
+        if priority != self.alarm_priority:
+            self.alarm_priority = priority
+            self._apply_style()
+
+    def set_selected(self, selected: bool) -> None:
+        if selected != self.selected:
+            self.selected = selected
+            self._apply_style()
+
+    def refresh(self, bus: TagBus) -> None:
+        worst = Quality.GOOD
+        seen = False
+        for item in self.values:
+            latest = bus.latest(item.spec.name)
+            if latest is None:
+                item.value_label.setText("—")
+                worst = max(worst, Quality.COMM_LOST)
+                continue
+            seen = True
+            worst = max(worst, latest.quality)
+            item.value_label.setText(format_value(latest.value, item.spec.datatype))
+            stale = latest.quality >= Quality.BAD
+            item.value_label.setStyleSheet(f"color: {theme.STALE_TEXT}; font-style: italic;" if stale else "")
+        state = (
+            "no data"
+            if not seen
+            else {
+                Quality.GOOD: "normal",
+                Quality.UNCERTAIN: "uncertain values",
+                Quality.BAD: "bad values",
+                Quality.COMM_LOST: "COMM LOST",
+            }[Quality(worst)]
+        )
+        if self.alarm_priority:
+            state = f"ALARM ({self.alarm_priority})" + ("" if state == "normal" else f", {state}")
+        if state != self.state:
+            self.state = state
+            self.state_label.setText(state)
+            self._apply_style()
+
+    def _apply_style(self) -> None:
+        border = theme.GRID
+        width = 1
+        if self.selected:
+            border, width = theme.TEXT_DIM, 2
+        if self.alarm_priority:
+            border, width = PRIORITY_COLOURS.get(self.alarm_priority, theme.ALARM_URGENT), 4
+        background = theme.PANEL
+        if "COMM LOST" in self.state or "no data" in self.state:
+            background = theme.QUALITY_BACKGROUND[Quality.COMM_LOST]
+        elif "bad" in self.state:
+            background = theme.QUALITY_BACKGROUND[Quality.BAD]
+        self.setStyleSheet(
+            f"QFrame#machineTile {{ background: {background}; border: {width}px solid {border}; border-radius: 2px; }}"
+        )
+
+
+class MachineOverview(QScrollArea):
+    """Tiles for every machine; `machine_selected` when the operator clicks one."""
+
+    machine_selected = Signal(str)
+
+    def __init__(self, machines: dict[str, tuple[str, list[TagSpec]]], bus: TagBus, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.bus = bus
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        inner = QWidget()
+        self._layout = QVBoxLayout(inner)
+        self._layout.setContentsMargins(4, 4, 4, 4)
+        self._layout.setSpacing(6)
+        self.tiles: dict[str, MachineTile] = {}
+        for machine_id, (label, specs) in machines.items():
+            tile = MachineTile(machine_id, label, specs)
+            tile.clicked.connect(self._on_tile_clicked)
+            self._layout.addWidget(tile)
+            self.tiles[machine_id] = tile
+        self._layout.addStretch(1)
+        self.setWidget(inner)
+
+    def _on_tile_clicked(self, machine_id: str) -> None:
+        self.select(machine_id)
+        self.machine_selected.emit(machine_id)
+
+    def select(self, machine_id: str) -> None:
+        for mid, tile in self.tiles.items():
+            tile.set_selected(mid == machine_id)
+
+    def refresh(self) -> None:
+        for tile in self.tiles.values():
+            tile.refresh(self.bus)
+
+
+def key_specs_for(machine_id: str, specs: list[TagSpec], key_tags: list[str] | None = None) -> list[TagSpec]:
+    """The tags a tile shows: the configured key tags, else the machine's first numeric tags."""
+    by_name = {s.name: s for s in specs}
+    if key_tags:
+        return [by_name[name] for name in key_tags if name in by_name]
+    own = [s for s in specs if s.machine == machine_id and s.datatype in (DataType.FLOAT, DataType.INT)]
+    return own[:MAX_KEY_VALUES]
