@@ -193,13 +193,16 @@ def drain_source(broker: Broker, client_id: str, count: int, values: int) -> flo
     return state["samples"] / values / elapsed
 
 
-def mqtt_ingest(broker: Broker, count: int, values: int) -> tuple[float, float]:
+def mqtt_ingest(broker: Broker, count: int, values: int, repeats: int = 3) -> tuple[float, float]:
+    """Best of `repeats` alternating drains of each (the machine's load varies from second to second)."""
     payloads = make_payloads(count, values)
-    run = f"{values}-{time.monotonic_ns()}"  # a fresh session each time: nothing left over from a previous run
-    queue_messages(broker, f"bench-raw-{run}", payloads)
-    raw = drain_raw(broker, f"bench-raw-{run}", count)
-    queue_messages(broker, f"bench-src-{run}", payloads)
-    ours = drain_source(broker, f"bench-src-{run}", count, values)
+    raw = ours = 0.0
+    for _ in range(repeats):
+        run = f"{values}-{time.monotonic_ns()}"  # a fresh session each time: nothing left over
+        queue_messages(broker, f"bench-raw-{run}", payloads)
+        raw = max(raw, drain_raw(broker, f"bench-raw-{run}", count))
+        queue_messages(broker, f"bench-src-{run}", payloads)
+        ours = max(ours, drain_source(broker, f"bench-src-{run}", count, values))
     return raw, ours
 
 
@@ -350,6 +353,16 @@ async def source_rate(
         sources.append(OpcUaSource(f"c{s}", conn, tags, bus))
     measuring = {"on": False, "n": 0}
     first_health = min(src.health.connected_tag for src in sources)
+    entered = {"t": 0}
+    added: list[int] = []
+    for src in sources:
+        original = src.on_data_change
+
+        def timed(items: Any, original: Any = original) -> None:
+            entered["t"] = time.perf_counter_ns()
+            original(items)
+
+        src.on_data_change = timed  # type: ignore[method-assign]
 
     def on_batch(batch: SampleBatch) -> None:
         if not measuring["on"]:
@@ -358,6 +371,7 @@ async def source_rate(
         n = int(data.sum())
         measuring["n"] += n
         if n:
+            added.append(time.perf_counter_ns() - entered["t"])
             lat.append(time.time_ns() - batch.ts_ns[data])
 
     bus.subscribe(on_batch)
@@ -373,6 +387,7 @@ async def source_rate(
     measuring["on"] = False
     stop.set()
     await asyncio.gather(*tasks)
+    source_rate.added = np.asarray(added or [0])  # type: ignore[attr-defined]
     return rate, np.concatenate(lat) if lat else np.zeros(1)
 
 
@@ -422,26 +437,28 @@ def main() -> dict[str, float]:
 
     rows = []
     lat_rows = []
-    for tags, shards, hz, interval in ((5_000, 1, 2.0, 100.0), (10_000, 2, 2.0, 100.0)):
+    for tags, shards, hz, interval in ((5_000, 1, 2.0, 100.0), (10_000, 2, 1.0, 100.0)):
         bare, ours, _ = opcua_case(tags, shards, hz, interval, 5.0)
         rows.append(
             (f"{tags} tags, {shards} server(s), {hz:g} Hz", fmt_rate(bare), fmt_rate(ours), f"{ours / bare:.2f}")
         )
         results[f"opcua_{tags}_ratio"] = ours / bare
     print_table(
-        "OPC UA notifications (bench servers update every tag; 100 ms publishing)",
+        "OPC UA notifications (bench servers update every tag; 100 ms publishing; 10,000 updates/s offered)",
         rows,
         ("case", "bare asyncua /s", "OpcUaSource->bus /s", "ratio"),
     )
     for interval in (100.0, 10.0):
-        _, _, lat = opcua_case(1_000, 1, 10.0, interval, 4.0)
+        _, _, lat = opcua_case(100, 1, 10.0, interval, 4.0)
         p50, p99, pmax = percentiles_ms(lat)
-        lat_rows.append((f"{interval:g} ms", f"{p50:.1f}", f"{p99:.1f}", f"{pmax:.1f}"))
+        a50, a99, amax = percentiles_ms(source_rate.added)  # type: ignore[attr-defined]
+        lat_rows.append((f"{interval:g} ms", f"{p50:.1f}", f"{p99:.1f}", f"{pmax:.1f}", f"{a50:.2f}", f"{a99:.2f}"))
         results[f"opcua_p99_ms_{interval:g}"] = p99
+        results[f"opcua_added_p99_ms_{interval:g}"] = a99
     print_table(
-        "OPC UA latency, server source timestamp -> bus (1,000 tags at 10 Hz)",
+        "OPC UA latency at 1,000 notifications/s (100 tags at 10 Hz): source timestamp -> bus, and what the app adds",
         lat_rows,
-        ("publishing interval", "p50 ms", "p99 ms", "max ms"),
+        ("publishing interval", "p50 ms", "p99 ms", "max ms", "app adds p50 ms", "app adds p99 ms"),
     )
     return results
 

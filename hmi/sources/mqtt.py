@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 _FLUSH_ROWS = 4096
 _FLUSH_S = 0.002
+_QUIET_CHECK_ROWS = 256
 _IDLE_TIMEOUT_S = 0.25
 _BACKOFF_FIRST_S = 0.25
 _TOPIC_CACHE_MAX = 10_000
@@ -919,19 +920,24 @@ class MqttSource:
             if rows.ids or self._events:
                 timeout = max(0.0, rows.since + _FLUSH_S - time.monotonic())
             rc = client.loop(timeout)
-            if not self._silent_checked:
-                self._warn_silent_topics()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._flush()
                 if self.last_error == "" and rc != MQTTErrorCode.MQTT_ERR_CONN_LOST:
                     self.last_error = f"connection ended: {paho.error_string(rc)}"
                 return
-            if (rows.ids or self._events) and (
-                len(rows.ids) >= _FLUSH_ROWS
-                or time.monotonic() - rows.since >= _FLUSH_S
-                or not _readable(client.socket())
-            ):
-                self._flush()
+            pending = len(rows.ids)
+            if pending or self._events:
+                now = time.monotonic()
+                # Under load rows pile up and go out every _FLUSH_S; a lone message goes out as soon
+                # as the socket is quiet (the select is skipped once a burst is under way).
+                if (
+                    pending >= _FLUSH_ROWS
+                    or now - rows.since >= _FLUSH_S
+                    or (pending < _QUIET_CHECK_ROWS and not _readable(client.socket()))
+                ):
+                    self._flush()
+            if not self._silent_checked:
+                self._warn_silent_topics()
 
     # -- asyncio side --------------------------------------------------------------------------
 
