@@ -236,8 +236,8 @@ def mqtt_latency(broker: Broker, rate: float = 1000.0, seconds: float = 3.0) -> 
 
     def on_batch(batch: SampleBatch) -> None:
         now = time.perf_counter_ns()
-        for tag_id, _, value, _ in batch.rows():
-            if tag_id == seq_id and value == value:
+        for tag_id, _, value, quality in batch.rows():
+            if tag_id == seq_id and quality == 0:  # not the COMM_LOST mark at the end
                 added.append(now - entered[int(value)])
                 end_to_end.append(now - sent[int(value)])
 
@@ -352,7 +352,7 @@ async def source_rate(
         )
         sources.append(OpcUaSource(f"c{s}", conn, tags, bus))
     measuring = {"on": False, "n": 0}
-    first_health = min(src.health.connected_tag for src in sources)
+    health_ids = np.concatenate([src.health.tag_ids for src in sources])
     entered = {"t": 0}
     added: list[int] = []
     for src in sources:
@@ -367,7 +367,7 @@ async def source_rate(
     def on_batch(batch: SampleBatch) -> None:
         if not measuring["on"]:
             return
-        data = batch.tag_ids < first_health
+        data = ~np.isin(batch.tag_ids, health_ids)
         n = int(data.sum())
         measuring["n"] += n
         if n:
