@@ -10,6 +10,7 @@ import asyncio
 import logging
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,8 +80,86 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     print(
         f"{args.file}: OK: project {project.project.name!r}, {len(project.connections)} connection(s), "
-        f"{len(project.machines)} machine(s), {len(project.tags)} tag(s), {len(project.trends)} trend(s)"
+        f"{len(project.machines)} machine(s), {len(project.tags)} tag(s), {len(project.trends)} trend(s), "
+        f"{len(project.alarms)} alarm(s)"
     )
+    return EXIT_OK
+
+
+def _read_password(args: argparse.Namespace, prompt: str = "Password: ") -> str:
+    """From stdin with --password-stdin (scripts), else asked twice without echo."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    first = getpass.getpass(prompt)
+    if getpass.getpass("Repeat: ") != first:
+        raise ValueError("the two passwords differ")
+    return first
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from hmi.security.roles import Role
+    from hmi.security.users import UserError, UserStore
+
+    store = UserStore()
+    try:
+        if args.action == "list":
+            users = store.users()
+            if not users:
+                print(f"no users yet in {store.path}: create the first admin with `hmi users add NAME --role admin`")
+            for user in users:
+                state = "disabled" if user.disabled else "enabled"
+                print(f"{user.name:<24} {user.role.label:<9} {state}")
+            return EXIT_OK
+        if args.action == "add":
+            role = Role.parse(args.role)
+            if role != Role.ADMIN and not any(u.role == Role.ADMIN for u in store.users()):
+                raise UserError("the first user must be an admin (--role admin)")
+            store.add(args.name, role, _read_password(args))
+            print(f"user {args.name!r} added as {role.label}")
+        elif args.action == "passwd":
+            if store.get(args.name) is None:
+                raise UserError(f"no user {args.name!r}")
+            store.set_password(args.name, _read_password(args, "New password: "))
+            print(f"password of {args.name!r} changed")
+        elif args.action in ("disable", "enable"):
+            store.set_disabled(args.name, args.action == "disable")
+            print(f"user {args.name!r} {args.action}d")
+        elif args.action == "role":
+            store.set_role(args.name, Role.parse(args.role))
+            print(f"user {args.name!r} is now {args.role}")
+    except (UserError, ValueError) as exc:
+        print(f"hmi users: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from hmi.security.audit import AuditError, AuditTrail
+
+    try:
+        trail = AuditTrail(args.db, create=False)
+    except AuditError as exc:
+        print(f"hmi audit: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        if args.action == "list":
+            records = trail.records()
+            for r in records[-args.last :] if args.last else records:
+                when = datetime.fromtimestamp(r.ts_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+                print(f"{r.seq:>6} {when}Z {r.kind:<16} {r.user:<12} {r.outcome:<8} {r.target} {r.details}")
+            return EXIT_OK
+        checked, problems = trail.verify()
+        seq, head = trail.head()
+    finally:
+        trail.close()
+    for problem in problems:
+        print(f"{args.db}: {problem}", file=sys.stderr)
+    if problems:
+        print(f"{args.db}: audit trail BROKEN: {len(problems)} problem(s) in {checked} record(s)", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"{args.db}: audit trail intact: {checked} record(s), head {seq} {head}")
     return EXIT_OK
 
 
@@ -343,6 +422,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("certificate", nargs="?", help="SHA-1 thumbprint of a rejected certificate, or a certificate file")
     p.add_argument("--list", action="store_true", help="list trusted and rejected certificates")
     p.set_defaults(func=cmd_trust)
+    p = sub.add_parser("users", help="manage users (stored in the data folder; no default password)")
+    users = p.add_subparsers(dest="action", required=True)
+    u = users.add_parser("list", help="list users and their roles")
+    for action, text in (
+        ("add", "add a user (the first must be an admin)"),
+        ("passwd", "set a user's password"),
+        ("disable", "disable a user (keeps the record)"),
+        ("enable", "enable a disabled user"),
+        ("role", "change a user's role"),
+    ):
+        u = users.add_parser(action, help=text)
+        u.add_argument("name")
+        if action in ("add", "role"):
+            u.add_argument("--role", required=True, help="viewer, operator, engineer or admin")
+        if action in ("add", "passwd"):
+            u.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p.set_defaults(func=cmd_users)
+
+    p = sub.add_parser("audit", help="check or list the audit trail")
+    audit = p.add_subparsers(dest="action", required=True)
+    a = audit.add_parser("verify", help="check the hash chain; exits 1 if a record was edited, deleted or reordered")
+    a.add_argument("--db", required=True, help="historian database file (or URL)")
+    a = audit.add_parser("list", help="print the audit records")
+    a.add_argument("--db", required=True, help="historian database file (or URL)")
+    a.add_argument("--last", type=int, default=0, help="only the last N records")
+    p.set_defaults(func=cmd_audit)
     p = sub.add_parser("replay", help="play back a recorded shift or time range from a historian file")
     _add_range_args(p)
     p.add_argument("--headless", action="store_true", help="play without a window and print per-tag counts")

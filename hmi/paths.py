@@ -41,3 +41,8 @@ def hmi_command(*args: str) -> list[str]:
     if getattr(sys, "frozen", False):
         return [sys.executable, *args]
     return [sys.executable, "-m", "hmi", *args]
+
+
+def expand_data_url(url: str) -> str:
+    """`{data}` in a configured database URL is the user's data folder."""
+    return url.replace("{data}", data_dir().as_posix()) if "{data}" in url else url

@@ -15,16 +15,27 @@ from typing import Any
 
 import numpy as np
 
+from hmi.commands import AlarmHistory, AlarmService, OperatorCommands, TagWriter, WriteOutcome
+from hmi.config.alarms import alarm_definitions, alarm_settings
 from hmi.config.models import MqttConnection, Project
+from hmi.core.alarms.engine import AlarmEngine
 from hmi.core.bus import TagBus
+from hmi.core.events import Event, EventCategory
 from hmi.core.quality import Quality
 from hmi.core.samples import SampleBatch
+from hmi.core.tags import TagSpec
 from hmi.historian.writer import HistorianWriter
 from hmi.ipc.publisher import IpcPublisher
+from hmi.security.audit import AuditError, AuditTrail
+from hmi.security.sessions import LoginThrottle, Sessions
+from hmi.security.users import UserStore
 from hmi.sources.mqtt import MqttSource
 from hmi.sources.opcua import OpcUaSource
 
 log = logging.getLogger(__name__)
+
+ALARM_TICK_S = 0.1  # how late an on/off delay or a shelf expiry may be seen at most
+WRITE_TIMEOUT_S = 10.0
 
 
 class SampleCounter:
@@ -60,7 +71,13 @@ class Runtime:
         project: Project,
         stream_address: str | None = None,
         request_address: str | None = None,
+        alarm_history: AlarmHistory | None = None,
+        writer: TagWriter | None = None,
+        users: UserStore | None = None,
     ) -> None:
+        """`alarm_history` gives the recorded alarm events to restore from (default: the
+        historian's, when there is one); `writer` carries writes to the plant (default: the
+        tag's source); `users` is the user store (default: users.json in the data folder)."""
         self.project = project
         self.bus = TagBus()
         # Configured tags take the first ids, in file order, so ids are stable per project.
@@ -76,6 +93,23 @@ class Runtime:
             else OpcUaSource(name, conn, project.tags_of_connection(name), self.bus)
             for name, conn in project.connections.items()
         ]
+        # Alarms evaluate every batch on the bus; acknowledgements survive a restart because
+        # the engine takes up the states its last recorded events describe.
+        self.alarms = AlarmService(
+            AlarmEngine(alarm_definitions(project), self.bus.registry, alarm_settings(project)), self.bus
+        )
+        self.alarms.restore(alarm_history if alarm_history is not None else historian_alarm_history(project))
+        self.audit = open_audit(project)
+        security = project.security
+        self.sessions = Sessions(
+            users or UserStore(),
+            security.idle_logout_s,
+            LoginThrottle(security.max_failed_logins, security.lockout_s),
+        )
+        self.commands = OperatorCommands(
+            self.sessions, self.audit, self.bus, self.alarms, writer or self.write_to_source, self.reload_config
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.publisher: IpcPublisher | None = None
         if stream_address and request_address:
             self.publisher = IpcPublisher(self.bus, stream_address, request_address, self.handle_command)
@@ -83,6 +117,9 @@ class Runtime:
 
     def handle_command(self, command: dict[str, Any]) -> dict[str, Any]:
         """Commands from windows (request thread). More arrive with alarms and writes."""
+        reply = self.commands.handle(command)
+        if reply is not None:
+            return reply
         name = command.get("command")
         if name == "ping":
             return {"ok": True, "pid": os.getpid(), "uptime_s": time.time() - self.started_at}
@@ -100,6 +137,12 @@ class Runtime:
                     for s in self.sources
                 ],
                 "samples": self.bus.samples_published,
+                "alarms": {
+                    "count": len(self.alarms.engine),
+                    "unacknowledged": self.alarms.engine.unacknowledged(),
+                    "flood": self.alarms.engine.flood(),
+                    "transitions": self.alarms.engine.transitions,
+                },
                 "historian": {
                     "queue_depth": self.historian.queue_depth,
                     "written": self.historian.stats.written,
@@ -111,6 +154,7 @@ class Runtime:
 
     async def run(self, stop: asyncio.Event | None = None, duration_s: float | None = None) -> None:
         stop = stop or asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         self.historian.start()
         if self.publisher is not None:
             self.publisher.start()
@@ -121,6 +165,7 @@ class Runtime:
             )
         tasks = [asyncio.create_task(source.run(stop), name=f"source-{source.name}") for source in self.sources]
         status_task = asyncio.create_task(self._log_status(stop))
+        tasks.append(asyncio.create_task(self._tick_alarms(stop), name="alarm-timer"))
         try:
             if duration_s is not None:
                 try:
@@ -136,6 +181,58 @@ class Runtime:
             await asyncio.to_thread(self.historian.close)
             if self.publisher is not None:
                 self.publisher.stop()
+            self.alarms.close()
+            if self.audit is not None:
+                self.audit.close()
+
+    async def _tick_alarms(self, stop: asyncio.Event) -> None:
+        """On/off delays and shelf expiries elapse with time, not only with samples."""
+        while not stop.is_set():
+            self.alarms.tick()
+            try:
+                await asyncio.wait_for(stop.wait(), ALARM_TICK_S)
+            except TimeoutError:
+                pass
+
+    def write_to_source(self, spec: TagSpec, value: float | bool | str) -> WriteOutcome:
+        """Carry a checked write to the source of the tag's connection (IPC request thread)."""
+        source = next((s for s in self.sources if s.name == spec.connection), None)
+        write = getattr(source, "write", None)
+        if source is None or write is None or self._loop is None:
+            return WriteOutcome(False, "BadNotSupported", f"connection {spec.connection!r} cannot write")
+        future = asyncio.run_coroutine_threadsafe(write(spec.name, value), self._loop)
+        try:
+            result = future.result(WRITE_TIMEOUT_S)
+        except TimeoutError:
+            future.cancel()
+            return WriteOutcome(False, "BadTimeout", f"no answer from {spec.connection} within {WRITE_TIMEOUT_S:g} s")
+        except Exception as exc:  # not connected, and whatever the connection raised
+            return WriteOutcome(False, "BadNotConnected", f"{exc.__class__.__name__}: {exc}")
+        return WriteOutcome(bool(result.ok), str(result.status), str(getattr(result, "message", "") or ""))
+
+    def reload_config(self) -> str:
+        """Re-read the project file and apply its alarm configuration (IPC request thread).
+
+        Raises ConfigError (every problem listed) and changes nothing when the file is bad.
+        Other sections take effect on the next start; the summary says so."""
+        from hmi.config import load_project
+
+        if self.project.source_path is None:
+            raise ValueError("the runtime was not started from a project file")
+        project = load_project(self.project.source_path)
+        before = len(self.alarms.engine)
+        count = self.alarms.replace_engine(alarm_definitions(project), alarm_settings(project))
+        self.sessions.idle_timeout_s = project.security.idle_logout_s
+        keep = {"alarms", "alarm_system", "security", "source_path"}
+        others = sorted(
+            k for k in type(project).model_fields if k not in keep and getattr(project, k) != getattr(self.project, k)
+        )
+        self.project = project
+        summary = f"{count} alarm(s) now configured (was {before})"
+        if others:
+            summary += f"; changes to {', '.join(others)} take effect after a restart"
+        log.info("configuration reloaded: %s", summary)
+        return summary
 
     async def _log_status(self, stop: asyncio.Event) -> None:
         last = self.bus.samples_published
@@ -158,3 +255,34 @@ class Runtime:
             lines.append(f"{registry.spec(tag_id).name:<{width}}  {n:>8}")
         lines.append(f"{'total':<{width}}  {int(counts.sum()):>8}")
         return "\n".join(lines)
+
+
+def open_audit(project: Project) -> AuditTrail | None:
+    """The audit trail in the historian's database file; None (and an error logged) if it cannot open."""
+    try:
+        return AuditTrail(project.historian.url)
+    except AuditError as exc:
+        log.error("%s: operator actions will not be audited", exc)
+        return None
+
+
+def historian_alarm_history(project: Project) -> AlarmHistory | None:
+    """The latest recorded event of every alarm, from the project's historian.
+
+    The historian's reader (hmi.historian.reader, issue 5) is the one place that reads
+    events back; until it is installed alarms start from NORMAL after a restart."""
+    try:
+        from hmi.historian.reader import HistorianReader
+    except ImportError:
+        return None
+
+    def read() -> list[Event]:
+        try:
+            reader = HistorianReader(project.historian.url)
+        except Exception as exc:  # no historian yet (first start), or one this version cannot read
+            log.info("no recorded alarm states to restore: %s", exc)
+            return []
+        with reader:
+            return list(reader.last_events_per_source(EventCategory.ALARM, time.time_ns() + 1))
+
+    return read

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from hmi.config.alarms import alarm_problems
 from hmi.config.models import MqttConnection, OpcUaConnection, Project, TagConfig
 from hmi.core.tags import TAG_NAME_RE
 
@@ -164,6 +165,7 @@ def cross_check(project: Project) -> list[tuple[list[str | int], str]]:
     for machine in project.machines:
         if not re.match(r"^[a-z][a-z0-9_]*$", machine):
             problems.append((["machines", machine], "a machine id is lower snake case (e.g. cnc01)"))
+    problems.extend(alarm_problems(project))
     return problems
 
 

@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hmi.core.alarms.model import Condition, check_template
+from hmi.core.expressions import ExpressionError, parse_expression
 from hmi.core.tags import DataType, TagSpec
 
 Port = Annotated[int, Field(ge=0, le=65535)]
@@ -294,6 +296,93 @@ class TrendConfig(Strict):
     span_s: float = Field(default=300.0, gt=0, le=8 * 3600)
 
 
+AlarmPriority = Literal["urgent", "high", "medium", "low"]
+_NEEDS_LIMIT = {"hi", "hihi", "lo", "lolo", "deviation", "rate"}
+
+
+class AlarmConfig(Strict):
+    """One alarm: a condition on a tag ([[alarms]]). Named `<tag>.<condition>` unless `name` says otherwise."""
+
+    tag: str
+    condition: Condition
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    limit: float | None = None
+    deadband: float = Field(default=0.0, ge=0)
+    on_delay_s: float = Field(default=0.0, ge=0, le=3600)
+    off_delay_s: float = Field(default=0.0, ge=0, le=3600)
+    priority: AlarmPriority = "medium"
+    message: str = ""
+    guidance: str = ""
+    latching: bool = False
+    comment_required: bool = False
+    setpoint_tag: str | None = None
+    rate_period_s: float = Field(default=1.0, gt=0, le=3600)
+    direction: Literal["rise", "fall", "both"] = "both"
+    states: list[float] = Field(default_factory=list)
+    suppress_when: str | None = None
+    chatter_count: int = Field(default=0, ge=0, le=1000)
+    chatter_window_s: float = Field(default=60.0, gt=0, le=86400)
+
+    @property
+    def alarm_name(self) -> str:
+        return self.name or f"{self.tag}.{self.condition}"
+
+    @field_validator("message")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        if value:
+            check_template(value)
+        return value
+
+    @field_validator("suppress_when")
+    @classmethod
+    def _expression(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_expression(value)
+            except ExpressionError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _keys_of_condition(self) -> AlarmConfig:
+        condition = str(self.condition)
+        if condition in _NEEDS_LIMIT and self.limit is None:
+            raise ValueError(f"a {condition} alarm needs a limit")
+        if condition in ("deviation", "rate") and self.limit is not None and self.limit <= 0:
+            raise ValueError(f"the limit of a {condition} alarm is a positive magnitude")
+        if condition not in _NEEDS_LIMIT and self.limit is not None:
+            raise ValueError(f"a {condition} alarm has no limit")
+        if condition == "deviation" and not self.setpoint_tag:
+            raise ValueError("a deviation alarm needs setpoint_tag")
+        if condition != "deviation" and self.setpoint_tag:
+            raise ValueError("setpoint_tag applies only to deviation alarms")
+        if condition == "discrete" and not self.states:
+            raise ValueError("a discrete alarm needs states (the values that are abnormal, e.g. [1] or [true])")
+        if condition != "discrete" and self.states:
+            raise ValueError("states applies only to discrete alarms")
+        if condition in ("discrete", "bad_quality", "comm_loss") and self.deadband:
+            raise ValueError(f"a {condition} alarm has no deadband")
+        return self
+
+
+class AlarmSystemConfig(Strict):
+    """System-wide alarm settings: flood detection per operator position, shelving limit."""
+
+    flood_threshold: int = Field(default=10, ge=1)
+    flood_window_s: float = Field(default=600.0, gt=0, le=86400)
+    max_shelve_s: float = Field(default=8 * 3600.0, gt=0, le=7 * 86400)
+    positions: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class SecurityConfig(Strict):
+    """Logins: idle logout in the window, lockout after failed attempts (users live in the data folder)."""
+
+    idle_logout_s: float = Field(default=900.0, ge=0, le=86400)  # 0: never
+    max_failed_logins: int = Field(default=5, ge=1, le=100)
+    lockout_s: float = Field(default=60.0, ge=1, le=86400)
+
+
 class Project(Strict):
     project: ProjectInfo
     simulator: SimulatorConfig = SimulatorConfig()
@@ -303,6 +392,9 @@ class Project(Strict):
     machines: dict[str, MachineConfig] = Field(default_factory=dict)
     tags: dict[str, TagConfig] = Field(default_factory=dict)
     trends: list[TrendConfig] = Field(default_factory=list)
+    alarms: list[AlarmConfig] = Field(default_factory=list)
+    alarm_system: AlarmSystemConfig = AlarmSystemConfig()
+    security: SecurityConfig = SecurityConfig()
     shifts: list[ShiftConfig] = Field(default_factory=list)
 
     # Set by the loader, not read from the file.

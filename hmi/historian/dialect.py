@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hmi.paths import data_dir
+from hmi.paths import expand_data_url
 
 
 def _json_default(value: object) -> object:
@@ -94,18 +94,11 @@ class Dialect:
         return None
 
 
-def expand_url(url: str) -> str:
-    """`{data}` in a configured URL is the user's data folder."""
-    if "{data}" in url:
-        url = url.replace("{data}", data_dir().as_posix())
-    return url
-
-
 def url_for(target: str | Path) -> str:
     """A database URL from a URL or a plain file path (a file path means SQLite)."""
     text = str(target)
     if "://" in text:
-        return expand_url(text)
+        return expand_data_url(text)
     from hmi.historian.sqlite import url_for_file
 
     return url_for_file(Path(text))

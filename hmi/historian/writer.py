@@ -684,7 +684,9 @@ class HistorianWriter:
                 self._held_since = time.monotonic()
 
     def _publish_status(self) -> None:
-        if self._bus is None or not self._status_ids:
+        # Not while closing: the writer has left the bus by then, so a status sample
+        # published now would be seen by others but never recorded.
+        if self._bus is None or not self._status_ids or self._stopping:
             return
         ok = 1.0 if self._conn is not None and self.stats.failing_since is None else 0.0
         self._bus.publish(

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 HEARTBEAT_S = 0.2
 SEND_HWM = 20_000  # messages per window before PUB drops (the window counts the gap)
 MAX_MERGED_SAMPLES = 200_000
+# Events per message: a window decodes a message's JSON in one call that holds the GIL, so
+# an alarm flood sent as one 10,000-event message would freeze its UI thread for ~80 ms.
+MAX_MERGED_EVENTS = 500
 
 CommandHandler = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -212,8 +215,9 @@ def _merge_runs(pending: list[tuple[bytes, int, Any]]) -> list[list[tuple[bytes,
     size = 0
     for item in pending:
         kind = item[0]
-        n = len(item[2]) if kind == m.KIND_BATCH else 0
-        if groups and groups[-1][0][0] == kind and (kind != m.KIND_BATCH or size + n <= MAX_MERGED_SAMPLES):
+        n = len(item[2]) if kind in (m.KIND_BATCH, m.KIND_EVENTS) else 0
+        limit = MAX_MERGED_SAMPLES if kind == m.KIND_BATCH else MAX_MERGED_EVENTS if kind == m.KIND_EVENTS else None
+        if groups and groups[-1][0][0] == kind and (limit is None or size + n <= limit):
             groups[-1].append(item)
             size += n
         else:

@@ -6,15 +6,17 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QMainWindow,
+    QMenu,
     QSplitter,
     QTableView,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -24,8 +26,15 @@ from hmi.core.quality import Quality
 from hmi.core.ringbuffer import TrendBuffers
 from hmi.ipc.client import IpcClient
 from hmi.ipc.mirror import BusMirror
-from hmi.ui.tag_table import TagTableModel
+from hmi.ui.alarm_banner import AlarmBanner
+from hmi.ui.alarm_feed import AlarmFeed
+from hmi.ui.alarm_journal import AlarmJournal
+from hmi.ui.alarm_panel import AlarmPanel
+from hmi.ui.annunciator import Annunciator, Player
+from hmi.ui.login import UserIndicator
+from hmi.ui.tag_table import COL_TAG, TagTableModel
 from hmi.ui.trend import HistoryProvider, TrendView
+from hmi.ui.write_dialog import WriteDialog
 
 TREND_FPS = 20
 TABLE_HZ = 5
@@ -39,8 +48,10 @@ class MainWindow(QMainWindow):
         mirror: BusMirror,
         client: IpcClient | None = None,
         history: HistoryProvider | None = None,
+        sound_player: Player | None = None,
     ) -> None:
-        """`history` backfills trends from the historian beyond what the ring buffers hold."""
+        """`history` backfills trends from the historian beyond what the ring buffers hold;
+        `sound_player` plays the alarm horn (default: the system's player)."""
         super().__init__()
         self.project = project
         self.mirror = mirror
@@ -53,7 +64,15 @@ class MainWindow(QMainWindow):
         layout = QVBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
-        layout.addWidget(self._build_header())
+        header_frame = self._build_header()
+        layout.addWidget(header_frame)
+        # Alarms: feed (snapshot + event stream + commands), banner, horn, user, summary, journal.
+        self.alarm_feed = AlarmFeed(mirror, client, self)
+        self.annunciator = Annunciator(self.alarm_feed, sound_player)
+        self.alarm_banner = AlarmBanner(self.alarm_feed, self.annunciator)
+        layout.addWidget(self.alarm_banner)
+        self.user_indicator = UserIndicator(self.alarm_feed.session)
+        header_frame.layout().addWidget(self.user_indicator)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         self.table_model = TagTableModel(self.bus)
@@ -89,13 +108,28 @@ class MainWindow(QMainWindow):
         )
         splitter.addWidget(self.trend)
         splitter.setSizes([520, 760])
-        layout.addWidget(splitter, 1)
+        self.alarm_panel = AlarmPanel(self.alarm_feed)
+        self.alarm_journal = AlarmJournal(self.alarm_feed.events.between)
+        self.bottom_tabs = QTabWidget()
+        self.bottom_tabs.addTab(self.alarm_panel, "Alarms")
+        self.bottom_tabs.addTab(self.alarm_journal, "Journal")
+        self.alarm_banner.open_requested.connect(lambda: self.bottom_tabs.setCurrentWidget(self.alarm_panel))
+        vertical = QSplitter(Qt.Orientation.Vertical)
+        vertical.addWidget(splitter)
+        vertical.addWidget(self.bottom_tabs)
+        vertical.setSizes([480, 320])
+        layout.addWidget(vertical, 1)
         self.setCentralWidget(central)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._on_table_menu)
+        self.table.doubleClicked.connect(lambda index: self.open_write_dialog(self._tag_at(index.row())))
+        self.write_dialog: WriteDialog | None = None
 
         self.connection_label = QLabel()
         self.rate_label = QLabel()
         self.statusBar().addWidget(self.connection_label, 1)
         self.statusBar().addPermanentWidget(self.rate_label)
+        self.alarm_feed.session.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
 
         self._last_samples = 0
         self._last_rate_time = time.monotonic()
@@ -174,3 +208,27 @@ class MainWindow(QMainWindow):
                 state = "connected" if latest.value else "DISCONNECTED"
             parts.append(f"{name}: {state}")
         return "   ".join(parts)
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    def _tag_at(self, row: int) -> str:
+        return str(self.table_model.index(row, COL_TAG).data() or "")
+
+    def _on_table_menu(self, pos: QPoint) -> None:
+        index = self.table.indexAt(pos)
+        if not index.isValid():
+            return
+        name = self._tag_at(index.row())
+        menu = QMenu(self)
+        action = menu.addAction("Write value…")
+        action.setEnabled(name in self.bus.registry and self.bus.registry.by_name(name).writable)
+        action.triggered.connect(lambda: self.open_write_dialog(name))
+        menu.popup(self.table.viewport().mapToGlobal(pos))
+
+    def open_write_dialog(self, name: str) -> WriteDialog | None:
+        """The write dialog for a writable tag (None for others)."""
+        if name not in self.bus.registry or not self.bus.registry.by_name(name).writable:
+            return None
+        self.write_dialog = WriteDialog(self.bus.registry.by_name(name), self.bus, self.alarm_feed, self)
+        self.write_dialog.open()
+        return self.write_dialog

@@ -30,6 +30,10 @@ ALARM_HIGH = "#f08c1e"
 ALARM_MEDIUM = "#f2d600"
 ALARM_LOW = "#8e5bbf"
 BANNER_BAD = ALARM_URGENT
+# ISA-101: one colour per alarm priority, used for nothing else; text drawn on it.
+ALARM_COLOURS = {4: ALARM_URGENT, 3: ALARM_HIGH, 2: ALARM_MEDIUM, 1: ALARM_LOW}  # by Priority value
+ALARM_TEXT_ON = {4: "#ffffff", 3: "#1e1e1e", 2: "#1e1e1e", 1: "#ffffff"}
+ALARM_SHELVED = "#9a9a9a"
 # Playback must never be mistaken for live: a colour no live state uses.
 PLAYBACK = "#2b4f8a"
 
@@ -70,6 +74,8 @@ def apply_theme(app: QApplication) -> None:
         QLabel#banner[state="bad"] {{ background: {BANNER_BAD}; color: white; font-weight: bold;
                                      padding: 2px 8px; }}
         QLabel#banner[state="ok"] {{ color: {TEXT_DIM}; padding: 2px 8px; }}
+        QLabel#flood {{ background: {ALARM_HIGH}; color: {TEXT}; font-weight: bold; padding: 2px 8px; }}
+        QFrame#alarmBanner {{ background: {PANEL}; border: 1px solid {GRID}; }}
         QLabel#banner[state="playback"] {{ background: {PLAYBACK}; color: white; font-weight: bold;
                                           padding: 2px 8px; }}
         """

@@ -1,0 +1,68 @@
+"""The alarm banner: always visible in the main window, the count of unacknowledged alarms
+and the latest one, in the colour of the highest unacknowledged priority; flood warning;
+the horn's silence button."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
+
+from hmi.ui import theme
+from hmi.ui.alarm_feed import AlarmFeed
+from hmi.ui.annunciator import Annunciator
+
+
+class AlarmBanner(QFrame):
+    open_requested = Signal()  # the operator clicked the banner: show the alarm summary
+
+    def __init__(self, feed: AlarmFeed, annunciator: Annunciator | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("alarmBanner")
+        self.feed = feed
+        self.annunciator = annunciator
+        row = QHBoxLayout(self)
+        row.setContentsMargins(6, 2, 6, 2)
+        self.count_label = QLabel()
+        font = self.count_label.font()
+        font.setBold(True)
+        self.count_label.setFont(font)
+        self.count_label.setMinimumWidth(150)
+        row.addWidget(self.count_label)
+        self.latest_label = QLabel()
+        row.addWidget(self.latest_label, 1)
+        self.flood_label = QLabel()
+        self.flood_label.setObjectName("flood")
+        self.flood_label.hide()
+        row.addWidget(self.flood_label)
+        self.silence_button = QPushButton("Silence")
+        self.silence_button.setToolTip("Silence the horn until the next urgent or high alarm")
+        self.silence_button.setEnabled(False)
+        row.addWidget(self.silence_button)
+        if annunciator is not None:
+            self.silence_button.clicked.connect(annunciator.silence)
+            annunciator.sounding_changed.connect(self.silence_button.setEnabled)
+        feed.changed.connect(self.refresh)
+        self.refresh()
+
+    @property
+    def unacknowledged(self) -> int:
+        return self.feed.alarms.counts().unacknowledged
+
+    def refresh(self) -> None:
+        counts = self.feed.alarms.counts()
+        n = counts.unacknowledged
+        self.count_label.setText(f"{n} unacknowledged" if n else "No unacknowledged alarms")
+        latest = counts.latest_unack
+        self.latest_label.setText(f"{latest.name}: {latest.message}" if latest is not None else "")
+        if counts.highest_unack is not None:
+            p = int(counts.highest_unack)
+            style = f"background: {theme.ALARM_COLOURS[p]}; color: {theme.ALARM_TEXT_ON[p]}; padding: 2px 6px;"
+        else:
+            style = f"color: {theme.TEXT_DIM}; padding: 2px 6px;"
+        self.count_label.setStyleSheet(style)
+        flooded = self.feed.alarms.in_flood()
+        self.flood_label.setVisible(bool(flooded))
+        self.flood_label.setText("ALARM FLOOD" if flooded else "")
+
+    def mousePressEvent(self, event: object) -> None:
+        self.open_requested.emit()

@@ -1,0 +1,511 @@
+"""The alarm summary: active and unacknowledged alarms, and what the operator does with them.
+
+Rows sort by priority (urgent first), then by time (newest first). ISA-101 colours mark
+priority and nothing else; an unacknowledged alarm carries a ◆ and its priority cell
+blinks until acknowledged. Filters by machine, priority and state; a details pane shows
+the selected alarm's guidance and history. Actions go to the runtime as commands with
+the logged-in user's session: the runtime checks the role and audits, and its answer
+(done, or why not) is shown under the table.
+
+Painting follows a timer, not the event rate: the model rebuilds its rows only when the
+alarm list's version changed (at most 5 times a second), so a flood of 10,000 alarms
+costs one sort per refresh, not one repaint per alarm.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QItemSelection,
+    QItemSelectionModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    Qt,
+    QTimer,
+    Signal,
+)
+from PySide6.QtGui import QBrush, QColor, QFont
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from hmi.core.alarms.model import AlarmStatus, Mode, Priority
+from hmi.core.tags import DataType
+from hmi.ui import theme
+from hmi.ui.alarm_feed import AlarmFeed, Reply
+from hmi.ui.format import format_time, format_value
+
+COLUMNS = ("", "Time", "Machine", "Tag", "Message", "Value", "State", "Priority")
+COL_MARK, COL_TIME, COL_MACHINE, COL_TAG, COL_MESSAGE, COL_VALUE, COL_STATE, COL_PRIORITY = range(8)
+UNACK_MARK = "◆"
+BLINK_MS = 500
+
+Index = QModelIndex | QPersistentModelIndex
+
+STATE_FILTERS: dict[str, Any] = {
+    "Active and unacknowledged": lambda s: s.needs_attention,
+    "Unacknowledged": lambda s: s.unacknowledged,
+    "Active": lambda s: s.active and s.mode == Mode.IN_SERVICE,
+    "Shelved": lambda s: s.mode == Mode.SHELVED,
+    "Suppressed by design": lambda s: s.mode == Mode.SUPPRESSED,
+    "Out of service": lambda s: s.mode == Mode.OUT_OF_SERVICE,
+    "All configured": lambda s: True,
+}
+PRIORITY_FILTERS: dict[str, Priority | None] = {
+    "All priorities": None,
+    "Urgent": Priority.URGENT,
+    "High and above": Priority.HIGH,
+    "Medium and above": Priority.MEDIUM,
+}
+
+
+def sort_key(status: AlarmStatus) -> tuple[int, int, str]:
+    """Priority first (urgent on top), then newest first, then name (stable order)."""
+    return (-int(status.priority), -status.since_ns, status.name)
+
+
+class AlarmTableModel(QAbstractTableModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self._rows: list[AlarmStatus] = []
+        self.blink_on = True
+        self.state_filter = "Active and unacknowledged"
+        self.machine_filter: str | None = None
+        self.min_priority: Priority | None = None
+        self._brushes = {p: QBrush(QColor(c)) for p, c in theme.ALARM_COLOURS.items()}
+        self._text_brushes = {p: QBrush(QColor(c)) for p, c in theme.ALARM_TEXT_ON.items()}
+        self._dim = QBrush(QColor(theme.ALARM_SHELVED))
+        self._bold = QFont()
+        self._bold.setBold(True)
+
+    # -- Qt model ---------------------------------------------------------------------------
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or index.row() >= len(self._rows):
+            return None
+        s = self._rows[index.row()]
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._text(s, col)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return s.guidance or s.message
+        if role == Qt.ItemDataRole.FontRole and s.unacknowledged:
+            return self._bold
+        if role == Qt.ItemDataRole.TextAlignmentRole and col == COL_VALUE:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if s.mode != Mode.IN_SERVICE:
+            return self._dim if role == Qt.ItemDataRole.ForegroundRole else None
+        if col in (COL_MARK, COL_PRIORITY) and (s.acked or self.blink_on) and (s.active or not s.acked):
+            if role == Qt.ItemDataRole.BackgroundRole:
+                return self._brushes[int(s.priority)]
+            if role == Qt.ItemDataRole.ForegroundRole:
+                return self._text_brushes[int(s.priority)]
+        return None
+
+    def _text(self, s: AlarmStatus, col: int) -> str:
+        if col == COL_MARK:
+            return UNACK_MARK if s.unacknowledged else ""
+        if col == COL_TIME:
+            return format_time(s.since_ns or s.changed_ns)
+        if col == COL_MACHINE:
+            return s.machine
+        if col == COL_TAG:
+            return s.tag
+        if col == COL_MESSAGE:
+            flags = (" [first out]" if s.first_out and s.active else "") + (" [chattering]" if s.chattering else "")
+            return s.message + flags
+        if col == COL_VALUE:
+            text = format_value(s.value, DataType.FLOAT) if s.value is not None else ""
+            return f"{text} {s.unit}".strip()
+        if col == COL_STATE:
+            return s.state.replace("_", " ") + (" (latched)" if s.latched else "")
+        if col == COL_PRIORITY:
+            return s.priority.label.upper()
+        return ""
+
+    # -- content ------------------------------------------------------------------------------
+
+    def status(self, row: int) -> AlarmStatus:
+        return self._rows[row]
+
+    def names(self) -> list[str]:
+        return [s.name for s in self._rows]
+
+    def row_of(self, name: str) -> int | None:
+        for row, s in enumerate(self._rows):
+            if s.name == name:
+                return row
+        return None
+
+    def visible(self, status: AlarmStatus) -> bool:
+        if not STATE_FILTERS[self.state_filter](status):
+            return False
+        if self.machine_filter and status.machine != self.machine_filter:
+            return False
+        return self.min_priority is None or status.priority >= self.min_priority
+
+    def refresh(self, statuses: list[AlarmStatus]) -> None:
+        """Rebuild the rows from `statuses` (UI thread); keeps the selection on the same alarms."""
+        rows = sorted((s for s in statuses if self.visible(s)), key=sort_key)
+        old_names = [s.name for s in self._rows]
+        new_names = [s.name for s in rows]
+        if old_names == new_names:
+            self._rows = rows
+            if rows:
+                self.dataChanged.emit(self.index(0, 0), self.index(len(rows) - 1, len(COLUMNS) - 1))
+            return
+        # A different set or order of rows: reset (for the view far cheaper than a layout
+        # change of thousands of rows); the panel puts the selection back by alarm name.
+        self.beginResetModel()
+        self._rows = rows
+        self.endResetModel()
+
+    def toggle_blink(self) -> None:
+        self.blink_on = not self.blink_on
+        if self._rows:
+            self.dataChanged.emit(self.index(0, COL_MARK), self.index(len(self._rows) - 1, COL_PRIORITY))
+
+
+class ShelveDialog(QDialog):
+    """How long and why: both are required (and recorded)."""
+
+    PRESETS_S = (15 * 60, 3600, 4 * 3600, 8 * 3600, 24 * 3600)
+
+    def __init__(self, names: list[str], max_shelve_s: float, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Shelve alarms")
+        layout = QFormLayout(self)
+        layout.addRow(QLabel(", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")))
+        self.duration = QComboBox()
+        for seconds in self.PRESETS_S:
+            if seconds <= max_shelve_s:
+                self.duration.addItem(_duration_text(seconds), seconds)
+        if self.duration.count() == 0:
+            self.duration.addItem(_duration_text(max_shelve_s), max_shelve_s)
+        layout.addRow("Shelve for", self.duration)
+        self.reason = QLineEdit()
+        self.reason.setPlaceholderText("why (required): e.g. sensor replaced, work order 4711")
+        layout.addRow("Reason", self.reason)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        layout.addRow(self.buttons)
+        self.reason.textChanged.connect(self._update)
+        self._update()
+
+    def _update(self) -> None:
+        ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        ok.setEnabled(bool(self.reason.text().strip()))
+
+    def duration_s(self) -> float:
+        return float(self.duration.currentData())
+
+
+def _duration_text(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min"
+
+
+class AlarmPanel(QWidget):
+    """The alarm summary with its actions. `reply_received` carries each command's reply (tests, banner)."""
+
+    reply_received = Signal(dict)
+
+    def __init__(self, feed: AlarmFeed, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.feed = feed
+        self.model = AlarmTableModel()
+        self.last_reply: Reply | None = None
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        filters = QHBoxLayout()
+        self.machine_box = QComboBox()
+        self.machine_box.addItem("All machines", None)
+        self.priority_box = QComboBox()
+        for label, value in PRIORITY_FILTERS.items():
+            self.priority_box.addItem(label, value)
+        self.state_box = QComboBox()
+        self.state_box.addItems(list(STATE_FILTERS))
+        for box in (self.machine_box, self.priority_box, self.state_box):
+            box.currentIndexChanged.connect(self._on_filter_changed)
+            filters.addWidget(box)
+        self.flood_label = QLabel()
+        self.flood_label.setObjectName("flood")
+        self.flood_label.hide()
+        filters.addWidget(self.flood_label)
+        filters.addStretch(1)
+        self.count_label = QLabel()
+        filters.addWidget(self.count_label)
+        layout.addLayout(filters)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.setWordWrap(False)
+        header = self.table.horizontalHeader()
+        for col, width in ((COL_MARK, 24), (COL_TIME, 95), (COL_MACHINE, 70), (COL_TAG, 170), (COL_VALUE, 90),
+                           (COL_STATE, 120), (COL_PRIORITY, 70)):  # fmt: skip
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
+            self.table.setColumnWidth(col, width)
+        header.setSectionResizeMode(COL_MESSAGE, QHeaderView.ResizeMode.Stretch)
+        self.table.selectionModel().selectionChanged.connect(lambda *_: self._show_details())
+        splitter.addWidget(self.table)
+        self.details = QTextBrowser()
+        self.details.setMinimumWidth(240)
+        splitter.addWidget(self.details)
+        splitter.setSizes([800, 300])
+        layout.addWidget(splitter, 1)
+
+        actions = QHBoxLayout()
+        self.comment = QLineEdit()
+        self.comment.setPlaceholderText("comment (with acknowledge / reset)")
+        actions.addWidget(self.comment, 1)
+        self.ack_button = QPushButton("Acknowledge")
+        self.ack_button.clicked.connect(self.acknowledge_selected)
+        self.ack_all_button = QPushButton("Acknowledge all visible…")
+        self.ack_all_button.clicked.connect(self.acknowledge_all_visible)
+        self.shelve_button = QPushButton("Shelve…")
+        self.shelve_button.clicked.connect(self.shelve_selected)
+        self.unshelve_button = QPushButton("Unshelve")
+        self.unshelve_button.clicked.connect(self.unshelve_selected)
+        self.reset_button = QPushButton("Reset latch")
+        self.reset_button.clicked.connect(self.reset_selected)
+        for button in (self.ack_button, self.ack_all_button, self.shelve_button, self.unshelve_button,
+                       self.reset_button):  # fmt: skip
+            actions.addWidget(button)
+        layout.addLayout(actions)
+        self.result_label = QLabel()
+        self.result_label.setWordWrap(True)
+        layout.addWidget(self.result_label)
+
+        feed.changed.connect(self.refresh)
+        feed.session.changed.connect(self._update_buttons)
+        self._blink = QTimer(self)
+        self._blink.timeout.connect(self.model.toggle_blink)
+        self._blink.start(BLINK_MS)
+        self.refresh()
+        self._update_buttons()
+
+    # -- refresh ------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        statuses = self.feed.alarms.statuses()
+        self._update_machines(statuses)
+        selected = self.selected_names()
+        before = self.model.rowCount()
+        self.model.refresh(statuses)
+        if selected and (self.model.rowCount() != before or self.selected_names() != selected):
+            self.select(selected)
+        counts = self.feed.alarms.counts()
+        self.count_label.setText(
+            f"{self.model.rowCount()} shown   {counts.unacknowledged} unacknowledged   {counts.shelved} shelved"
+        )
+        flooded = self.feed.alarms.in_flood()
+        self.flood_label.setVisible(bool(flooded))
+        self.flood_label.setText("ALARM FLOOD: " + ", ".join(flooded) if flooded else "")
+        self._show_details()
+
+    def _update_machines(self, statuses: list[AlarmStatus]) -> None:
+        machines = sorted({s.machine for s in statuses})
+        known = [self.machine_box.itemData(i) for i in range(1, self.machine_box.count())]
+        if machines != known:
+            current = self.machine_box.currentData()
+            self.machine_box.blockSignals(True)
+            self.machine_box.clear()
+            self.machine_box.addItem("All machines", None)
+            for machine in machines:
+                self.machine_box.addItem(machine, machine)
+            index = self.machine_box.findData(current)
+            self.machine_box.setCurrentIndex(max(index, 0))
+            self.machine_box.blockSignals(False)
+
+    def _on_filter_changed(self) -> None:
+        self.model.machine_filter = self.machine_box.currentData()
+        self.model.min_priority = self.priority_box.currentData()
+        self.model.state_filter = self.state_box.currentText()
+        self.refresh()
+
+    def set_filters(
+        self, machine: str | None = None, min_priority: Priority | None = None, state: str | None = None
+    ) -> None:
+        if machine is not None:
+            self.machine_box.setCurrentIndex(max(self.machine_box.findData(machine), 0))
+        if min_priority is not None:
+            self.priority_box.setCurrentIndex(max(self.priority_box.findData(min_priority), 0))
+        if state is not None:
+            self.state_box.setCurrentText(state)
+
+    def _update_buttons(self) -> None:
+        logged_in = self.feed.session.logged_in
+        for button in (self.ack_button, self.ack_all_button, self.shelve_button, self.unshelve_button,
+                       self.reset_button):  # fmt: skip
+            button.setToolTip("" if logged_in else "log in first")
+
+    # -- selection and details -------------------------------------------------------------------
+
+    def selected_names(self) -> list[str]:
+        rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
+        return [self.model.status(row).name for row in rows if row < self.model.rowCount()]
+
+    def select(self, names: list[str]) -> None:
+        selection = QItemSelection()
+        last = len(COLUMNS) - 1
+        for name in names:
+            row = self.model.row_of(name)
+            if row is not None:
+                selection.select(self.model.index(row, 0), self.model.index(row, last))
+        flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+        self.table.selectionModel().select(selection, flags)
+
+    def _show_details(self) -> None:
+        names = self.selected_names()
+        if len(names) != 1:
+            self.details.setHtml("<i>Select one alarm to see its guidance and history.</i>" if not names else
+                                 f"<i>{len(names)} alarms selected.</i>")  # fmt: skip
+            return
+        status = self.feed.alarms.get(names[0])
+        if status is None:
+            return
+        self.details.setHtml(details_html(status, self.feed.alarms.history(status.name)))
+
+    # -- actions ------------------------------------------------------------------------------------
+
+    def _send(self, command: dict[str, Any]) -> None:
+        if not self.feed.session.logged_in:
+            self._show_reply({"ok": False, "error": "log in first"})
+            return
+        self.result_label.setText(f"{command['command'].replace('_', ' ')}: sent…")
+        self.feed.send(command, self._show_reply)
+
+    def _show_reply(self, reply: Reply) -> None:
+        self.last_reply = reply
+        if reply.get("ok"):
+            done = reply.get("done")
+            text = f"done: {len(done)} alarm(s)" if isinstance(done, list) else "done"
+            errors = reply.get("errors") or {}
+            if errors:
+                text += f"; refused: {'; '.join(f'{k}: {v}' for k, v in list(errors.items())[:3])}"
+            if reply.get("audit_error"):
+                text += f"   WARNING: {reply['audit_error']}"
+            self.result_label.setStyleSheet("")
+        else:
+            text = f"refused: {reply.get('error', 'unknown error')}"
+            self.result_label.setStyleSheet(f"color: {theme.ALARM_URGENT};")
+        self.result_label.setText(text)
+        self.reply_received.emit(reply)
+
+    def acknowledge_selected(self) -> None:
+        names = [n for n in self.selected_names() if (s := self.feed.alarms.get(n)) is not None and s.unacknowledged]
+        if not names:
+            self._show_reply({"ok": False, "error": "select unacknowledged alarms first"})
+            return
+        self._send({"command": "acknowledge", "alarms": names, "comment": self.comment.text().strip()})
+
+    def acknowledge_all_visible(self) -> None:
+        names = [s.name for s in self.model._rows if s.unacknowledged]
+        if not names:
+            self._show_reply({"ok": False, "error": "no unacknowledged alarm is shown"})
+            return
+        if not self.confirm(f"Acknowledge all {len(names)} unacknowledged alarms shown?"):
+            return
+        self._send({"command": "acknowledge", "alarms": names, "comment": self.comment.text().strip()})
+
+    def confirm(self, question: str) -> bool:
+        answer = QMessageBox.question(self, "Confirm", question)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def shelve_selected(self, duration_s: float | None = None, reason: str | None = None) -> None:
+        names = self.selected_names()
+        if not names:
+            self._show_reply({"ok": False, "error": "select alarms to shelve first"})
+            return
+        if duration_s is None or reason is None:
+            dialog = ShelveDialog(names, self.feed.alarms.max_shelve_s, self)
+            if dialog.exec() != QDialog.DialogCode.Accepted:
+                return
+            duration_s, reason = dialog.duration_s(), dialog.reason.text().strip()
+        self._send({"command": "shelve", "alarms": names, "duration_s": duration_s, "reason": reason})
+
+    def unshelve_selected(self) -> None:
+        names = [
+            n for n in self.selected_names() if (s := self.feed.alarms.get(n)) is not None and s.mode == Mode.SHELVED
+        ]
+        if not names:
+            self._show_reply({"ok": False, "error": "select shelved alarms first (state filter: Shelved)"})
+            return
+        self._send({"command": "unshelve", "alarms": names})
+
+    def reset_selected(self) -> None:
+        names = self.selected_names()
+        if not names:
+            self._show_reply({"ok": False, "error": "select latched alarms first"})
+            return
+        self._send({"command": "reset", "alarms": names, "comment": self.comment.text().strip()})
+
+
+def details_html(status: AlarmStatus, history: list[Any]) -> str:
+    e = html.escape
+    colour = theme.ALARM_COLOURS[int(status.priority)]
+    lines = [
+        f"<p><b>{e(status.name)}</b> "
+        f"<span style='background:{colour}'>&nbsp;{status.priority.label.upper()}&nbsp;</span></p>",
+        f"<p>{e(status.message)}</p>",
+        f"<p>State: <b>{e(status.state.replace('_', ' '))}</b>"
+        + (" (latched: reset after acknowledging)" if status.latched else "")
+        + (" — first out" if status.first_out else "")
+        + "</p>",
+    ]
+    if status.mode == Mode.SHELVED and status.shelved_until_ns:
+        lines.append(
+            f"<p>Shelved by {e(status.user)} until {format_time(status.shelved_until_ns)}: {e(status.reason)}</p>"
+        )
+    elif status.mode == Mode.OUT_OF_SERVICE:
+        lines.append(f"<p>Out of service ({e(status.user)}): {e(status.reason)}</p>")
+    if status.comment_required:
+        lines.append("<p><i>A comment is required to acknowledge this alarm.</i></p>")
+    if status.guidance:
+        lines.append(f"<p><b>What to check:</b><br>{e(status.guidance)}</p>")
+    if history:
+        lines.append("<p><b>History</b> (since this window connected)</p><table cellspacing='2'>")
+        for t in reversed(history[-50:]):
+            who = f" by {e(t.user)}" if t.user else ""
+            note = f": {e(t.comment)}" if t.comment else ""
+            lines.append(
+                f"<tr><td>{format_time(t.ts_ns)}</td><td>{e(str(t.cause))}{who}{note}</td>"
+                f"<td>{e(t.to_state.replace('_', ' '))}</td></tr>"
+            )
+        lines.append("</table>")
+    return "".join(lines)

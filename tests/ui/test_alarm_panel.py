@@ -1,0 +1,298 @@
+"""The alarm panel, banner, horn, login, write dialog and journal against a runtime's
+operator side over the real IPC channel: the runtime decides, the window shows."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QTimer
+
+from hmi.core.alarms import AlarmDefinition, Condition, Priority
+from hmi.core.samples import SampleBatch, now_ns
+from hmi.core.tags import TagSpec
+from hmi.ipc.client import IpcClient
+from hmi.ipc.mirror import BusMirror
+from hmi.ui.alarm_banner import AlarmBanner
+from hmi.ui.alarm_feed import AlarmFeed
+from hmi.ui.alarm_journal import AlarmJournal
+from hmi.ui.alarm_panel import COL_STATE, AlarmPanel
+from hmi.ui.annunciator import Annunciator
+from hmi.ui.login import LoginDialog
+from hmi.ui.theme import apply_theme
+from hmi.ui.write_dialog import WriteDialog
+from tests.alarm_runtime import PASSWORD, InProcessRuntime
+from tests.helpers import ARTIFACTS
+
+HI = "cnc01.tool_temperature.hi"
+HIHI = "cnc01.tool_temperature.hihi"
+
+
+@dataclass
+class Window:
+    rt: InProcessRuntime
+    feed: AlarmFeed
+    panel: AlarmPanel
+    banner: AlarmBanner
+    horn: Annunciator
+    plays: list[float]
+    client: IpcClient
+
+
+def open_window(qtbot, rt: InProcessRuntime) -> tuple[Window, IpcClient]:
+    mirror = BusMirror()
+    client = IpcClient(rt.stream, rt.requests, mirror)
+    feed = AlarmFeed(mirror, client)
+    plays: list[float] = []
+    horn = Annunciator(feed, player=lambda: plays.append(time.monotonic()), repeat_s=0.3)
+    panel = AlarmPanel(feed)
+    banner = AlarmBanner(feed, horn)
+    qtbot.addWidget(panel)
+    qtbot.addWidget(banner)
+    panel.resize(1100, 420)
+    panel.show()
+    banner.show()
+    client.start()
+    qtbot.waitUntil(lambda: feed.alarms.epoch == rt.engine.epoch, timeout=10000)
+    return Window(rt, feed, panel, banner, horn, plays, client), client
+
+
+@pytest.fixture
+def win(qtbot, qapp, tmp_path: Path) -> Iterator[Window]:
+    apply_theme(qapp)
+    rt = InProcessRuntime(tmp_path).start()
+    window, _client = open_window(qtbot, rt)
+    yield window
+    close_window(window)
+    rt.stop()
+
+
+def close_window(window: Window) -> None:
+    """Tear down on the UI thread: Qt objects left to the garbage collector could be
+    destroyed on the IPC thread of a later test ("Timers cannot be stopped from another thread")."""
+    window.client.stop()
+    window.feed.close()
+    for widget in (window.panel, window.banner):
+        widget.close()
+        widget.deleteLater()
+    window.feed.deleteLater()
+    del window
+    gc.collect()
+
+
+def login(qtbot, win: Window, user: str) -> None:
+    """Through the login dialog, as a person would."""
+    dialog = LoginDialog(win.feed.session)
+    qtbot.addWidget(dialog)
+    dialog.user.setText(user)
+    dialog.password.setText(PASSWORD)
+    dialog.submit()
+    qtbot.waitUntil(lambda: win.feed.session.user == user, timeout=10000)
+
+
+def row_state(win: Window, name: str) -> str | None:
+    row = win.panel.model.row_of(name)
+    return None if row is None else win.panel.model.index(row, COL_STATE).data()
+
+
+def test_operator_acknowledges_from_the_panel(qtbot, win: Window) -> None:
+    """An operator selects the new alarm and acknowledges it: the row turns ACK ACTIVE and the ack is audited."""
+    win.rt.publish("cnc01.tool_temperature", 85)
+    qtbot.waitUntil(lambda: row_state(win, HI) == "UNACK ACTIVE", timeout=5000)
+    assert win.panel.model.index(win.panel.model.row_of(HI), 0).data() == "◆"
+    login(qtbot, win, "olga")
+    win.panel.select([HI])
+    win.panel.comment.setText("coolant nozzle cleaned")
+    win.panel.ack_button.click()
+    qtbot.waitUntil(lambda: row_state(win, HI) == "ACK ACTIVE", timeout=5000)
+    assert win.panel.last_reply["ok"]
+    assert win.panel.model.index(win.panel.model.row_of(HI), 0).data() == ""
+    assert "acknowledged by olga: coolant nozzle cleaned" in win.panel.details.toPlainText()
+    acks = [r for r in win.rt.audit.records() if r.kind == "acknowledge"]
+    assert [(r.user, r.target, r.outcome) for r in acks] == [("olga", HI, "ok")]
+    ARTIFACTS.mkdir(exist_ok=True)
+    win.panel.grab().save(str(ARTIFACTS / "alarm_panel.png"))
+
+
+def test_viewer_is_refused(qtbot, win: Window) -> None:
+    """A viewer's acknowledgement is refused by the runtime; the panel says why and the alarm stays unacknowledged."""
+    win.rt.publish("cnc01.tool_temperature", 85)
+    qtbot.waitUntil(lambda: row_state(win, HI) == "UNACK ACTIVE", timeout=5000)
+    login(qtbot, win, "vic")
+    win.panel.select([HI])
+    win.panel.acknowledge_selected()
+    qtbot.waitUntil(lambda: win.panel.last_reply is not None, timeout=5000)
+    assert win.panel.result_label.text() == "refused: acknowledge needs the operator role; vic is viewer"
+    assert row_state(win, HI) == "UNACK ACTIVE"
+    assert win.rt.audit.records()[-1].outcome == "refused"
+
+
+def test_shelve_expires_and_the_alarm_returns_unacknowledged(qtbot, win: Window) -> None:
+    """Shelved for 1 s the alarm leaves the summary; when the shelf runs out it is back, unacknowledged."""
+    win.rt.publish("cnc01.tool_temperature", 85)
+    qtbot.waitUntil(lambda: row_state(win, HI) == "UNACK ACTIVE", timeout=5000)
+    login(qtbot, win, "olga")
+    win.panel.select([HI])
+    win.panel.shelve_selected(duration_s=1.0, reason="thermocouple being replaced")
+    qtbot.waitUntil(lambda: row_state(win, HI) is None, timeout=5000)
+    assert win.banner.unacknowledged == 0
+    win.panel.set_filters(state="Shelved")
+    qtbot.waitUntil(lambda: row_state(win, HI) == "SHELVED", timeout=5000)
+    win.panel.set_filters(state="Active and unacknowledged")
+    time.sleep(1.1)
+    win.rt.alarms.tick()  # the runtime's timer task does this every 100 ms
+    qtbot.waitUntil(lambda: row_state(win, HI) == "UNACK ACTIVE", timeout=5000)
+    assert win.banner.unacknowledged == 1
+    kinds = [r.kind for r in win.rt.audit.records()]
+    assert kinds == ["login", "shelve"]
+
+
+def test_banner_count_and_horn_follow_the_alarms(qtbot, win: Window) -> None:
+    """The banner counts unacknowledged alarms and names the latest; the horn sounds for urgent/high until silenced."""
+    assert win.banner.count_label.text() == "No unacknowledged alarms"
+    win.rt.publish("pump01.pressure", 1.0)  # low priority: no horn
+    qtbot.waitUntil(lambda: win.banner.count_label.text() == "1 unacknowledged", timeout=5000)
+    assert win.plays == []
+    win.rt.publish("cnc01.tool_temperature", 99)  # hi and hihi
+    qtbot.waitUntil(lambda: win.banner.count_label.text() == "3 unacknowledged", timeout=5000)
+    qtbot.waitUntil(lambda: len(win.plays) >= 2, timeout=5000)  # sounded, then repeated
+    assert win.banner.silence_button.isEnabled()
+    win.banner.silence_button.click()
+    silenced = len(win.plays)
+    qtbot.wait(700)
+    assert len(win.plays) == silenced and not win.horn.sounding
+    login(qtbot, win, "olga")
+    win.panel.select([HIHI])
+    win.panel.acknowledge_selected()
+    qtbot.waitUntil(lambda: win.banner.count_label.text() == "2 unacknowledged", timeout=5000)
+    assert win.banner.latest_label.text().startswith(HI) or win.banner.latest_label.text().startswith("pump01")
+    win.panel.confirm = lambda question: True  # the confirmation box, answered Yes
+    win.panel.acknowledge_all_visible()
+    qtbot.waitUntil(lambda: win.banner.count_label.text() == "No unacknowledged alarms", timeout=5000)
+
+
+def test_write_dialog_shows_limits_confirms_and_reports_the_result(qtbot, win: Window) -> None:
+    """The write dialog refuses out-of-limit values, asks to confirm old -> new, and shows Good or the bad status."""
+    win.rt.publish("cnc01.feed_override", 100)
+    qtbot.waitUntil(lambda: win.feed.mirror.bus.latest("cnc01.feed_override") is not None, timeout=5000)
+    spec = win.feed.mirror.bus.registry.by_name("cnc01.feed_override")
+    dialog = WriteDialog(spec, win.feed.mirror.bus, win.feed)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert dialog.current.text() == "100.0 %"
+    dialog.new_value.setText("80")
+    dialog.ask_confirmation()
+    assert "log in first" in dialog.message.text()
+    login(qtbot, win, "olga")
+    dialog.new_value.setText("151")
+    dialog.ask_confirmation()
+    assert dialog.message.text() == "outside the limits 0 … 150 %"
+    dialog.new_value.setText("80")
+    dialog.ask_confirmation()
+    assert dialog.message.text() == "Write 80.00 % to cnc01.feed_override (now 100.0 %)?"
+    dialog.confirm_button.click()
+    qtbot.waitUntil(lambda: dialog.result is not None, timeout=5000)
+    assert dialog.message.text() == "Written: Good"
+    assert win.rt.writer.writes == [("cnc01.feed_override", 80.0)]
+    win.rt.writer.status = "BadOutOfRange"
+    dialog.result = None
+    dialog.new_value.setText("90")
+    dialog.ask_confirmation()
+    dialog.confirm()
+    qtbot.waitUntil(lambda: dialog.result is not None, timeout=5000)
+    assert dialog.message.text() == "Not written: BadOutOfRange: the server refused the value"
+    assert [r.outcome for r in win.rt.audit.records() if r.kind == "write"] == ["ok", "failed"]
+
+
+def test_idle_logout(qtbot, win: Window) -> None:
+    """Without input for the idle time the window logs the user out, and the runtime audits why."""
+    login(qtbot, win, "olga")
+    win.feed.session.idle_logout_s = 0.3
+    qtbot.waitUntil(lambda: not win.feed.session.logged_in, timeout=5000)
+    qtbot.waitUntil(lambda: win.rt.audit.records()[-1].kind == "logout", timeout=5000)
+    assert win.rt.audit.records()[-1].details_dict() == {"reason": "idle"}
+
+
+def test_journal_lists_and_exports_what_happened(qtbot, win: Window, tmp_path: Path) -> None:
+    """The journal shows the alarm events of the range, filters by text, and exports them as CSV."""
+    win.rt.publish("cnc01.tool_temperature", 99)
+    win.rt.publish("cnc01.tool_temperature", 20)
+    qtbot.waitUntil(lambda: len(win.feed.events) >= 4, timeout=5000)
+    journal = AlarmJournal(win.feed.events.between)
+    qtbot.addWidget(journal)
+    journal.refresh()
+    assert journal.model.rowCount() == 5  # and "Runtime connected"
+    journal.category_box.setCurrentText("Alarms")
+    assert journal.model.rowCount() == 4
+    journal.text_filter.setText("hihi")
+    journal.refresh()
+    assert journal.model.rowCount() == 2
+    path = tmp_path / "journal.csv"
+    assert journal.export_csv(path) == 2
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("time_utc,category,source,what,state")
+    assert ",alarm,cnc01.tool_temperature.hihi,activated,UNACK ACTIVE,urgent," in lines[1]
+
+
+FLOOD = 10_000
+
+
+def test_flood_of_10000_alarms_loses_nothing_and_the_window_keeps_responding(qtbot, qapp, tmp_path: Path) -> None:
+    """10,000 alarms in one second: every one reaches the window and the audit, the UI thread never stalls long."""
+    apply_theme(qapp)
+    tags = [TagSpec(f"m{i // 100:03d}.t{i:05d}", unit="bar") for i in range(FLOOD)]
+    defs = [AlarmDefinition(f"{t.name}.hi", t.name, Condition.HI, Priority.HIGH if i % 10 else Priority.URGENT,
+                            limit=1.0) for i, t in enumerate(tags)]  # fmt: skip
+    rt = InProcessRuntime(tmp_path, defs, tags).start()
+    win, _client = open_window(qtbot, rt)
+    try:
+        login(qtbot, win, "olga")
+        stalls: list[float] = []
+        last = [time.perf_counter()]
+
+        def probe() -> None:
+            now = time.perf_counter()
+            stalls.append(now - last[0])
+            last[0] = now
+
+        timer = QTimer()
+        timer.timeout.connect(probe)
+        timer.start(5)
+        qtbot.wait(100)
+        start = now_ns()
+
+        def plant() -> None:
+            for chunk in range(10):  # ten batches of 1,000 within one second, off the UI thread as in a runtime
+                ids = np.arange(chunk * 1000, (chunk + 1) * 1000)
+                rt.bus.publish(SampleBatch.from_arrays(ids, start + ids * 100_000, np.full(1000, 5.0)))
+                time.sleep(0.05)
+
+        source = threading.Thread(target=plant)
+        source.start()
+        qtbot.waitUntil(lambda: not source.is_alive(), timeout=30000)
+        qtbot.waitUntil(lambda: win.banner.unacknowledged == FLOOD, timeout=30000)
+        qtbot.waitUntil(lambda: win.panel.model.rowCount() == FLOOD, timeout=10000)
+        activations = [e for e in rt.events if e.details.get("cause") == "activated"]
+        assert len(activations) == FLOOD
+        assert win.panel.flood_label.isVisible()
+        timer.stop()
+        worst_ms = max(stalls) * 1000
+        print(f"longest UI-thread stall during the flood: {worst_ms:.0f} ms")
+        # The issue's bound is 100 ms; bench/alarms.py measures it with the runtime in its own
+        # process, as in the product. Here the runtime's engine, publisher and this window share
+        # one process (one GIL) on a shared 2-core machine, hence the wide margin.
+        assert worst_ms < 600
+        win.panel.confirm = lambda question: True
+        win.panel.acknowledge_all_visible()
+        qtbot.waitUntil(lambda: win.banner.unacknowledged == 0, timeout=30000)
+        acks = [r for r in rt.audit.records() if r.kind == "acknowledge"]
+        assert len(acks) == FLOOD and rt.audit.verify()[1] == []
+    finally:
+        close_window(win)
+        rt.stop()
