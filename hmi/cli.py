@@ -1,4 +1,4 @@
-"""`hmi` command line: run, window, sim, check-config, trust, replay, export.
+"""`hmi` command line: run, window, sim, check-config, trust, replay, export, model-info.
 
 Exit codes: 0 success, 1 runtime failure, 2 a bad project file or bad arguments.
 """
@@ -379,6 +379,38 @@ def _add_range_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--project", help="project file: its time zone, shifts and trends")
 
 
+def cmd_model_info(args: argparse.Namespace) -> int:
+    """Validate a GLB and print its node tree and triangle count, or why it is refused."""
+    if args.probe_child:
+        # The probe import's child process (see hmi.scene.probe); this is how a frozen
+        # bundle, which has no `python -m`, runs it.
+        from hmi.ui.scene_probe import main as probe_main
+
+        return probe_main(["--render"] if args.render else [])
+    if not args.file:
+        print("hmi model-info: a GLB file is required", file=sys.stderr)
+        return EXIT_CONFIG
+    import json
+
+    from hmi.scene.probe import check_model
+    from hmi.scene.report import describe
+
+    check = check_model(args.file, cache=None, probe=args.probe, render=args.render)
+    report = check.checked.report
+    if args.json:
+        data = report.to_json()
+        if check.probe is not None:
+            data["probe"] = {"ok": check.probe.ok, "message": check.probe.message, "seconds": check.probe.seconds}
+        print(json.dumps(data, indent=2))
+    else:
+        for line in describe(report):
+            print(line)
+        if check.probe is not None:
+            verdict = "OK" if check.probe.ok else f"FAILED: {check.probe.message}"
+            print(f"probe import in a child process: {verdict} ({check.probe.seconds:.2f} s)")
+    return EXIT_OK if check.ok else EXIT_FAILURE
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hmi", description="HMI/SCADA workstation for machine digital twins")
     parser.add_argument("--version", action="version", version=f"hmi {__version__}")
@@ -462,6 +494,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("csv", "parquet"), default="csv")
     p.add_argument("--out", metavar="FILE", help="output file (default: DB-export.FORMAT here)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("model-info", help="check a GLB model: node tree and triangle count, or the error")
+    p.add_argument("file", nargs="?", help="a .glb (or embedded .gltf) file")
+    p.add_argument("--probe", action="store_true", help="also import it with VTK in a child process")
+    p.add_argument("--render", action="store_true", help="with --probe: also draw one offscreen frame")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.add_argument("--probe-child", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_model_info)
 
     p = sub.add_parser("check-config", help="validate a project file")
     p.add_argument("file")

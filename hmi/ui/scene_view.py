@@ -1,0 +1,850 @@
+"""SceneView: the 3D machine view. VTK in Qt, animated by bound tag values.
+
+    view = SceneView(bus)                       # a TagBus: latest values via bus.latest(tag)
+    view.add_machine("cnc01", Path("models_glb/cnc_mill.glb"), bindings, cameras, "CNC mill 1")
+    view.show_machine("cnc01")
+    view.set_alarm_state("cnc01", "high")       # or None when the machine's alarms clear
+    view.part_picked.connect(on_part)           # (machine, node name, [tags])
+
+Loading: every model file is validated (hmi.scene.validate) and probe-imported in a child
+process (hmi.scene.probe, verdict cached per file hash) on a worker thread; only then does
+the GUI thread import the same bytes with vtkGLTFImporter. A missing, invalid, unsupported
+or crashing model shows a readable message and a placeholder box; nothing else breaks.
+
+Painting: a frame timer (max_fps, default 30) reads the bound tags' latest values; the
+view renders only when a value, the alarm state or the camera changed, or something moves
+continuously (rpm, speeds, shake), and never while hidden or minimised. Mouse interaction
+marks the view dirty instead of rendering at once, so the cap holds for the camera too.
+
+Threads: everything here runs on the GUI thread except `_check_worker`, which runs on the
+loader's single worker thread and hands its result over through the `_checked` signal.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import vtkmodules.vtkRenderingFreeType  # registers text rendering
+import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (the OpenGL back end)
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtGui import QHideEvent, QImage, QShowEvent
+from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
+from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
+from vtkmodules.util.numpy_support import vtk_to_numpy
+from vtkmodules.vtkCommonMath import vtkMatrix4x4
+from vtkmodules.vtkFiltersSources import vtkCubeSource
+from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
+from vtkmodules.vtkRenderingCore import (
+    vtkActor,
+    vtkCellPicker,
+    vtkCoordinate,
+    vtkLightKit,
+    vtkPolyDataMapper,
+    vtkRenderer,
+    vtkTextActor,
+    vtkWindowToImageFilter,
+)
+
+from hmi.config.bindings import BindingConfig, CameraPresetConfig
+from hmi.core.alarms.model import Priority
+from hmi.core.bus import TagBus
+from hmi.core.quality import Quality
+from hmi.core.tags import DataType
+from hmi.scene.animate import ALARM_PRIORITIES, Frame, LabelState, MachineAnimator, Reading
+from hmi.scene.probe import ModelCheck, VerdictCache, check_model
+from hmi.ui import theme
+from hmi.ui.format import format_value
+from hmi.ui.scene_loader import ImportedModel, import_glb
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_FPS = 30.0
+LABEL_TEXT_HZ = 5.0  # a value label readable by a person changes a few times a second, not 30
+LABEL_OFFSET_PX = 10
+KEY_LIGHT_INTENSITY = 2.2  # glTF materials are PBR; without image-based light they need more light
+PRESET_DIRECTIONS = {  # world is Y up; the demo models face +Z
+    "Iso": (1.0, 0.75, 1.3),
+    "Front": (0.0, 0.12, 1.0),
+    "Side": (1.0, 0.12, 0.0),
+    "Top": (0.0, 1.0, 0.001),
+}
+ALARM_COLOURS = {Priority(value).label: colour for value, colour in theme.ALARM_COLOURS.items()}
+CLICK_SLOP_PX = 4
+
+
+def _rgb(colour: str) -> tuple[float, float, float]:
+    c = colour.lstrip("#")
+    return (int(c[0:2], 16) / 255.0, int(c[2:4], 16) / 255.0, int(c[4:6], 16) / 255.0)
+
+
+@dataclass(frozen=True, slots=True)
+class CameraPreset:
+    name: str
+    position: tuple[float, float, float] | None = None  # None: fit the model along `direction`
+    focal_point: tuple[float, float, float] | None = None
+    view_up: tuple[float, float, float] = (0.0, 1.0, 0.0)
+    view_angle: float = 30.0
+    direction: tuple[float, float, float] | None = None
+
+
+@dataclass
+class _Machine:
+    """One machine's scene: its own renderer, swapped into the window when shown."""
+
+    machine: str
+    label: str
+    model_path: Path | None
+    bindings: list[BindingConfig]
+    renderer: vtkRenderer
+    generation: int
+    state: str = "loading"  # loading | ready | failed | empty
+    message: str = ""
+    check: ModelCheck | None = None
+    imported: ImportedModel | None = None
+    animator: MachineAnimator | None = None
+    presets: dict[str, CameraPreset] = field(default_factory=dict)
+    alarm: str | None = None
+    style_dirty: bool = True  # alarm changed, or first frame
+    continuous: bool = False
+    readings: dict[str, Reading] = field(default_factory=dict)
+    raw: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    tag_ids: dict[str, int] = field(default_factory=dict)
+    node_matrices: dict[int, vtkMatrix4x4] = field(default_factory=dict)
+    original_colours: dict[int, tuple[float, float, float]] = field(default_factory=dict)  # id(actor) -> rgb
+    applied_colours: dict[int, tuple[float, float, float] | None] = field(default_factory=dict)
+    applied_visible: dict[int, bool] = field(default_factory=dict)
+    labels: dict[int, vtkTextActor] = field(default_factory=dict)  # 2D overlay: never hidden by the model
+    label_anchors: dict[int, vtkCoordinate] = field(default_factory=dict)
+    label_text_due: float = 0.0  # label texts change at most LABEL_TEXT_HZ times a second
+    label_pending: bool = False  # a newer value waits for the next text refresh
+    actor_node: dict[int, int] = field(default_factory=dict)  # id(actor) -> glTF node
+    overlay: vtkTextActor | None = None  # loading text, or the failure's title
+    message_actor: vtkTextActor | None = None  # the failure's explanation
+    status: vtkTextActor | None = None  # binding problems, bottom left
+    pick: vtkTextActor | None = None  # picked part and its tags, top left
+    picked_node: int | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+class SceneView(QWidget):
+    """The 3D view of the plant's machines, one machine shown at a time."""
+
+    part_picked = Signal(str, str, list)  # machine, glTF node name, bound tags
+    model_loaded = Signal(str, bool, str)  # machine, ok, message
+    _checked = Signal(str, int, object)  # machine, generation, ModelCheck (worker -> GUI)
+
+    def __init__(
+        self,
+        bus: TagBus,
+        parent: QWidget | None = None,
+        max_fps: float = DEFAULT_MAX_FPS,
+        cache: VerdictCache | None = None,
+        probe: bool = True,
+    ) -> None:
+        super().__init__(parent)
+        self.bus = bus
+        self.cache = cache if cache is not None else VerdictCache()
+        self.probe = probe
+        self.renders = 0  # frames actually drawn (tests and benchmarks count them)
+        self.ticks = 0  # frame timer ticks considered
+        self._machines: dict[str, _Machine] = {}
+        self._current: str | None = None
+        self._dirty = True
+        self._closed = False
+        self._generation = 0
+        self._press_pos: tuple[int, int] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="glb-check")
+        self._checked.connect(self._on_checked)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.vtk_widget = QVTKRenderWindowInteractor(self)
+        # It closes itself when its parent is destroyed, when its Python side may already be
+        # gone (a RecursionError in its __getattr__); shutdown() finalizes it instead.
+        self.destroyed.disconnect(self.vtk_widget.close)
+        layout.addWidget(self.vtk_widget)
+        self.render_window = self.vtk_widget.GetRenderWindow()
+        self.render_window.SetMultiSamples(0)  # MSAA doubles the cost on a software renderer
+        self.interactor = self.render_window.GetInteractor()
+        self._style = vtkInteractorStyleTrackballCamera()
+        # An observer on the style replaces its default key handling ('e'/'q' would quit).
+        self._style.AddObserver("CharEvent", self._on_char)
+        self.interactor.SetInteractorStyle(self._style)
+        self.interactor.EnableRenderOff()
+        self.interactor.AddObserver("RenderEvent", self._on_interactor_render)
+        # On the style, not the interactor: while rotating, the style holds the interactor's
+        # event focus and observers there would miss the button release.
+        self._style.AddObserver("LeftButtonPressEvent", self._on_left_press)
+        self._style.AddObserver("LeftButtonReleaseEvent", self._on_left_release)
+        self.vtk_widget.Initialize()
+        self._empty_renderer = self._new_renderer()
+        self._add_text(self._empty_renderer, "No machine selected", (0.5, 0.5), 14, centred=True)
+        self.render_window.AddRenderer(self._empty_renderer)
+        self._picker = vtkCellPicker()
+        self._picker.SetTolerance(0.0005)
+
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self._on_frame_timer)
+        self.set_max_fps(max_fps)
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
+
+    # -- public API ---------------------------------------------------------------------------------
+
+    @property
+    def max_fps(self) -> float:
+        return self._max_fps
+
+    def set_max_fps(self, fps: float) -> None:
+        """Cap the render rate; the frame timer ticks at this rate while the view is visible."""
+        self._max_fps = max(1.0, float(fps))
+        self._timer.setInterval(max(1, round(1000.0 / self._max_fps)))
+
+    def machines(self) -> list[str]:
+        return list(self._machines)
+
+    @property
+    def current_machine(self) -> str | None:
+        return self._current
+
+    def add_machine(
+        self,
+        machine: str,
+        model_path: str | Path | None,
+        bindings: Sequence[BindingConfig] = (),
+        cameras: Sequence[CameraPresetConfig] = (),
+        label: str = "",
+    ) -> None:
+        """Add (or replace) a machine; its model loads in the background."""
+        old = self._machines.get(machine)
+        if old is not None:
+            self._drop_machine(old)
+        self._generation += 1
+        path = Path(model_path) if model_path else None
+        scene = _Machine(
+            machine,
+            label or machine,
+            path,
+            [b for b in bindings if b.machine == machine],
+            self._new_renderer(),
+            self._generation,
+        )
+        for camera in cameras:
+            if camera.machine == machine:
+                scene.presets[camera.name] = CameraPreset(
+                    camera.name, camera.position, camera.focal_point, camera.view_up, camera.view_angle
+                )
+        for name, direction in PRESET_DIRECTIONS.items():
+            scene.presets.setdefault(name, CameraPreset(name, direction=direction))
+        self._machines[machine] = scene
+        if path is None:
+            self._fail(scene, "no 3D model is configured for this machine", state="empty")
+        else:
+            scene.overlay = self._add_text(scene.renderer, f"Loading 3D model {path.name} …", (0.5, 0.5), 14, True)
+            self._executor.submit(self._check_worker, machine, scene.generation, path)
+        if self._current is None:
+            self.show_machine(machine)
+
+    def show_machine(self, machine: str) -> None:
+        scene = self._machines[machine]
+        if self._current == machine:
+            return
+        current = self._machines.get(self._current) if self._current else None
+        self.render_window.RemoveRenderer(current.renderer if current else self._empty_renderer)
+        self.render_window.AddRenderer(scene.renderer)
+        self.interactor.GetInteractorStyle().SetDefaultRenderer(scene.renderer)
+        self._current = machine
+        scene.style_dirty = True
+        scene.raw.clear()  # re-read every value for the machine now shown
+        self._dirty = True
+
+    def set_alarm_state(self, machine: str, priority: Priority | str | None) -> None:
+        """The machine's most urgent active alarm priority (a Priority, or its label:
+        "urgent", "high", "medium", "low"), or None: parts bound with alarm_colour take the
+        priority's colour."""
+        scene = self._machines.get(machine)
+        if scene is None:
+            return
+        if isinstance(priority, Priority):
+            priority = priority.label
+        if priority is not None and priority not in ALARM_PRIORITIES:
+            log.warning("unknown alarm priority %r for %s; shown as high", priority, machine)
+            priority = "high"
+        if scene.alarm != priority:
+            scene.alarm = priority
+            scene.style_dirty = True
+
+    def status(self, machine: str) -> tuple[str, str]:
+        """(state, message): state is loading, ready, failed or empty."""
+        scene = self._machines[machine]
+        return scene.state, scene.message
+
+    def camera_presets(self, machine: str | None = None) -> list[str]:
+        scene = self._machines.get(machine or self._current or "")
+        return list(scene.presets) if scene else []
+
+    def set_camera_preset(self, name: str) -> None:
+        scene = self._scene()
+        if scene is None or name not in scene.presets:
+            raise KeyError(name)
+        self._apply_preset(scene, scene.presets[name])
+        self._dirty = True
+
+    def reset_view(self) -> None:
+        """The machine's first configured camera preset, else the isometric view."""
+        scene = self._scene()
+        if scene is not None:
+            self._apply_preset(scene, next(iter(scene.presets.values())))
+            self._dirty = True
+
+    def shutdown(self) -> None:
+        """Stop the timer and release the OpenGL context (call before the window closes)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._timer.stop()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.vtk_widget.Finalize()
+
+    # -- inspection (tests, benchmarks, the main window's screenshots) ---------------------------------
+
+    def node_index(self, machine: str, node_name: str) -> int:
+        scene = self._machines[machine]
+        summary = scene.check.checked.report.summary if scene.check else None
+        node = summary.node_named(node_name) if summary else None
+        if node is None:
+            raise KeyError(node_name)
+        return node.index
+
+    def node_actors(self, machine: str, node_name: str) -> list[vtkActor]:
+        scene = self._machines[machine]
+        index = self.node_index(machine, node_name)
+        return list(scene.imported.node_actors.get(index, [])) if scene.imported else []
+
+    def node_matrix(self, machine: str, node_name: str) -> np.ndarray:
+        """The full transform VTK draws the node's first actor with (row-major 4x4)."""
+        actor = self.node_actors(machine, node_name)[0]
+        m = actor.GetMatrix()
+        return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+    def node_colour(self, machine: str, node_name: str) -> tuple[float, float, float]:
+        return tuple(self.node_actors(machine, node_name)[0].GetProperty().GetColor())  # type: ignore[return-value]
+
+    def node_visible(self, machine: str, node_name: str) -> bool:
+        return bool(self.node_actors(machine, node_name)[0].GetVisibility())
+
+    def label_texts(self, machine: str) -> list[str]:
+        scene = self._machines[machine]
+        return [actor.GetInput() for actor in scene.labels.values() if actor.GetVisibility()]
+
+    def overlay_text(self, machine: str) -> str:
+        """What the view says over the model: loading, or why the model is not shown."""
+        scene = self._machines[machine]
+        parts = [a.GetInput() for a in (scene.overlay, scene.message_actor) if a is not None]
+        return "\n".join(p for p in parts if p)
+
+    def status_text(self, machine: str) -> str:
+        scene = self._machines[machine]
+        return scene.status.GetInput() if scene.status is not None else ""
+
+    def grab_frame(self) -> QImage:
+        """Render now and return the 3D view's pixels (QWidget.grab() cannot read them)."""
+        self._render()
+        grabber = vtkWindowToImageFilter()
+        grabber.SetInput(self.render_window)
+        grabber.ReadFrontBufferOff()
+        grabber.Update()
+        image = grabber.GetOutput()
+        width, height, _ = image.GetDimensions()
+        pixels = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(height, width, -1)
+        pixels = np.ascontiguousarray(pixels[::-1, :, :3])
+        return QImage(pixels.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
+
+    def pick_at(self, x: int, y: int) -> tuple[str, list[str]] | None:
+        """Pick the part under a display position (VTK coordinates, origin bottom left)."""
+        scene = self._scene()
+        if scene is None or scene.state != "ready":
+            return None
+        if not self._picker.Pick(x, y, 0, scene.renderer):
+            self._show_pick(scene, None)
+            return None
+        actor = self._picker.GetActor()
+        node = scene.actor_node.get(id(actor)) if actor is not None else None
+        if node is None:
+            self._show_pick(scene, None)
+            return None
+        node = self._pick_target(scene, node)
+        self._show_pick(scene, node)
+        name = scene.check.checked.report.summary.nodes[node].label  # type: ignore[union-attr]
+        tags = scene.animator.tags_of_node(node) if scene.animator else []
+        self.part_picked.emit(scene.machine, name, tags)
+        return name, tags
+
+    # -- Qt events -----------------------------------------------------------------------------------
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._dirty = True
+        if not self._closed:
+            self._timer.start()
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        super().hideEvent(event)
+        self._timer.stop()
+
+    # -- loading ----------------------------------------------------------------------------------------
+
+    def _check_worker(self, machine: str, generation: int, path: Path) -> None:
+        """On the loader's worker thread: validate and probe, then hand over to the GUI."""
+        try:
+            result: object = check_model(path, self.cache, probe=self.probe)
+        except Exception as exc:  # never let a loader bug pass silently
+            log.exception("checking %s failed", path)
+            result = exc
+        if self._closed:
+            return
+        try:
+            self._checked.emit(machine, generation, result)
+        except RuntimeError:
+            pass  # the widget is gone
+
+    def _on_checked(self, machine: str, generation: int, result: object) -> None:
+        scene = self._machines.get(machine)
+        if scene is None or scene.generation != generation or self._closed:
+            return
+        if isinstance(result, Exception):
+            self._fail(scene, f"the model could not be checked: {result}")
+            return
+        assert isinstance(result, ModelCheck)
+        scene.check = result
+        if not result.ok:
+            self._fail(scene, result.message)
+            return
+        summary = result.checked.report.summary
+        assert summary is not None and result.checked.data is not None
+        if summary.expected_actors == 0:
+            self._fail(scene, "the model contains nothing to draw")
+            return
+        # The importer gives the renderer a private window for a moment; a renderer the
+        # shown window still holds would be left without one and crash the next render.
+        shown = scene.machine == self._current
+        if shown:
+            self.render_window.RemoveRenderer(scene.renderer)
+        try:
+            imported = import_glb(result.checked.data, scene.renderer, summary)
+        except Exception as exc:
+            log.exception("importing %s failed", scene.model_path)
+            self._fail(scene, f"the model could not be imported: {exc}")
+            return
+        finally:
+            if shown:
+                self.render_window.AddRenderer(scene.renderer)
+        if summary.expected_actors and imported.actor_count == 0:
+            self._fail(scene, "VTK imported nothing from this model")
+            return
+        scene.imported = imported
+        self._prepare(scene, summary)
+        log.info(
+            "%s: loaded %s (%d triangles, %d parts) in %.0f ms",
+            machine,
+            scene.model_path.name if scene.model_path else "",
+            summary.triangles,
+            imported.actor_count,
+            imported.seconds * 1000,
+        )
+        self.model_loaded.emit(machine, True, "OK")
+
+    def _prepare(self, scene: _Machine, summary: Any) -> None:
+        assert scene.imported is not None
+        if scene.overlay is not None:
+            scene.renderer.RemoveViewProp(scene.overlay)
+            scene.overlay = None
+        for node, actors in scene.imported.node_actors.items():
+            for actor in actors:
+                scene.actor_node[id(actor)] = node
+        animator = MachineAnimator(summary, scene.bindings, ALARM_COLOURS)
+        scene.animator = animator
+        scene.problems = animator.problems + [f"VTK: {w}" for w in scene.imported.mapping_warnings[:3]]
+        for node in animator.moving_nodes:
+            actors = scene.imported.node_actors.get(node, [])
+            if not actors:
+                continue
+            matrix = vtkMatrix4x4()
+            imported = actors[0].GetUserMatrix()
+            if imported is not None:
+                matrix.DeepCopy(imported)
+            for actor in actors:
+                actor.SetUserMatrix(matrix)  # one matrix per node, shared by its primitives
+            scene.node_matrices[node] = matrix
+        for node in animator.styled_nodes:
+            for actor in scene.imported.node_actors.get(node, []):
+                scene.original_colours[id(actor)] = tuple(actor.GetProperty().GetColor())  # type: ignore[assignment]
+        for i, binding in enumerate(animator.bindings):
+            if binding.label is not None:
+                scene.labels[i], scene.label_anchors[i] = self._new_label(scene.renderer)
+        scene.pick = self._add_text(scene.renderer, "", (0.01, 0.97), 12, centred=False, top=True)
+        if scene.problems:
+            text = "; ".join(scene.problems[:3]) + (
+                f" (+{len(scene.problems) - 3} more)" if len(scene.problems) > 3 else ""
+            )
+            scene.status = self._add_text(scene.renderer, "Bindings: " + text, (0.01, 0.01), 11, centred=False)
+            scene.status.GetTextProperty().SetColor(_rgb(theme.TEXT_DIM))
+            log.warning("%s: %s", scene.machine, text)
+        scene.state = "ready"
+        scene.message = "OK"
+        scene.raw.clear()
+        scene.style_dirty = True
+        self._update_scene(scene)  # the current pose first: the camera fits what is shown
+        self._apply_preset(scene, next(iter(scene.presets.values())))
+        if scene.machine == self._current:
+            self._dirty = True
+
+    def _fail(self, scene: _Machine, message: str, state: str = "failed") -> None:
+        renderer = scene.renderer
+        renderer.RemoveAllViewProps()
+        scene.state = state
+        scene.message = message
+        name = scene.model_path.name if scene.model_path else ""
+        cube = vtkCubeSource()
+        mapper = vtkPolyDataMapper()
+        mapper.SetInputConnection(cube.GetOutputPort())
+        box = vtkActor()
+        box.SetMapper(mapper)
+        box.GetProperty().SetRepresentationToWireframe()
+        box.GetProperty().SetColor(_rgb(theme.TEXT_DIM))
+        box.GetProperty().SetLineWidth(1.5)
+        renderer.AddActor(box)
+        title = f"{scene.label}: " + ("no 3D model" if state == "empty" else "3D model not shown")
+        detail = _wrap(message, 80) + (f"\n{name}" if name and state != "empty" else "")
+        scene.overlay = self._add_text(scene.renderer, title, (0.5, 0.16), 16, centred=True)
+        scene.overlay.GetTextProperty().BoldOn()
+        detail_actor = self._add_text(scene.renderer, detail, (0.5, 0.13), 13, centred=True, top=True)
+        detail_actor.GetTextProperty().SetColor(_rgb(theme.TEXT_DIM))
+        scene.message_actor = detail_actor
+        renderer.ResetCamera()
+        renderer.GetActiveCamera().Azimuth(30)
+        renderer.GetActiveCamera().Elevation(20)
+        renderer.GetActiveCamera().Zoom(0.55)
+        renderer.GetActiveCamera().OrthogonalizeViewUp()
+        if state == "failed":
+            log.warning("%s: model %s not shown: %s", scene.machine, scene.model_path, message)
+        if scene.machine == self._current:
+            self._dirty = True
+        self.model_loaded.emit(scene.machine, False, message)
+
+    def _drop_machine(self, scene: _Machine) -> None:
+        if self._current == scene.machine:
+            self.render_window.RemoveRenderer(scene.renderer)
+            self.render_window.AddRenderer(self._empty_renderer)
+            self._current = None
+        del self._machines[scene.machine]
+
+    # -- frames ------------------------------------------------------------------------------------------
+
+    def _on_frame_timer(self) -> None:
+        self.ticks += 1
+        if self._closed or not self.isVisible() or self.window().isMinimized():
+            return
+        scene = self._scene()
+        changed = False
+        if scene is not None and scene.state == "ready":
+            changed = self._update_scene(scene)
+        if changed or self._dirty:
+            self._render()
+
+    def _update_scene(self, scene: _Machine) -> bool:
+        """Read the bound tags; step and apply the animation if anything changed."""
+        animator = scene.animator
+        assert animator is not None
+        values_changed = self._read_tags(scene, animator.tags)
+        label_due = scene.label_pending and time.monotonic() >= scene.label_text_due
+        if not (values_changed or scene.continuous or scene.style_dirty or label_due):
+            return False
+        frame = animator.step(scene.readings, time.monotonic(), scene.alarm)
+        scene.continuous = frame.continuous
+        scene.style_dirty = False
+        self._apply(scene, frame)
+        return True
+
+    def _read_tags(self, scene: _Machine, tags: list[str]) -> bool:
+        changed = False
+        registry = self.bus.registry
+        for tag in tags:
+            tag_id = scene.tag_ids.get(tag)
+            if tag_id is None:
+                tag_id = registry.get_id(tag)  # tags may appear on the bus after the view starts
+                if tag_id is None:
+                    if tag not in scene.readings:
+                        scene.readings[tag] = Reading(math.nan, None)
+                    continue
+                scene.tag_ids[tag] = tag_id
+            latest = self.bus.latest(tag_id)
+            raw = (latest.ts_ns, latest.value, latest.quality) if latest is not None else None
+            if scene.raw.get(tag) == raw and tag in scene.readings:
+                continue
+            scene.raw[tag] = raw  # type: ignore[assignment]
+            changed = True
+            if latest is None:
+                scene.readings[tag] = Reading(math.nan, None)
+            elif isinstance(latest.value, str):
+                scene.readings[tag] = Reading(math.nan, latest.quality, latest.value)
+            else:
+                scene.readings[tag] = Reading(float(latest.value), latest.quality)
+        return changed
+
+    def _apply(self, scene: _Machine, frame: Frame) -> None:
+        assert scene.imported is not None
+        for node, world in frame.world.items():
+            matrix = scene.node_matrices.get(node)
+            if matrix is not None:
+                matrix.DeepCopy(world.ravel().tolist())
+                matrix.Modified()
+        for node, colour in frame.colours.items():
+            if scene.applied_colours.get(node, "unset") == colour:
+                continue
+            scene.applied_colours[node] = colour
+            for actor in scene.imported.node_actors.get(node, []):
+                rgb = colour if colour is not None else scene.original_colours.get(id(actor))
+                if rgb is not None:
+                    actor.GetProperty().SetColor(*rgb)
+        for node, visible in frame.visible.items():
+            if scene.applied_visible.get(node) == visible:
+                continue
+            scene.applied_visible[node] = visible
+            for actor in scene.imported.node_actors.get(node, []):
+                actor.SetVisibility(visible)
+        now = time.monotonic()
+        refresh = now >= scene.label_text_due
+        if refresh:
+            scene.label_text_due = now + 1.0 / LABEL_TEXT_HZ
+        scene.label_pending = False
+        for label in frame.labels:
+            if label.binding in scene.labels:
+                self._update_label(scene, label, frame.visible.get(label.node, True), refresh)
+        if scene.picked_node is not None:
+            self._show_pick(scene, scene.picked_node)
+
+    def _update_label(self, scene: _Machine, label: LabelState, visible: bool, refresh: bool) -> None:
+        """Move the label with its part every frame; change its text (a re-rasterised
+        texture) only at LABEL_TEXT_HZ, or at once when the quality turns."""
+        actor = scene.labels[label.binding]
+        scene.label_anchors[label.binding].SetValue(*label.anchor)
+        actor.SetVisibility(visible)
+        prop = actor.GetTextProperty()
+        stale = label.reading.quality is None or label.reading.quality >= Quality.BAD
+        text = self._format_label(scene, label)  # cheap; setting it is what costs
+        if text != actor.GetInput():
+            if refresh or not actor.GetInput() or bool(prop.GetItalic()) != stale:
+                actor.SetInput(text)
+            else:
+                scene.label_pending = True
+        if bool(prop.GetItalic()) != stale:
+            prop.SetItalic(stale)
+            prop.SetColor(_rgb(theme.STALE_TEXT if stale else theme.TEXT))
+
+    def _format_label(self, scene: _Machine, label: LabelState) -> str:
+        registry = self.bus.registry
+        tag_id = registry.get_id(label.tag)
+        spec = registry.spec(tag_id) if tag_id is not None else None
+        reading = label.reading
+        if reading.quality is None:
+            value = "—"
+        elif reading.text is not None:
+            value = reading.text
+        else:
+            value = format_value(reading.value, spec.datatype if spec else DataType.FLOAT)
+        summary = scene.check.checked.report.summary if scene.check else None
+        fields = {
+            "value": value,
+            "raw": reading.value,
+            "unit": spec.unit if spec and reading.quality is not None else "",
+            "tag": label.tag,
+            "signal": label.tag.split(".", 1)[-1],
+            "node": summary.nodes[label.node].label if summary else "",
+        }
+        try:
+            text = label.format.format(**fields).strip()
+        except (ValueError, KeyError, IndexError):
+            text = f"{fields['signal']}: {value} {fields['unit']}".strip()
+        if reading.quality is None:
+            return f"{text}  (no value)"
+        if reading.quality >= Quality.BAD:
+            return f"{text}  ({theme.QUALITY_LABEL[reading.quality]})"
+        return text
+
+    def _render(self) -> None:
+        scene = self._scene()
+        renderer = scene.renderer if scene is not None else self._empty_renderer
+        renderer.ResetCameraClippingRange()
+        self.renders += 1
+        self._dirty = False
+        self.render_window.Render()
+
+    # -- camera and interaction ----------------------------------------------------------------------------
+
+    def _apply_preset(self, scene: _Machine, preset: CameraPreset) -> None:
+        camera = scene.renderer.GetActiveCamera()
+        camera.SetViewAngle(preset.view_angle)
+        if preset.direction is not None:
+            bounds = scene.renderer.ComputeVisiblePropBounds()
+            if not math.isfinite(bounds[0]) or bounds[0] > bounds[1]:
+                return
+            centre = ((bounds[0] + bounds[1]) / 2, (bounds[2] + bounds[3]) / 2, (bounds[4] + bounds[5]) / 2)
+            d = np.asarray(preset.direction, dtype=float)
+            d /= np.linalg.norm(d)
+            camera.SetFocalPoint(*centre)
+            camera.SetPosition(*(np.asarray(centre) + d))
+            camera.SetViewUp(*preset.view_up)
+            scene.renderer.ResetCamera()
+        else:
+            camera.SetPosition(*preset.position)  # type: ignore[misc]
+            camera.SetFocalPoint(*preset.focal_point)  # type: ignore[misc]
+            camera.SetViewUp(*preset.view_up)
+        camera.OrthogonalizeViewUp()
+        scene.renderer.ResetCameraClippingRange()
+
+    def _on_interactor_render(self, obj: Any, event: str) -> None:
+        self._dirty = True  # camera moved or the window was exposed: draw on the next tick
+
+    def _on_char(self, obj: Any, event: str) -> None:
+        key = self.interactor.GetKeyCode()
+        if key in ("r", "R"):
+            self.reset_view()
+
+    def _on_left_press(self, obj: Any, event: str) -> None:
+        self._press_pos = self.interactor.GetEventPosition()
+        self._style.OnLeftButtonDown()  # an observer replaces the style's own handler
+
+    def _on_left_release(self, obj: Any, event: str) -> None:
+        self._style.OnLeftButtonUp()
+        if self._press_pos is None:
+            return
+        x, y = self.interactor.GetEventPosition()
+        px, py = self._press_pos
+        self._press_pos = None
+        if abs(x - px) <= CLICK_SLOP_PX and abs(y - py) <= CLICK_SLOP_PX:
+            self.pick_at(x, y)
+            self._dirty = True
+
+    def _pick_target(self, scene: _Machine, node: int) -> int:
+        """The picked actor's node, or its nearest ancestor that has bindings or a name."""
+        assert scene.check is not None and scene.animator is not None
+        nodes = scene.check.checked.report.summary.nodes  # type: ignore[union-attr]
+        current = node
+        while current >= 0:
+            if current in scene.animator.by_node:
+                return current
+            current = nodes[current].parent
+        current = node
+        while current >= 0 and not nodes[current].name:
+            current = nodes[current].parent
+        return current if current >= 0 else node
+
+    def _show_pick(self, scene: _Machine, node: int | None) -> None:
+        scene.picked_node = node
+        if scene.pick is None:
+            return
+        if node is None or scene.animator is None or scene.check is None:
+            scene.pick.SetInput("")
+            return
+        summary = scene.check.checked.report.summary
+        assert summary is not None
+        lines = [summary.nodes[node].label]
+        registry = self.bus.registry
+        for tag in scene.animator.tags_of_node(node):
+            reading = scene.readings.get(tag)
+            tag_id = registry.get_id(tag)
+            spec = registry.spec(tag_id) if tag_id is not None else None
+            if reading is None or reading.quality is None:
+                value = "no value"
+            elif reading.text is not None:
+                value = reading.text
+            else:
+                value = format_value(reading.value, spec.datatype if spec else DataType.FLOAT)
+                value += f" {spec.unit}" if spec and spec.unit else ""
+                if reading.quality >= Quality.BAD:
+                    value += f" ({theme.QUALITY_LABEL[reading.quality]})"
+            lines.append(f"  {tag}: {value}")
+        text = "\n".join(lines)
+        if scene.pick.GetInput() != text:
+            scene.pick.SetInput(text)
+
+    # -- helpers -----------------------------------------------------------------------------------------
+
+    def _scene(self) -> _Machine | None:
+        return self._machines.get(self._current) if self._current else None
+
+    @staticmethod
+    def _new_renderer() -> vtkRenderer:
+        renderer = vtkRenderer()
+        renderer.SetBackground(*_rgb(theme.PLOT_BACKGROUND))  # flat: a gradient costs a full-window pass
+        kit = vtkLightKit()
+        kit.SetKeyLightIntensity(KEY_LIGHT_INTENSITY)
+        kit.AddLightsToRenderer(renderer)
+        return renderer
+
+    @staticmethod
+    def _add_text(
+        renderer: vtkRenderer, text: str, where: tuple[float, float], size: int, centred: bool, top: bool = False
+    ) -> vtkTextActor:
+        actor = vtkTextActor()
+        actor.SetInput(text)
+        actor.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
+        actor.SetPosition(*where)
+        prop = actor.GetTextProperty()
+        prop.SetFontSize(size)
+        prop.SetColor(_rgb(theme.TEXT))
+        prop.SetFontFamilyToArial()
+        if centred:
+            prop.SetJustificationToCentered()
+        if top:
+            prop.SetVerticalJustificationToTop()
+        renderer.AddViewProp(actor)
+        return actor
+
+    @staticmethod
+    def _new_label(renderer: vtkRenderer) -> tuple[vtkTextActor, vtkCoordinate]:
+        """A text drawn in the overlay pass (always on top, no extra renderer), placed a
+        few pixels above a world point that follows its part."""
+        anchor = vtkCoordinate()
+        anchor.SetCoordinateSystemToWorld()
+        actor = vtkTextActor()
+        position = actor.GetPositionCoordinate()
+        position.SetCoordinateSystemToDisplay()
+        position.SetReferenceCoordinate(anchor)
+        position.SetValue(0, LABEL_OFFSET_PX)
+        prop = actor.GetTextProperty()
+        prop.SetFontSize(13)
+        prop.SetFontFamilyToArial()
+        prop.SetColor(_rgb(theme.TEXT))
+        prop.SetBackgroundColor(_rgb(theme.PANEL))
+        prop.SetBackgroundOpacity(0.85)
+        prop.SetFrame(True)
+        prop.SetFrameColor(_rgb(theme.GRID))
+        prop.SetJustificationToCentered()
+        prop.SetVerticalJustificationToBottom()
+        actor.SetVisibility(False)
+        renderer.AddViewProp(actor)
+        return actor, anchor
+
+
+def _wrap(text: str, width: int) -> str:
+    words, lines, line = text.split(), [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    if line:
+        lines.append(line)
+    return "\n".join(lines)
