@@ -1,4 +1,4 @@
-"""`hmi` command line: run, window, sim, check-config, replay, export, model-info.
+"""`hmi` command line: run, window, sim, check-config, trust, replay, export, model-info.
 
 Exit codes: 0 success, 1 runtime failure, 2 a bad project file or bad arguments.
 """
@@ -312,6 +312,26 @@ def _sim_servers(args: argparse.Namespace, plant: Any) -> tuple[Any, Any]:
     return opcua, mqtt
 
 
+def cmd_trust(args: argparse.Namespace) -> int:
+    from hmi.sources.pki import Pki
+
+    pki = Pki()
+    if args.list or not args.certificate:
+        entries = pki.list()
+        if not entries:
+            print(f"no certificates in {pki.trusted_dir} or {pki.rejected_dir}")
+        for e in entries:
+            print(f"{e.state:<8}  {e.thumbprint}  valid until {e.not_after:%Y-%m-%d}  {e.subject}")
+        return EXIT_OK
+    try:
+        info = pki.trust(args.certificate)
+    except ValueError as exc:
+        print(f"hmi trust: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"trusted {info.thumbprint} ({info.subject}): {info.path}")
+    return EXIT_OK
+
+
 def _open_recording(args: argparse.Namespace) -> tuple[HistorianReader, TimeRange, Project | None]:
     """The historian reader, the range asked for, and the project (if one was given)."""
     from hmi.historian import HistorianError, HistorianReader
@@ -516,6 +536,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mqtt-root", default="factory", help="topic root (default: factory)")
     p.set_defaults(func=cmd_sim)
 
+    p = sub.add_parser("trust", help="trust an OPC UA server certificate (see the rejected list with --list)")
+    p.add_argument("certificate", nargs="?", help="SHA-1 thumbprint of a rejected certificate, or a certificate file")
+    p.add_argument("--list", action="store_true", help="list trusted and rejected certificates")
+    p.set_defaults(func=cmd_trust)
     p = sub.add_parser("users", help="manage users (stored in the data folder; no default password)")
     users = p.add_subparsers(dest="action", required=True)
     u = users.add_parser("list", help="list users and their roles")

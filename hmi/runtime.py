@@ -17,7 +17,7 @@ import numpy as np
 
 from hmi.commands import AlarmHistory, AlarmService, OperatorCommands, TagWriter, WriteOutcome
 from hmi.config.alarms import alarm_definitions, alarm_settings
-from hmi.config.models import Project
+from hmi.config.models import MqttConnection, Project
 from hmi.core.alarms.engine import AlarmEngine
 from hmi.core.bus import TagBus
 from hmi.core.events import Event, EventCategory
@@ -29,6 +29,7 @@ from hmi.ipc.publisher import IpcPublisher
 from hmi.security.audit import AuditError, AuditTrail
 from hmi.security.sessions import LoginThrottle, Sessions
 from hmi.security.users import UserStore
+from hmi.sources.mqtt import MqttSource
 from hmi.sources.opcua import OpcUaSource
 
 log = logging.getLogger(__name__)
@@ -85,8 +86,11 @@ class Runtime:
         # Every sample and event on the bus is recorded ([historian], [[shifts]], tags.*.history).
         self.historian = HistorianWriter.from_project(project, self.bus.registry)
         self.historian.attach(self.bus)
-        self.sources = [
-            OpcUaSource(name, conn, project.tags_of_connection(name), self.bus)
+        project_dir = project.source_path.parent if project.source_path is not None else None
+        self.sources: list[OpcUaSource | MqttSource] = [
+            MqttSource(name, conn, project.tags_of_connection(name), self.bus, project_dir)
+            if isinstance(conn, MqttConnection)
+            else OpcUaSource(name, conn, project.tags_of_connection(name), self.bus)
             for name, conn in project.connections.items()
         ]
         # Alarms evaluate every batch on the bus; acknowledgements survive a restart because
@@ -123,7 +127,13 @@ class Runtime:
             return {
                 "ok": True,
                 "sources": [
-                    {"name": s.name, "connected": s.connected, "notifications": s.notifications, "rejected": s.rejected}
+                    {
+                        "name": s.name,
+                        "connected": s.connected,
+                        "notifications": s.notifications,
+                        "rejected": s.rejected,
+                        "last_error": s.last_error,
+                    }
                     for s in self.sources
                 ],
                 "samples": self.bus.samples_published,

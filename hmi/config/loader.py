@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from hmi.config.alarms import alarm_problems
-from hmi.config.models import Project
+from hmi.config.models import MqttConnection, OpcUaConnection, Project, TagConfig
 from hmi.core.tags import TAG_NAME_RE
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -83,7 +83,7 @@ def validate_project(raw: dict[str, Any], name: str, path: Path | None = None) -
     try:
         project = Project.model_validate(raw)
     except ValidationError as exc:
-        issues = [ConfigIssue(name, format_key_path(_file_loc(raw, err["loc"])), _message(err)) for err in exc.errors()]
+        issues = [ConfigIssue(name, format_key_path(_error_loc(raw, err)), _message(err)) for err in exc.errors()]
         raise ConfigError(issues) from None
     issues = [ConfigIssue(name, format_key_path(loc), msg) for loc, msg in cross_check(project)]
     if issues:
@@ -93,7 +93,19 @@ def validate_project(raw: dict[str, Any], name: str, path: Path | None = None) -
     return project
 
 
+def _error_loc(raw: Any, err: Any) -> list[str | int]:
+    loc = _file_loc(raw, err["loc"], missing_key=err["type"] == "missing")
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc.append(str(err.get("ctx", {}).get("discriminator", "kind")).strip("'"))
+    return loc
+
+
 def _message(err: Any) -> str:
+    if err["type"] == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        return f"unknown kind {ctx.get('tag')!r} (use one of: {ctx.get('expected_tags')})"
+    if err["type"] == "union_tag_not_found":
+        return "required key is missing"
     friendly = _FRIENDLY.get(err["type"])
     if friendly:
         return friendly
@@ -101,8 +113,12 @@ def _message(err: Any) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def _file_loc(raw: Any, loc: Sequence[str | int]) -> list[str | int]:
-    """Drop the parts of a pydantic location that are not keys of the file (union tags)."""
+def _file_loc(raw: Any, loc: Sequence[str | int], missing_key: bool = True) -> list[str | int]:
+    """Drop the parts of a pydantic location that are not keys of the file (union tags).
+
+    The last part may be a key the file lacks (a "missing" error); for other errors a last
+    part that is not in the file is a union member's name (a model validator's error).
+    """
     out: list[str | int] = []
     node = raw
     last = len(loc) - 1
@@ -112,8 +128,8 @@ def _file_loc(raw: Any, loc: Sequence[str | int]) -> list[str | int]:
         if in_dict or in_list:
             out.append(part)
             node = node[part]
-        elif isinstance(node, dict) and i < last:
-            # Not a key of the file and not the last part: a union member's name.
+        elif isinstance(node, dict) and (i < last or not missing_key):
+            # Not a key of the file: a union member's name.
             continue
         else:
             out.append(part)
@@ -139,6 +155,9 @@ def cross_check(project: Project) -> list[tuple[list[str | int], str]]:
             )
         if tag.range is not None and not tag.range[0] < tag.range[1]:
             problems.append((["tags", tag_name, "range"], "range must be [low, high] with low < high"))
+        conn = project.connections.get(tag.connection)
+        if conn is not None:
+            problems.extend(_check_tag_for_connection(tag_name, tag, conn))
     for i, trend in enumerate(project.trends):
         for j, pen in enumerate(trend.pens):
             if pen not in project.tags:
@@ -148,3 +167,28 @@ def cross_check(project: Project) -> list[tuple[list[str | int], str]]:
             problems.append((["machines", machine], "a machine id is lower snake case (e.g. cnc01)"))
     problems.extend(alarm_problems(project))
     return problems
+
+
+def _check_tag_for_connection(
+    name: str, tag: TagConfig, conn: OpcUaConnection | MqttConnection
+) -> list[tuple[list[str | int], str]]:
+    """Keys that only make sense for one kind of connection, and addresses of the right shape."""
+    out: list[tuple[list[str | int], str]] = []
+    where: list[str | int] = ["tags", name]
+    if isinstance(conn, OpcUaConnection):
+        if not tag.address:
+            out.append(([*where, "address"], "an OPC UA tag needs an address (its NodeId)"))
+        if tag.json_path is not None:
+            out.append(([*where, "json_path"], f"json_path is for MQTT tags; {tag.connection!r} is OPC UA"))
+        if tag.group is not None and tag.group not in conn.groups:
+            known = ", ".join(sorted(conn.groups)) or "none defined"
+            out.append(([*where, "group"], f"unknown group {tag.group!r} of connection {tag.connection!r} ({known})"))
+    else:
+        for key in ("group", "deadband", "index"):
+            if getattr(tag, key) is not None:
+                out.append(([*where, key], f"{key} is for OPC UA tags; {tag.connection!r} is MQTT"))
+        if "+" in tag.address or "#" in tag.address:
+            out.append(([*where, "address"], "an MQTT tag's address is one topic, without wildcards"))
+        if tag.json_path is not None and not tag.address:
+            out.append(([*where, "json_path"], "json_path needs the topic in address"))
+    return out

@@ -63,13 +63,57 @@ class RuntimeConfig(Strict):
     request_port: Port = 47101
 
 
-class OpcUaConnection(Strict):
+# OPC UA security: "None" or "<policy>:<mode>"; the policies asyncua implements.
+SECURITY_POLICIES = ("Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss")
+SECURITY_MODES = ("Sign", "SignAndEncrypt")
+_REF_RE = r"^[A-Za-z0-9_]+$"
+
+
+class Deadband(Strict):
+    """A data-change filter: changes smaller than `value` are not reported by the server."""
+
+    type: Literal["absolute", "percent"]  # percent of the node's EURange
+    value: float = Field(ge=0)
+
+
+class OpcUaGroup(Strict):
+    """Subscription parameters shared by the tags that name this group (`group = "fast"`)."""
+
+    publishing_interval_ms: float | None = Field(default=None, gt=0, le=60000)
+    sampling_interval_ms: float | None = Field(default=None, ge=0, le=60000)
+    queue_size: int | None = Field(default=None, ge=1, le=100000)
+    deadband: Deadband | None = None
+
+
+class Credentials(Strict):
+    """A user name and a reference to the password (never the password itself)."""
+
+    user: str | None = Field(default=None, min_length=1)
+    # Looked up as the environment variable HMI_PASSWORD_<NAME> or in the user's
+    # credentials file (data folder, credentials.toml, readable by its owner only).
+    password_ref: str | None = Field(default=None, pattern=_REF_RE)
+
+    @model_validator(mode="after")
+    def _ref_needs_user(self) -> Credentials:
+        if self.password_ref is not None and self.user is None:
+            raise ValueError("password_ref needs a user")
+        return self
+
+
+class OpcUaConnection(Credentials):
     kind: Literal["opcua"]
     endpoint: str
+    security: str = "None"  # "None" or "<policy>:<mode>", e.g. "Basic256Sha256:SignAndEncrypt"
+    application_uri: str | None = None  # default urn:<host name>:hmi:client
     publishing_interval_ms: float = Field(default=100.0, gt=0, le=60000)
     sampling_interval_ms: float = Field(default=0.0, ge=0, le=60000)  # 0: fastest the server allows
+    queue_size: int = Field(default=100, ge=1, le=100000)
+    deadband: Deadband | None = None
+    groups: dict[str, OpcUaGroup] = Field(default_factory=dict)
     timeout_s: float = Field(default=4.0, gt=0, le=120)
     watchdog_interval_s: float = Field(default=1.0, gt=0, le=60)
+    session_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    reconnect_max_delay_s: float = Field(default=10.0, gt=0, le=600)
 
     @field_validator("endpoint")
     @classmethod
@@ -78,9 +122,115 @@ class OpcUaConnection(Strict):
             raise ValueError("an OPC UA endpoint starts with opc.tcp://")
         return value
 
+    @field_validator("security")
+    @classmethod
+    def _known_security(cls, value: str) -> str:
+        if value == "None":
+            return value
+        policy, _, mode = value.partition(":")
+        if policy not in SECURITY_POLICIES or mode not in SECURITY_MODES:
+            choices = ", ".join(f"{p}:{m}" for p in SECURITY_POLICIES for m in SECURITY_MODES)
+            raise ValueError(f"unknown security {value!r} (use None or one of {choices})")
+        return value
 
-# More kinds (mqtt) join this as a discriminated union on `kind`.
-Connection = OpcUaConnection
+    @property
+    def security_policy(self) -> str:
+        return self.security.partition(":")[0]
+
+    @property
+    def security_mode(self) -> str:
+        return self.security.partition(":")[2] or "None"
+
+
+class TlsConfig(Strict):
+    """TLS to the broker. Paths are relative to the project file."""
+
+    ca: str | None = None  # CA bundle (PEM); none: the system's trusted CAs
+    cert: str | None = None  # client certificate (PEM), with `key`
+    key: str | None = None
+    key_password_ref: str | None = Field(default=None, pattern=_REF_RE)
+    server_name_check: bool = True  # check the broker's host name against its certificate
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> TlsConfig:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("a client certificate needs both cert and key")
+        return self
+
+
+MqttFormat = Literal["json", "value", "sparkplugb", "status"]
+
+
+class MqttSubscription(Strict):
+    """One topic filter and how its messages become tags.
+
+    `tag` is a template: {topic[i]} is the i-th topic level, {key} a JSON key (json),
+    {machine} the machine id; for sparkplugb {group}, {node}, {device} and {metric}.
+    """
+
+    topic: str = Field(min_length=1)
+    format: MqttFormat = "json"
+    tag: str | None = None
+    qos: int = Field(default=0, ge=0, le=2)
+    timestamp_key: str | None = "ts"  # json: a top-level key holding the sample time
+    create_tags: bool = False  # register tags the template names but the project does not
+    machine: str = "{topic[1]}"  # status: the machine a status message is about
+    online: str = "online"  # status payloads
+    offline: str = "offline"
+
+    @field_validator("topic")
+    @classmethod
+    def _valid_filter(cls, value: str) -> str:
+        levels = value.split("/")
+        for i, level in enumerate(levels):
+            if "#" in level and (level != "#" or i != len(levels) - 1):
+                raise ValueError("'#' must be a whole level at the end of a topic filter")
+            if "+" in level and level != "+":
+                raise ValueError("'+' must be a whole topic level")
+        return value
+
+    @model_validator(mode="after")
+    def _needs_template(self) -> MqttSubscription:
+        if self.format in ("json", "value", "sparkplugb") and self.tag is None:
+            raise ValueError(f"a {self.format} subscription needs a tag template (tag = ...)")
+        return self
+
+
+class MqttConnection(Credentials):
+    kind: Literal["mqtt"]
+    host: str = Field(min_length=1)
+    port: Port = 1883
+    protocol: Literal["3.1.1", "5"] = "5"
+    client_id: str | None = None  # default hmi-<host name>-<pid>
+    clean_session: bool = True  # false: the broker keeps subscriptions and QoS>0 messages while away
+    session_expiry_s: int = Field(default=3600, ge=0)  # MQTT 5, when clean_session = false
+    keepalive_s: int = Field(default=10, ge=1, le=65535)
+    tls: TlsConfig | None = None  # `tls = true` for the system's CAs, or a table
+
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _tls_flag(cls, value: object) -> object:
+        if value is True:
+            return {}
+        return None if value is False else value
+
+    max_payload_bytes: int = Field(default=256 * 1024, ge=16)
+    subscriptions: list[MqttSubscription] = Field(default_factory=list)
+    timestamp_key: str | None = "ts"  # for tags addressed one by one (address = topic, json_path)
+    command_topic: str | None = None  # writes: e.g. "factory/{machine}/command"
+    # json: {"<signal>": value}; set: {"command": "set", "signal": ..., "value": ...}; value: the bare value
+    command_format: Literal["json", "set", "value"] = "json"
+    reconnect_max_delay_s: float = Field(default=10.0, gt=0, le=600)
+    # Warn about subscribed topics that delivered nothing this long after subscribing (an ACL
+    # that forbids reading them looks exactly like this: brokers grant the subscription).
+    silent_topic_warning_s: float = Field(default=60.0, gt=0)
+
+    @property
+    def tls_config(self) -> TlsConfig | None:
+        return self.tls
+
+
+Connection = Annotated[OpcUaConnection | MqttConnection, Field(discriminator="kind")]
 
 
 class MachineConfig(Strict):
@@ -91,12 +241,19 @@ class MachineConfig(Strict):
 
 class TagConfig(Strict):
     connection: str
-    address: str = Field(min_length=1)
+    # OPC UA: the NodeId. MQTT: the topic (or empty when a subscription's template names the tag).
+    address: str = ""
     unit: str = ""
     description: str = ""
     datatype: DataType = DataType.FLOAT
     range: tuple[float, float] | None = None
     writable: bool = False
+    # OPC UA: subscription group, data-change filter, and an element of an array node.
+    group: str | None = None
+    deadband: Deadband | None = None
+    index: int | None = Field(default=None, ge=0)
+    # MQTT: where the value sits in a JSON payload (address = the topic), e.g. "spindle.speed" or "values[2]".
+    json_path: str | None = None
     # What the historian keeps: every sample, only changes beyond the deadband, or nothing.
     history: Literal["every", "on_change", "off"] = "every"
     history_deadband: float = Field(default=0.0, ge=0)
@@ -267,6 +424,16 @@ class Project(Strict):
                     writable=tag.writable,
                     low=low,
                     high=high,
+                    extra={
+                        key: value
+                        for key, value in (
+                            ("group", tag.group),
+                            ("deadband", tag.deadband),
+                            ("index", tag.index),
+                            ("json_path", tag.json_path),
+                        )
+                        if value is not None
+                    },
                 )
             )
         return specs

@@ -1,39 +1,99 @@
-"""OPC UA source: one client connection, one subscription, every configured tag.
+"""OPC UA source: one client connection, one subscription per group, every configured tag.
 
 Notifications become one SampleBatch per publish response: the subscription's
 `publish_callback` is overridden, so there is no per-notification task or queue between
 asyncua and the bus (asyncua's iterator mode drops the oldest beyond its queue size, its
-callback mode starts a task per value). Server source timestamps are kept; the StatusCode
-maps to Quality. When the connection drops, every tag of the connection turns COMM_LOST
-at once, a system event is published, and the source reconnects with backoff and jitter.
+callback mode starts a task per value). Client handle = tag id. Server source timestamps are
+kept; the StatusCode maps to Quality.
 
-Runs on the runtime's asyncio loop.
+Security: None, Sign or SignAndEncrypt with the policies asyncua implements. The client's
+application certificate is generated on first use under <data folder>/pki (hmi.sources.pki);
+the server's certificate is taken from its endpoint list and checked against the trust list
+*before* a secure channel is opened with it, so an unknown server gets nothing, not even a
+user name. Identities: anonymous, or user name with a password resolved from a reference
+(hmi.sources.credentials).
+
+Connection life, and why it is our own loop rather than asyncua's `auto_reconnect`:
+asyncua 2.1's supervisor reconnects with a fixed doubling from 1 s and no jitter (every HMI
+in a control room would hammer a restarted server in lock step), retries security and
+identity failures forever without a way to tell the operator, and does not retry the first
+connect at all. So we run the loop: connect with exponential backoff and jitter, and use
+asyncua's supervisor only as the watchdog (`auto_reconnect=False`: it probes the server
+state every `watchdog_interval_s` and reports a loss through `connection_lost_callback`),
+plus our own keep-alive check on every subscription. On a loss every tag turns COMM_LOST at
+once and a system event is published. What we do take from asyncua is the protocol part of
+recovery: after reconnecting, the old subscriptions are offered to the new session with
+TransferSubscriptions and the gap is filled with Republish (our own short version of
+asyncua's `Subscription.restore`, see `_transfer` for why), so a network blip loses and
+duplicates nothing the server still holds. When the server no longer
+has the subscription (it restarted, or its lifetime ran out) we create fresh subscriptions,
+resolving `nsu=` NodeIds again since a restarted server may have renumbered namespaces.
+After a transfer, tags that had no change since the loss are confirmed by one Read once the
+first publish response is in (so a queued older notification cannot overtake the read).
+
+Threads: everything runs on the runtime's asyncio loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 from asyncua import Client, ua
 from asyncua.common.subscription import Subscription
+from asyncua.common.ua_utils import data_type_to_variant_type
+from asyncua.crypto import security_policies
 
-from hmi.config.models import OpcUaConnection
+from hmi.config.models import Deadband, OpcUaConnection
 from hmi.core.bus import TagBus
 from hmi.core.events import Event, EventCategory, Severity
 from hmi.core.quality import Quality, quality_from_opcua_status
 from hmi.core.samples import SampleBatch, now_ns
 from hmi.core.tags import DataType, TagSpec
+from hmi.sources.credentials import CredentialError, resolve_password
+from hmi.sources.health import RateLimitedLog, SourceHealth, comm_lost_batch
+from hmi.sources.pki import Pki, UntrustedCertificate, default_application_uri, thumbprint
+from hmi.sources.writes import NotConnected, WriteRejected, WriteResult, check_limits
 
 log = logging.getLogger(__name__)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _BACKOFF_FIRST_S = 0.25
-_BACKOFF_MAX_S = 10.0
+_HEALTH_PERIOD_S = 1.0
+
+# Status codes that mean the server refused who we are rather than what we sent.
+_IDENTITY_CODES = {
+    ua.StatusCodes.BadUserAccessDenied,
+    ua.StatusCodes.BadIdentityTokenInvalid,
+    ua.StatusCodes.BadIdentityTokenRejected,
+}
+_CLIENT_CERT_CODES = {
+    ua.StatusCodes.BadCertificateUntrusted,
+    ua.StatusCodes.BadCertificateInvalid,
+    ua.StatusCodes.BadSecurityChecksFailed,
+    ua.StatusCodes.BadCertificateUriInvalid,
+}
+
+# Value ranges of the integer variant types, for range checks on writes.
+_INT_RANGES = {
+    ua.VariantType.SByte: (-(2**7), 2**7 - 1),
+    ua.VariantType.Byte: (0, 2**8 - 1),
+    ua.VariantType.Int16: (-(2**15), 2**15 - 1),
+    ua.VariantType.UInt16: (0, 2**16 - 1),
+    ua.VariantType.Int32: (-(2**31), 2**31 - 1),
+    ua.VariantType.UInt32: (0, 2**32 - 1),
+    ua.VariantType.Int64: (-(2**63), 2**63 - 1),
+    ua.VariantType.UInt64: (0, 2**64 - 1),
+}
+_FLOAT32_MAX = 3.4028234663852886e38
 
 
 def datetime_to_ns(value: datetime | None) -> int:
@@ -54,20 +114,65 @@ def parse_node_id(address: str, namespaces: list[str]) -> ua.NodeId:
         except ValueError:
             raise ValueError(f"namespace {uri!r} is not on the server") from None
         address = f"ns={index};{rest}"
-    return ua.NodeId.from_string(address)
+    try:
+        return ua.NodeId.from_string(address)
+    except Exception as exc:  # asyncua raises several types for a malformed string
+        raise ValueError(f"not a NodeId: {address!r} ({exc})") from None
+
+
+# -- results of the API the runtime and the tag browser call ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BrowseEntry:
+    """One node as the tag browser shows it. `value` and `data_type` only for variables."""
+
+    node_id: str
+    browse_name: str  # "<namespace index>:<name>"
+    display_name: str
+    node_class: str  # Object, Variable, Method, ...
+    data_type: str | None = None
+    value_rank: int | None = None  # -1 scalar, 1 one-dimensional array, ...
+    access: tuple[str, ...] = ()  # ("read", "write", "history_read", ...)
+    value: Any = None
+    status: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    ok: bool
+    status: str
+    code: int = 0
+    message: str = ""
+    outputs: list[Any] = field(default_factory=list)
+
+
+# -- subscriptions ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Group:
+    name: str
+    publishing_interval_ms: float
+    sampling_interval_ms: float
+    queue_size: int
+    deadband: Deadband | None
+    tag_ids: list[int] = field(default_factory=list)
 
 
 class _BatchingSubscription(Subscription):
     """Turns each publish response into one batch. Client handle = tag id."""
 
-    def __init__(self, source: OpcUaSource, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, source: OpcUaSource, group: _Group, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._source = source
+        self.group = group
+        self.first_publish = asyncio.Event()
+        self.keepalive_s = 0.0
 
     async def publish_callback(self, publish_result: ua.PublishResult) -> None:
-        import time
-
         self.last_publish_at = time.monotonic()
+        self.first_publish.set()
         message = publish_result.NotificationMessage
         if message.NotificationData is None:
             return
@@ -79,24 +184,66 @@ class _BatchingSubscription(Subscription):
                 self._source.on_status_change(notification.Status)
 
 
+# -- the source -----------------------------------------------------------------------------
+
+
 class OpcUaSource:
-    def __init__(self, name: str, config: OpcUaConnection, tags: list[TagSpec], bus: TagBus) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: OpcUaConnection,
+        tags: list[TagSpec],
+        bus: TagBus,
+        pki: Pki | None = None,
+    ) -> None:
         self.name = name
         self.config = config
         self.bus = bus
         self.tags = list(tags)
+        self.pki = pki
         self.tag_ids = bus.register(self.tags)
         self._spec_by_id = dict(zip(self.tag_ids, self.tags, strict=True))
-        self._string_ids = {i for i, s in self._spec_by_id.items() if s.datatype == DataType.STRING}
-        self._ids_array = np.asarray(self.tag_ids, dtype=np.int32)
-        health = TagSpec(f"{name}.connected", "", DataType.BOOL, f"Connection {name} is up", connection=name)
-        self.connected_tag = bus.register([health])[0]
+        self._id_by_name = {spec.name: tag_id for tag_id, spec in self._spec_by_id.items()}
+        self._index_of = {
+            i: int(s.extra["index"]) for i, s in self._spec_by_id.items() if s.extra.get("index") is not None
+        }
+        self._numeric = {i for i, s in self._spec_by_id.items() if s.datatype != DataType.STRING}
+        self.health = SourceHealth(name, bus)
+        self.connected_tag = self.health.connected_tag
         self.connected = False
         self.notifications = 0
-        self.rejected = 0
         self.connects = 0
+        self.last_error = ""
+        self._groups = self._make_groups()
         self._quality_cache: dict[int, int] = {}
         self._lost = asyncio.Event()
+        self._client: Client | None = None
+        self._subscriptions: list[_BatchingSubscription] = []
+        self._variant_cache: dict[str, tuple[ua.VariantType, int]] = {}
+        self._ratelog = RateLimitedLog(log)
+        self._reported: set[str] = set()  # failure messages already published as events
+
+    @property
+    def rejected(self) -> int:
+        return self.health.rejected_total
+
+    def _make_groups(self) -> dict[str, _Group]:
+        c = self.config
+        groups: dict[str, _Group] = {}
+        for tag_id, spec in self._spec_by_id.items():
+            name = str(spec.extra.get("group") or "")
+            group = groups.get(name)
+            if group is None:
+                g = c.groups.get(name) if name else None
+                group = groups[name] = _Group(
+                    name,
+                    g.publishing_interval_ms if g and g.publishing_interval_ms else c.publishing_interval_ms,
+                    g.sampling_interval_ms if g and g.sampling_interval_ms is not None else c.sampling_interval_ms,
+                    g.queue_size if g and g.queue_size else c.queue_size,
+                    g.deadband if g and g.deadband else c.deadband,
+                )
+            group.tag_ids.append(tag_id)
+        return groups
 
     # -- notifications (asyncio thread) -------------------------------------------------
 
@@ -108,32 +255,28 @@ class OpcUaSource:
         quality = np.empty(n, np.uint8)
         texts: dict[int, str] = {}
         received = now_ns()
+        specs = self._spec_by_id
+        qcache = self._quality_cache
         row = 0
         for item in items:
             tag_id = item.ClientHandle
-            if tag_id not in self._spec_by_id:
-                self.rejected += 1
+            if tag_id not in specs:
+                self.health.reject(str(tag_id), "unknown client handle")
                 continue
             dv = item.Value
             status = dv.StatusCode.value if dv.StatusCode is not None else 0
-            q = self._quality_cache.get(status)
+            q = qcache.get(status)
             if q is None:
-                q = self._quality_cache[status] = int(quality_from_opcua_status(status))
+                q = qcache[status] = int(quality_from_opcua_status(status))
             raw = dv.Value.Value if dv.Value is not None else None
             value = np.nan
-            if raw is None:
-                q = max(q, Quality.BAD) if q == Quality.GOOD else q
-            elif isinstance(raw, bool | int | float):
+            if type(raw) is float or type(raw) is int or type(raw) is bool:
                 value = float(raw)
-            elif isinstance(raw, str):
-                texts[row] = raw
+            elif raw is None:
+                if q == Quality.GOOD:
+                    q = Quality.BAD
             else:
-                # Arrays and structures are not mapped yet: say so once per tag, keep going.
-                self.rejected += 1
-                q = Quality.BAD
-                log.warning(
-                    "%s: unsupported value type %s for %s", self.name, type(raw).__name__, self._spec_by_id[tag_id].name
-                )
+                value, q = self._convert(tag_id, raw, q, row, texts)
             ids[row] = tag_id
             ts[row] = datetime_to_ns(dv.SourceTimestamp) or datetime_to_ns(dv.ServerTimestamp) or received
             values[row] = value
@@ -141,7 +284,59 @@ class OpcUaSource:
             row += 1
         if row:
             self.notifications += row
+            self.health.received(1, row)
             self.bus.publish(SampleBatch(ids[:row], ts[:row], values[:row], quality[:row], texts or None))
+
+    def _convert(self, tag_id: int, raw: Any, q: int, row: int, texts: dict[int, str]) -> tuple[float, int]:
+        """The less common value types: strings, arrays, DateTime, numpy scalars."""
+        spec = self._spec_by_id[tag_id]
+        if isinstance(raw, list):
+            index = self._index_of.get(tag_id)
+            if index is not None and len(raw) == 1:
+                raw = raw[0]  # the server applied the IndexRange
+            elif index is not None and index < len(raw):
+                raw = raw[index]  # it sent the whole array (asyncua's server ignores IndexRange here)
+            else:
+                self.health.reject(spec.name, "array")
+                self._ratelog(
+                    logging.WARNING,
+                    f"array:{tag_id}",
+                    "%s: %s (%s) holds an array of %d values; give the tag an `index` to read one element",
+                    self.name,
+                    spec.name,
+                    spec.address,
+                    len(raw),
+                )
+                return np.nan, Quality.BAD
+        if isinstance(raw, bool | int | float | np.number):
+            return float(raw), q
+        if isinstance(raw, str | ua.LocalizedText):
+            text = raw if isinstance(raw, str) else (raw.Text or "")
+            if tag_id in self._numeric:
+                self.health.reject(spec.name, "type")
+                self._ratelog(
+                    logging.WARNING,
+                    f"type:{tag_id}",
+                    "%s: %s is %s but the server sent text",
+                    self.name,
+                    spec.name,
+                    spec.datatype,
+                )
+                return np.nan, Quality.BAD
+            texts[row] = text
+            return np.nan, q
+        if isinstance(raw, datetime):
+            return datetime_to_ns(raw) / 1e9, q
+        self.health.reject(spec.name, "type")
+        self._ratelog(
+            logging.WARNING,
+            f"type:{tag_id}",
+            "%s: %s: values of type %s are not supported",
+            self.name,
+            spec.name,
+            type(raw).__name__,
+        )
+        return np.nan, Quality.BAD
 
     def on_status_change(self, status: ua.StatusCode) -> None:
         if not status.is_good():
@@ -153,33 +348,113 @@ class OpcUaSource:
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, subscribe and stay connected until `stop` is set."""
         self._mark_comm_lost("not connected yet", publish_event=False)
+        health = asyncio.create_task(self._health_loop(stop))
         delay = _BACKOFF_FIRST_S
-        while not stop.is_set():
-            try:
-                await self._session(stop)
-                delay = _BACKOFF_FIRST_S
-                reason = "connection lost"
-            except (OSError, TimeoutError, ua.UaError, ValueError) as exc:
-                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                log.debug("%s: connect failed", self.name, exc_info=True)
-            if stop.is_set():
-                break
-            if self.connected:
-                self._mark_comm_lost(reason, publish_event=True)
+        try:
+            while not stop.is_set():
+                failure_is_config = False
+                try:
+                    await self._session(stop)
+                    delay = _BACKOFF_FIRST_S
+                    reason = "connection lost"
+                except (UntrustedCertificate, CredentialError) as exc:
+                    reason, failure_is_config = str(exc), True
+                except ua.UaStatusCodeError as exc:
+                    reason, failure_is_config = self._explain_status(exc)
+                except (OSError, TimeoutError, ua.UaError, ValueError, ConnectionError) as exc:
+                    reason = f"cannot connect to {self.config.endpoint}: {_describe(exc)}"
+                    log.debug("%s: connect failed", self.name, exc_info=True)
+                except Exception as exc:  # a bug here must not end acquisition for good
+                    reason = f"unexpected error: {_describe(exc)}"
+                    log.exception("%s: unexpected error in the connection loop", self.name)
+                if stop.is_set():
+                    break
+                self.last_error = reason
+                if self.connected:
+                    self._mark_comm_lost(reason, publish_event=True)
+                    self.connected = False
+                elif failure_is_config:
+                    self._report_once(reason)
+                    delay = self.config.reconnect_max_delay_s  # a human has to act; do not hammer
+                wait = delay * random.uniform(0.8, 1.2)
+                level = logging.ERROR if failure_is_config else logging.INFO
+                self._ratelog(level, f"retry:{reason}", "%s: %s; retrying in %.1f s", self.name, reason, wait)
+                try:
+                    await asyncio.wait_for(stop.wait(), wait)
+                except TimeoutError:
+                    pass
+                delay = min(delay * 2, self.config.reconnect_max_delay_s)
+        finally:
+            health.cancel()
             self.connected = False
-            wait = delay * random.uniform(0.8, 1.2)
-            log.info("%s: %s; retrying in %.1f s", self.name, reason, wait)
+
+    def _explain_status(self, exc: ua.UaStatusCodeError) -> tuple[str, bool]:
+        code = exc.code
+        name = ua.StatusCode(code).name
+        if code in _IDENTITY_CODES:
+            who = f"user {self.config.user!r}" if self.config.user else "anonymous access"
+            return (
+                f"{self.config.endpoint} refused {who} ({name}): check the user name and the password "
+                f"behind password_ref {self.config.password_ref!r}"
+                if self.config.user
+                else f"{self.config.endpoint} refused {who} ({name}): the server needs a user name",
+                True,
+            )
+        if code in _CLIENT_CERT_CODES and self.pki is not None:
+            thumb = thumbprint(self.pki.own_cert.read_bytes()) if self.pki.own_cert.exists() else "?"
+            return (
+                f"{self.config.endpoint} refused this client's certificate ({name}, thumbprint {thumb}): "
+                f"trust it on the server",
+                True,
+            )
+        return f"{self.config.endpoint}: {name}: {exc}", False
+
+    def _report_once(self, reason: str) -> None:
+        if reason in self._reported:
+            return
+        self._reported.add(reason)
+        self.bus.publish_events([Event(EventCategory.SYSTEM, self.name, f"{self.name}: {reason}", Severity.ERROR)])
+
+    async def _health_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.health.tick()
             try:
-                await asyncio.wait_for(stop.wait(), wait)
+                await asyncio.wait_for(stop.wait(), _HEALTH_PERIOD_S)
             except TimeoutError:
                 pass
-            delay = min(delay * 2, _BACKOFF_MAX_S)
+        self.health.tick()
+
+    async def _make_client(self) -> Client:
+        c = self.config
+        client = Client(c.endpoint, timeout=c.timeout_s, watchdog_intervall=c.watchdog_interval_s)
+        client.session_timeout = int(c.session_timeout_s * 1000)
+        client.application_uri = c.application_uri or default_application_uri()
+        client.name = client.description = "HMI"
+        if c.user:
+            client.set_user(c.user)
+            client.set_password(resolve_password(c.password_ref) if c.password_ref else "")
+        if c.security == "None":
+            return client
+        pki = self.pki or Pki()
+        self.pki = pki
+        cert, key = await pki.ensure_client_certificate(client.application_uri)
+        policy = getattr(security_policies, f"SecurityPolicy{c.security_policy}")
+        mode = getattr(ua.MessageSecurityMode, c.security_mode)
+        probe = Client(c.endpoint, timeout=c.timeout_s)
+        endpoints = await probe.connect_and_get_server_endpoints()
+        matching = [e for e in endpoints if e.SecurityMode == mode and e.SecurityPolicyUri == policy.URI]
+        if not matching:
+            offered = sorted({f"{e.SecurityPolicyUri.rsplit('#', 1)[-1]}:{e.SecurityMode.name}" for e in endpoints})
+            raise ValueError(f"{c.endpoint} does not offer {c.security} (it offers: {', '.join(offered)})")
+        endpoint = matching[0]
+        server_der = _first_certificate(endpoint.ServerCertificate)
+        server_name = f"{endpoint.Server.ApplicationName.Text or endpoint.Server.ApplicationUri!r} at {c.endpoint}"
+        pki.check_server(server_der, server_name)
+        await client.set_security(policy, str(cert), str(key), server_certificate=server_der, mode=mode)
+        return client
 
     async def _session(self, stop: asyncio.Event) -> None:
-        client = Client(
-            self.config.endpoint, timeout=self.config.timeout_s, watchdog_intervall=self.config.watchdog_interval_s
-        )
-        client.session_timeout = 60_000
+        client = await self._make_client()
         self._lost = asyncio.Event()
 
         async def on_connection_lost(exc: Exception) -> None:
@@ -187,23 +462,40 @@ class OpcUaSource:
             self._lost.set()
 
         client.connection_lost_callback = on_connection_lost
-        await client.connect()
+        await client.connect(auto_reconnect=False)
+        self._client = client
         try:
-            await self._subscribe(client)
+            namespaces = await client.get_namespace_array()
+            transferred = await self._restore_or_create(client, namespaces)
             self.connected = True
             self.connects += 1
-            self._publish_connected(True)
+            self.health.set_connected(True)
             self.bus.publish_events(
                 [Event(EventCategory.SYSTEM, self.name, f"Connection {self.name} established ({self.config.endpoint})")]
             )
-            stop_task = asyncio.ensure_future(stop.wait())
-            lost_task = asyncio.ensure_future(self._lost.wait())
+            self._reported.clear()
+            log.info(
+                "%s: connected to %s (%s), %s %d subscription(s)",
+                self.name,
+                self.config.endpoint,
+                self.config.security,
+                "transferred" if transferred else "created",
+                len(self._subscriptions),
+            )
+            waiters = [
+                asyncio.ensure_future(stop.wait()),
+                asyncio.ensure_future(self._lost.wait()),
+                asyncio.ensure_future(self._keepalive_watchdog()),
+            ]
+            if transferred:
+                waiters.append(asyncio.ensure_future(self._confirm_after_transfer(client)))
             try:
-                await asyncio.wait({stop_task, lost_task}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waiters[:3], return_when=asyncio.FIRST_COMPLETED)
             finally:
-                stop_task.cancel()
-                lost_task.cancel()
+                for w in waiters:
+                    w.cancel()
         finally:
+            self._client = None
             try:
                 await asyncio.wait_for(client.disconnect(), 2.0)
             except Exception:  # the peer may already be gone; nothing to save
@@ -212,39 +504,184 @@ class OpcUaSource:
             self._mark_comm_lost("stopped", publish_event=False)
             self.connected = False
 
-    async def _subscribe(self, client: Client) -> None:
-        namespaces = await client.get_namespace_array()
-        params = ua.CreateSubscriptionParameters(
-            RequestedPublishingInterval=self.config.publishing_interval_ms,
-            RequestedLifetimeCount=10_000,
-            RequestedMaxKeepAliveCount=client.get_keepalive_count(self.config.publishing_interval_ms),
-            MaxNotificationsPerPublish=0,  # no limit
-            PublishingEnabled=True,
-            Priority=0,
-        )
-        sub = _BatchingSubscription(self, client.uaclient.session, params, handler=self)
-        await sub.init()
-        requests = []
+    async def _keepalive_watchdog(self) -> None:
+        """Return when a subscription has sent neither data nor keep-alive for two periods."""
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            for sub in self._subscriptions:
+                last = sub.last_publish_at
+                if last is not None and now - last > 2 * sub.keepalive_s + 0.5:
+                    log.warning(
+                        "%s: no publish response for %.1f s (keep-alive %.1f s)", self.name, now - last, sub.keepalive_s
+                    )
+                    return
+
+    async def _restore_or_create(self, client: Client, namespaces: list[str]) -> bool:
+        """Transfer the previous session's subscriptions if the server still has them, else create anew."""
+        old = self._subscriptions
+        self._subscriptions = []
+        if old and await self._transfer(client, old):
+            return True
+        await self._create_subscriptions(client, namespaces)
+        return False
+
+    async def _transfer(self, client: Client, old: list[_BatchingSubscription]) -> bool:
+        """TransferSubscriptions to the new session, then Republish what the server still holds for us.
+
+        Republish is bounded by the AvailableSequenceNumbers the server reports: asyncua's
+        own `Subscription.restore` asks for sequence numbers until the server says
+        BadMessageNotAvailable, which asyncua's server never says (it answers an empty
+        message), so against that server it would loop forever.
+        """
+        ids = [s.subscription_id for s in old if s.subscription_id is not None]
+        params = ua.TransferSubscriptionsParameters(SubscriptionIds=ids, SendInitialValues=False)
+        try:
+            results = await client.uaclient.transfer_subscriptions(params)
+        except ua.UaStatusCodeError as exc:
+            log.info("%s: the server cannot transfer subscriptions (%s); creating them anew", self.name, exc)
+            return False
+        good = [r.StatusCode.is_good() for r in results]
+        if len(results) != len(ids) or not all(good):
+            held = [sid for sid, ok in zip(ids, good, strict=False) if ok]
+            log.info("%s: the server no longer holds our subscriptions; creating them anew", self.name)
+            if held:
+                try:
+                    await client.delete_subscriptions(held)
+                except Exception:  # best effort: they expire on the server anyway
+                    log.debug("%s: deleting transferred subscriptions failed", self.name, exc_info=True)
+            return False
+        session = client.uaclient.session
+        for sub, result in zip(old, results, strict=True):
+            new = _BatchingSubscription(self, sub.group, session, sub.parameters, handler=self)
+            new.subscription_id = sub.subscription_id
+            new.last_sequence_number = sub.last_sequence_number
+            new.keepalive_s = sub.keepalive_s
+            new.last_publish_at = time.monotonic()
+            # The one private hook: route this id's publish responses to us, as asyncua's restore() does.
+            session._subscription_callbacks[new.subscription_id] = new.publish_callback
+            self._subscriptions.append(new)
+            last = sub.last_sequence_number or 0
+            for seq in sorted(int(n) for n in result.AvailableSequenceNumbers or []):
+                if seq <= last:
+                    continue
+                message = await session.republish(new.subscription_id, seq)
+                if message.NotificationData:
+                    await new.publish_callback(ua.PublishResult(new.subscription_id, NotificationMessage=message))
+        client.uaclient.ensure_publish_loop()
+        return True
+
+    async def _create_subscriptions(self, client: Client, namespaces: list[str]) -> None:
         bad: list[tuple[TagSpec, str]] = []
-        for tag_id, spec in self._spec_by_id.items():
-            try:
-                node_id = parse_node_id(spec.address, namespaces)
-            except (ValueError, ua.UaError) as exc:
-                bad.append((spec, str(exc)))
-                continue
-            requests.append(_monitor_request(node_id, tag_id, self.config.sampling_interval_ms))
-        results = await sub.create_monitored_items(requests) if requests else []
-        for request, result in zip(requests, results, strict=True):
-            if isinstance(result, ua.StatusCode):
-                spec = self._spec_by_id[request.RequestedParameters.ClientHandle]
-                bad.append((spec, result.name if hasattr(result, "name") else str(result)))
+        watchdog_ms = self.config.watchdog_interval_s * 1000
+        for group in self._groups.values():
+            interval = group.publishing_interval_ms
+            keepalive = max(1, math.ceil(watchdog_ms / interval))
+            lifetime = max(3 * keepalive, math.ceil(self.config.session_timeout_s * 1000 / interval))
+            params = ua.CreateSubscriptionParameters(
+                RequestedPublishingInterval=interval,
+                RequestedLifetimeCount=lifetime,
+                RequestedMaxKeepAliveCount=keepalive,
+                MaxNotificationsPerPublish=0,  # no limit
+                PublishingEnabled=True,
+                Priority=0,
+            )
+            sub = _BatchingSubscription(self, group, client.uaclient.session, params, handler=self)
+            result = await sub.init()
+            sub.keepalive_s = result.RevisedPublishingInterval * result.RevisedMaxKeepAliveCount / 1000
+            sub.last_publish_at = time.monotonic()
+            self._subscriptions.append(sub)
+            requests = []
+            for tag_id in group.tag_ids:
+                spec = self._spec_by_id[tag_id]
+                try:
+                    node_id = parse_node_id(spec.address, namespaces)
+                except ValueError as exc:
+                    bad.append((spec, str(exc)))
+                    continue
+                requests.append(self._monitor_request(node_id, tag_id, spec, group))
+            results = await sub.create_monitored_items(requests) if requests else []
+            for request, res in zip(requests, results, strict=True):
+                if isinstance(res, ua.StatusCode):
+                    spec = self._spec_by_id[request.RequestedParameters.ClientHandle]
+                    bad.append((spec, res.name if hasattr(res, "name") else str(res)))
         if bad:
             self._mark_bad(bad)
+
+    def _monitor_request(
+        self, node_id: ua.NodeId, tag_id: int, spec: TagSpec, group: _Group
+    ) -> ua.MonitoredItemCreateRequest:
+        index = spec.extra.get("index")
+        read = ua.ReadValueId(
+            NodeId=node_id,
+            AttributeId=ua.AttributeIds.Value,
+            IndexRange=str(index) if index is not None else None,
+        )
+        deadband = spec.extra.get("deadband") or group.deadband
+        params = ua.MonitoringParameters(
+            ClientHandle=tag_id,
+            SamplingInterval=group.sampling_interval_ms,
+            QueueSize=group.queue_size,  # keep every change between publishes
+            DiscardOldest=True,
+        )
+        if isinstance(deadband, Deadband) and spec.datatype in (DataType.FLOAT, DataType.INT):
+            params.Filter = ua.DataChangeFilter(
+                Trigger=ua.DataChangeTrigger.StatusValue,
+                DeadbandType=ua.DeadbandType.Absolute if deadband.type == "absolute" else ua.DeadbandType.Percent,
+                DeadbandValue=deadband.value,
+            )
+        return ua.MonitoredItemCreateRequest(
+            ItemToMonitor=read, MonitoringMode=ua.MonitoringMode.Reporting, RequestedParameters=params
+        )
+
+    async def _confirm_after_transfer(self, client: Client) -> None:
+        """Tags that did not change while we were away are still current: read and mark them GOOD."""
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(s.first_publish.wait() for s in self._subscriptions)),
+                max((s.keepalive_s for s in self._subscriptions), default=1.0) * 2 + 1,
+            )
+            stale = []
+            for tag_id in self.tag_ids:
+                latest = self.bus.latest(tag_id)
+                if latest is None or latest.quality == Quality.COMM_LOST:
+                    stale.append(tag_id)
+            if not stale:
+                return
+            namespaces = await client.get_namespace_array()
+            nodes = []
+            for tag_id in stale:
+                spec = self._spec_by_id[tag_id]
+                index = spec.extra.get("index")
+                nodes.append(
+                    ua.ReadValueId(
+                        NodeId=parse_node_id(spec.address, namespaces),
+                        AttributeId=ua.AttributeIds.Value,
+                        IndexRange=str(index) if index is not None else None,
+                    )
+                )
+            params = ua.ReadParameters(NodesToRead=nodes, TimestampsToReturn=ua.TimestampsToReturn.Both)
+            values = await client.uaclient.read(params)
+            marked_at = now_ns()
+            items = []
+            for tag_id, dv in zip(stale, values, strict=True):
+                latest = self.bus.latest(tag_id)
+                if latest is not None and latest.quality != Quality.COMM_LOST:
+                    continue  # a notification got there first
+                if datetime_to_ns(dv.SourceTimestamp) < (latest.ts_ns if latest else 0):
+                    # Same value as before the loss: stamp the confirmation now, not in the past.
+                    dv.SourceTimestamp = datetime.fromtimestamp(marked_at / 1e9, UTC)
+                items.append(ua.MonitoredItemNotification(ClientHandle=tag_id, Value=dv))
+            if items:
+                self.on_data_change(items)
+        except Exception:
+            log.warning("%s: confirming values after the transfer failed", self.name, exc_info=True)
 
     def _mark_bad(self, bad: list[tuple[TagSpec, str]]) -> None:
         ids = [self.bus.registry.id_of(spec.name) for spec, _ in bad]
         self.bus.publish(SampleBatch.from_arrays(ids, now_ns(), np.full(len(ids), np.nan), Quality.BAD))
         for spec, why in bad:
+            self.health.reject(spec.name, "cannot monitor")
             log.error("%s: cannot monitor %s at %s: %s", self.name, spec.name, spec.address, why)
         self.bus.publish_events(
             [
@@ -258,33 +695,289 @@ class OpcUaSource:
             ]
         )
 
-    def _publish_connected(self, up: bool) -> None:
-        self.bus.publish(SampleBatch.from_arrays([self.connected_tag], now_ns(), [1.0 if up else 0.0], Quality.GOOD))
-
     def _mark_comm_lost(self, reason: str, publish_event: bool) -> None:
         """Every tag of this connection keeps its last value but turns COMM_LOST now."""
-        ids = self._ids_array
-        last = np.full(ids.shape[0], np.nan)
-        for i, tag_id in enumerate(self.tag_ids):
-            latest = self.bus.latest(tag_id)
-            if latest is not None and not isinstance(latest.value, str) and latest.value is not None:
-                last[i] = latest.value
-        self.bus.publish(SampleBatch.from_arrays(ids, now_ns(), last, Quality.COMM_LOST))
-        self._publish_connected(False)
+        batch = comm_lost_batch(self.bus, self.tag_ids)
+        if batch is not None:
+            self.bus.publish(batch)
+        self.health.set_connected(False)
         if publish_event:
             self.bus.publish_events(
                 [Event(EventCategory.SYSTEM, self.name, f"Connection {self.name} lost: {reason}", Severity.ERROR)]
             )
 
+    # -- browsing (for the tag browser) ---------------------------------------------------------
 
-def _monitor_request(node_id: ua.NodeId, handle: int, sampling_ms: float) -> ua.MonitoredItemCreateRequest:
-    read = ua.ReadValueId(NodeId=node_id, AttributeId=ua.AttributeIds.Value)
-    params = ua.MonitoringParameters(
-        ClientHandle=handle,
-        SamplingInterval=sampling_ms,
-        QueueSize=100,  # keep every change between publishes at 10 Hz sampling
-        DiscardOldest=True,
+    def _live_client(self) -> Client:
+        if self._client is None or not self.connected:
+            raise NotConnected(f"{self.name} is not connected ({self.last_error or 'connecting'})")
+        return self._client
+
+    async def browse(self, node_id: str | None = None) -> list[BrowseEntry]:
+        """The children of a node (default: the Objects folder), with their attributes."""
+        client = self._live_client()
+        namespaces = await client.get_namespace_array()
+        parent = client.get_node(parse_node_id(node_id, namespaces) if node_id else ua.ObjectIds.ObjectsFolder)
+        refs = await parent.get_children_descriptions()
+        return await self._describe(client, [(r.NodeId, r.BrowseName, r.DisplayName, r.NodeClass) for r in refs])
+
+    async def node(self, node_id: str) -> BrowseEntry:
+        """One node by NodeId string (`ns=2;s=...` or `nsu=<uri>;s=...`)."""
+        client = self._live_client()
+        nid = parse_node_id(node_id, await client.get_namespace_array())
+        attrs = [ua.AttributeIds.BrowseName, ua.AttributeIds.DisplayName, ua.AttributeIds.NodeClass]
+        results = await client.uaclient.read(_read_params([nid], attrs))
+        status = results[0].StatusCode
+        if status is not None and not status.is_good():
+            raise ValueError(f"no node {node_id} on {self.config.endpoint} ({status.name})")
+        browse_name, display, node_class = (r.Value.Value for r in results)
+        return (await self._describe(client, [(nid, browse_name, display, ua.NodeClass(node_class))]))[0]
+
+    async def find(self, path: str) -> BrowseEntry:
+        """A node by browse path from the Objects folder: "Plant/cnc01/spindle_speed" or "2:Plant/2:cnc01"."""
+        client = self._live_client()
+        current = client.get_node(ua.ObjectIds.ObjectsFolder)
+        parts = [p for p in path.strip("/").split("/") if p]
+        if parts and parts[0] in ("Objects", "0:Objects"):
+            parts = parts[1:]
+        found: ua.ReferenceDescription | None = None
+        for i, part in enumerate(parts):
+            ns, _, name = part.rpartition(":")
+            refs = await current.get_children_descriptions()
+            matches = [
+                r for r in refs if r.BrowseName.Name == name and (not ns or str(r.BrowseName.NamespaceIndex) == ns)
+            ]
+            if not matches:
+                raise ValueError(f"no node {'/'.join(parts[: i + 1])!r} on {self.config.endpoint}")
+            found = matches[0]
+            current = client.get_node(found.NodeId)
+        if found is None:
+            return await self.node(ua.NodeId(ua.ObjectIds.ObjectsFolder).to_string())
+        return (await self._describe(client, [(found.NodeId, found.BrowseName, found.DisplayName, found.NodeClass)]))[0]
+
+    async def _describe(
+        self, client: Client, nodes: Sequence[tuple[ua.NodeId, ua.QualifiedName, ua.LocalizedText, ua.NodeClass]]
+    ) -> list[BrowseEntry]:
+        variables = [nid for nid, _, _, nc in nodes if nc == ua.NodeClass.Variable]
+        attrs = [
+            ua.AttributeIds.DataType,
+            ua.AttributeIds.ValueRank,
+            ua.AttributeIds.AccessLevel,
+            ua.AttributeIds.Value,
+        ]
+        details: dict[str, list[ua.DataValue]] = {}
+        if variables:
+            results = await client.uaclient.read(_read_params(variables, attrs))
+            for i, nid in enumerate(variables):
+                details[nid.to_string()] = results[i * len(attrs) : (i + 1) * len(attrs)]
+        out = []
+        for nid, browse_name, display, node_class in nodes:
+            key = nid.to_string()
+            entry = BrowseEntry(
+                node_id=key,
+                browse_name=f"{browse_name.NamespaceIndex}:{browse_name.Name}",
+                display_name=display.Text or browse_name.Name or "",
+                node_class=ua.NodeClass(node_class).name,
+            )
+            if key in details:
+                dtype, rank, access, value = details[key]
+                entry = BrowseEntry(
+                    **{
+                        **{f: getattr(entry, f) for f in BrowseEntry.__slots__},
+                        "data_type": _type_name(dtype.Value.Value if dtype.Value else None),
+                        "value_rank": rank.Value.Value if rank.Value else None,
+                        "access": _access_names(access.Value.Value if access.Value else 0),
+                        "value": value.Value.Value if value.Value is not None else None,
+                        "status": value.StatusCode.name if value.StatusCode is not None else "Good",
+                    }
+                )
+            out.append(entry)
+        return out
+
+    # -- writes and method calls ---------------------------------------------------------------
+
+    async def write(self, tag: str, value: Any) -> WriteResult:
+        """Write a tag's value: checked against its limits, coerced to the node's type, then sent.
+
+        Raises nothing for a refused write: the result says why (WriteRejected reasons, the
+        server's status code). Raises NotConnected when the connection is down.
+        """
+        tag_id = self._id_by_name.get(tag)
+        if tag_id is None:
+            return WriteResult(False, "Rejected", message=f"{tag} is not a tag of connection {self.name}")
+        spec = self._spec_by_id[tag_id]
+        if not spec.writable:
+            return WriteResult(False, "Rejected", message=f"{tag} is not declared writable in the project")
+        client = self._live_client()
+        try:
+            nid = parse_node_id(spec.address, await client.get_namespace_array())
+            vtype, rank = await self._variant_of(client, nid)
+            index = spec.extra.get("index")
+            if rank >= 1 and index is None:
+                raise WriteRejected("the node holds an array; give the tag an `index` to write one element")
+            coerced = coerce_value(value, vtype)
+            check_limits(spec, coerced)
+        except (WriteRejected, ValueError) as exc:
+            return WriteResult(False, "Rejected", message=f"{tag}: {exc}")
+        variant_value = [coerced] if index is not None else coerced
+        wv = ua.WriteValue(
+            NodeId=nid,
+            AttributeId=ua.AttributeIds.Value,
+            IndexRange=str(index) if index is not None else None,
+            Value=ua.DataValue(ua.Variant(variant_value, vtype, is_array=index is not None or None)),
+        )
+        results = await client.uaclient.write(ua.WriteParameters(NodesToWrite=[wv]))
+        status = results[0]
+        log.info("%s: write %s = %r -> %s", self.name, tag, coerced, status.name)
+        return WriteResult(status.is_good(), status.name, status.value, status.doc or "", coerced)
+
+    async def call(self, object_id: str, method_id: str, *args: Any) -> CallResult:
+        """Call a method; arguments are coerced to the method's declared input types."""
+        client = self._live_client()
+        namespaces = await client.get_namespace_array()
+        try:
+            obj = parse_node_id(object_id, namespaces)
+            method = parse_node_id(method_id, namespaces)
+            declared: list[ua.Argument] = []
+            try:
+                arguments = await client.get_node(method).get_child("0:InputArguments")
+                declared = await arguments.read_value() or []
+            except ua.UaError:
+                declared = []
+            if len(args) != len(declared):
+                raise WriteRejected(f"the method takes {len(declared)} argument(s), {len(args)} given")
+            variants = []
+            for i, (arg, decl) in enumerate(zip(args, declared, strict=True)):
+                vtype = await data_type_to_variant_type(client.get_node(decl.DataType))
+                try:
+                    variants.append(ua.Variant(coerce_value(arg, vtype), vtype))
+                except WriteRejected as exc:
+                    raise WriteRejected(f"argument {i + 1} ({decl.Name}): {exc}") from None
+        except (WriteRejected, ValueError) as exc:
+            return CallResult(False, "Rejected", message=str(exc))
+        request = ua.CallMethodRequest(ObjectId=obj, MethodId=method, InputArguments=variants)
+        result = (await client.uaclient.call([request]))[0]
+        status = result.StatusCode
+        outputs = [v.Value for v in (result.OutputArguments or [])]
+        log.info("%s: call %s on %s -> %s", self.name, method_id, object_id, status.name)
+        return CallResult(status.is_good(), status.name, status.value, status.doc or "", outputs)
+
+    async def _variant_of(self, client: Client, nid: ua.NodeId) -> tuple[ua.VariantType, int]:
+        key = nid.to_string()
+        cached = self._variant_cache.get(key)
+        if cached is None:
+            node = client.get_node(nid)
+            dtype = await node.read_data_type()
+            vtype = await data_type_to_variant_type(client.get_node(dtype))
+            rank = await node.read_value_rank()
+            cached = self._variant_cache[key] = (vtype, rank)
+        return cached
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def coerce_value(value: Any, vtype: ua.VariantType) -> Any:
+    """`value` as the Python value asyncua encodes as `vtype`; WriteRejected when it does not fit."""
+    if vtype == ua.VariantType.Boolean:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int | float) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "on", "off"):
+            return value.strip().lower() in ("true", "1", "on")
+        raise WriteRejected(f"{value!r} is not a boolean")
+    if vtype in _INT_RANGES:
+        number = _number(value)
+        if not float(number).is_integer():
+            raise WriteRejected(f"{value!r} is not a whole number ({vtype.name})")
+        low, high = _INT_RANGES[vtype]
+        number = int(number)
+        if not low <= number <= high:
+            raise WriteRejected(f"{number} does not fit in {vtype.name} ({low}..{high})")
+        return number
+    if vtype in (ua.VariantType.Float, ua.VariantType.Double):
+        number = float(_number(value))
+        if not math.isfinite(number):
+            raise WriteRejected(f"{value!r} is not a finite number")
+        if vtype == ua.VariantType.Float and abs(number) > _FLOAT32_MAX:
+            raise WriteRejected(f"{number} does not fit in Float")
+        return number
+    if vtype == ua.VariantType.String:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, bool | int | float):
+            return str(value)
+        raise WriteRejected(f"{value!r} is not text")
+    if vtype == ua.VariantType.DateTime:
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value, UTC)
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                raise WriteRejected(f"{value!r} is not an ISO 8601 time") from None
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        raise WriteRejected(f"{value!r} is not a time")
+    raise WriteRejected(f"writing {vtype.name} values is not supported")
+
+
+def _number(value: Any) -> float | int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value) if value.strip().lstrip("+-").isdigit() else float(value)
+        except ValueError:
+            pass
+    raise WriteRejected(f"{value!r} is not a number")
+
+
+def _read_params(nodes: Iterable[ua.NodeId], attrs: Sequence[ua.AttributeIds]) -> ua.ReadParameters:
+    return ua.ReadParameters(
+        NodesToRead=[ua.ReadValueId(NodeId=n, AttributeId=a) for n in nodes for a in attrs],
+        TimestampsToReturn=ua.TimestampsToReturn.Both,
     )
-    return ua.MonitoredItemCreateRequest(
-        ItemToMonitor=read, MonitoringMode=ua.MonitoringMode.Reporting, RequestedParameters=params
-    )
+
+
+def _type_name(dtype: ua.NodeId | None) -> str | None:
+    if dtype is None:
+        return None
+    if dtype.NamespaceIndex == 0 and isinstance(dtype.Identifier, int):
+        return ua.ObjectIdNames.get(dtype.Identifier, dtype.to_string())
+    return dtype.to_string()
+
+
+def _access_names(level: int) -> tuple[str, ...]:
+    names = []
+    for flag, name in (
+        (ua.AccessLevel.CurrentRead, "read"),
+        (ua.AccessLevel.CurrentWrite, "write"),
+        (ua.AccessLevel.HistoryRead, "history_read"),
+        (ua.AccessLevel.HistoryWrite, "history_write"),
+    ):
+        if level & (1 << flag.value):
+            names.append(name)
+    return tuple(names)
+
+
+def _first_certificate(chain: bytes) -> bytes:
+    """The leaf of a DER certificate chain (servers may send several back to back)."""
+    if len(chain) < 4 or chain[0] != 0x30:
+        return chain
+    # DER SEQUENCE: 0x30, then a length in short or long form.
+    first = chain[1]
+    if first < 0x80:
+        return chain[: 2 + first]
+    count = first & 0x7F
+    length = int.from_bytes(chain[2 : 2 + count], "big")
+    return chain[: 2 + count + length]
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

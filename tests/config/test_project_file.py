@@ -80,7 +80,7 @@ BROKEN = {
     ),
     "unknown connection kind": (
         MINIMAL.replace('kind = "opcua"', 'kind = "modbus"'),
-        ["connections.plc.kind: Input should be 'opcua'"],
+        ["connections.plc.kind: unknown kind 'modbus' (use one of: 'opcua', 'mqtt')"],
     ),
     "negative publishing interval": (
         MINIMAL.replace(

@@ -1,0 +1,1053 @@
+"""MQTT source (paho-mqtt 2.x, callback API version 2): topics to tags, JSON, plain values,
+Sparkplug B, machine status, and commands for writes.
+
+Threads: paho's network loop runs in one thread of ours (`_network_loop`, which calls
+`client.loop()` itself instead of `loop_start()`, so that reconnecting with backoff and
+jitter and flushing coalesced samples happen in the same place). Every paho callback runs
+on that thread, decodes into plain Python lists, and never raises: anything unexpected is
+counted and logged. Decoded rows are coalesced and cross to the bus in exactly one
+function, `_hand_over`: at once when the socket has nothing more to read, else after at
+most `_FLUSH_ROWS` rows or `_FLUSH_S` seconds, so a burst costs one batch per few hundred
+messages and a lone message waits for nothing. `run()` (the runtime's asyncio loop) starts
+and stops the thread and publishes the health tags; `write()` publishes a command from the
+loop (paho's publish is thread-safe) and waits for the broker's PUBACK in a worker thread.
+
+Bad input (oversize, invalid JSON, NaN/Infinity/1e400, deep nesting, wrong types, unknown
+topics or tags, malformed Sparkplug) is dropped or published as BAD, counted per topic and
+reason in the health counters, and logged at a limited rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import random
+import re
+import select
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from hmi.config.models import MqttConnection, MqttSubscription
+from hmi.core.bus import TagBus
+from hmi.core.events import Event, EventCategory, Severity
+from hmi.core.quality import Quality
+from hmi.core.samples import SampleBatch, now_ns
+from hmi.core.tags import TAG_NAME_RE, DataType, TagSpec
+from hmi.sources import sparkplug
+from hmi.sources.credentials import CredentialError, resolve_password
+from hmi.sources.health import RateLimitedLog, SourceHealth, comm_lost_batch
+from hmi.sources.writes import NotConnected, WriteRejected, WriteResult, check_limits
+
+log = logging.getLogger(__name__)
+
+_FLUSH_ROWS = 4096
+_FLUSH_S = 0.002
+_QUIET_CHECK_ROWS = 256
+_IDLE_TIMEOUT_S = 0.25
+_BACKOFF_FIRST_S = 0.25
+_TOPIC_CACHE_MAX = 10_000
+_MAX_JSON_DEPTH = 32
+_TEMPLATE_FIELD = re.compile(r"\{(\w+)(?:\[(\d+)\])?\}")
+
+
+_NUMBER_TYPES = {float, int}
+_NO_PLAN = object()
+
+
+class PayloadError(ValueError):
+    """Why a payload was dropped; the message is the reason counted per topic."""
+
+
+# -- payload decoding (pure functions, any thread) ------------------------------------------
+
+
+def parse_json(payload: bytes) -> Any:
+    """json.loads with the errors it can raise turned into reasons.
+
+    json.loads reads NaN, Infinity and 1e400 (as inf) without complaint; the source checks
+    every number it maps for finiteness instead of hooking the parser, which would cost a
+    Python call per number. Deep nesting raises RecursionError, not ValueError.
+    """
+    try:
+        return json.loads(payload)
+    except RecursionError:
+        raise PayloadError("JSON nested too deeply") from None
+    except UnicodeDecodeError:
+        raise PayloadError("not UTF-8") from None
+    except ValueError as exc:  # JSONDecodeError
+        raise PayloadError(f"invalid JSON ({str(exc)[:60]})") from None
+
+
+def parse_plain(payload: bytes) -> float | bool | str:
+    """A bare value: a number, true/false, or text."""
+    try:
+        text = payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise PayloadError("not UTF-8") from None
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    if not math.isfinite(value):
+        raise PayloadError(f"non-finite number {text[:20]}")
+    return value
+
+
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def compile_json_path(path: str) -> tuple[str | int, ...]:
+    """ "a.b[2].c" or "$.a.b" -> ("a", "b", 2, "c")."""
+    path = path.removeprefix("$").removeprefix(".")
+    parts: list[str | int] = []
+    for key, index in _PATH_PART.findall(path):
+        parts.append(int(index) if index else key)
+    if not parts:
+        raise ValueError(f"empty JSON path {path!r}")
+    return tuple(parts)
+
+
+def extract(doc: Any, path: tuple[str | int, ...]) -> Any:
+    for part in path:
+        if isinstance(part, int):
+            if not isinstance(doc, list) or part >= len(doc):
+                raise KeyError(part)
+        elif not isinstance(doc, dict):
+            raise KeyError(part)
+        doc = doc[part]
+    return doc
+
+
+def timestamp_ns(value: Any) -> int:
+    """A payload timestamp: epoch s, ms, µs or ns (told apart by magnitude), or ISO 8601 text."""
+    if isinstance(value, bool):
+        raise PayloadError("bad timestamp")
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or value <= 0:
+            raise PayloadError("bad timestamp")
+        if value < 1e11:
+            return int(value * 1e9)
+        if value < 1e14:
+            return int(value * 1e6)
+        if value < 1e17:
+            return int(value * 1e3)
+        return int(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise PayloadError("bad timestamp") from None
+        if parsed.tzinfo is None:
+            raise PayloadError("timestamp without a time zone")
+        return int(parsed.timestamp() * 1e9)
+    raise PayloadError("bad timestamp")
+
+
+def snake(name: str) -> str:
+    """ "SpindleSpeed" -> "spindle_speed", "Axes/X" -> "axes_x", "CNC01" -> "cnc01"."""
+    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def render(template: str, topic_levels: list[str], **fields: str) -> str:
+    """Fill a tag template: {topic[i]} is a topic level, other {names} come from `fields`."""
+
+    def one(match: re.Match[str]) -> str:
+        name, index = match.group(1), match.group(2)
+        if index is not None:
+            if name != "topic":
+                raise KeyError(name)
+            return topic_levels[int(index)]
+        return fields[name]
+
+    return _TEMPLATE_FIELD.sub(one, template)
+
+
+# -- what one received value becomes ---------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Rows:
+    """Decoded samples waiting to cross to the bus (paho's thread only)."""
+
+    ids: list[int] = field(default_factory=list)
+    ts: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    quality: list[int] = field(default_factory=list)
+    texts: dict[int, str] = field(default_factory=dict)
+    since: float = 0.0
+
+    def add(self, tag_id: int, ts: int, value: float, quality: int) -> None:
+        if not self.ids:
+            self.since = time.monotonic()
+        self.ids.append(tag_id)
+        self.ts.append(ts)
+        self.values.append(value)
+        self.quality.append(quality)
+
+    def add_text(self, tag_id: int, ts: int, text: str, quality: int) -> None:
+        self.texts[len(self.ids)] = text
+        self.add(tag_id, ts, math.nan, quality)
+
+    def take(self) -> SampleBatch:
+        batch = SampleBatch(
+            np.asarray(self.ids, np.int32),
+            np.asarray(self.ts, np.int64),
+            np.asarray(self.values, np.float64),
+            np.asarray(self.quality, np.uint8),
+            self.texts or None,
+        )
+        self.ids, self.ts, self.values, self.quality, self.texts = [], [], [], [], {}
+        return batch
+
+
+@dataclass(slots=True)
+class _Route:
+    """One way a topic is handled: a subscription of the project, or one tag's address."""
+
+    kind: str  # json | value | sparkplugb | status | tag
+    filter: str = ""
+    sub: MqttSubscription | None = None
+    seen: bool = False  # a message arrived since the last (re)subscription
+    tags: list[tuple[int, tuple[str | int, ...] | None]] = field(default_factory=list)  # kind "tag"
+
+
+@dataclass(slots=True)
+class _EdgeNode:
+    seq: int | None = None
+    aliases: dict[int, str] = field(default_factory=dict)
+    devices: dict[str, dict[int, str]] = field(default_factory=dict)
+
+
+class MqttSource:
+    def __init__(
+        self,
+        name: str,
+        config: MqttConnection,
+        tags: list[TagSpec],
+        bus: TagBus,
+        project_dir: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.bus = bus
+        self.project_dir = project_dir
+        self.tags = list(tags)
+        self.tag_ids = bus.register(self.tags)
+        self.health = SourceHealth(name, bus)
+        self.connected_tag = self.health.connected_tag
+        self._spec_by_id: dict[int, TagSpec] = dict(zip(self.tag_ids, self.tags, strict=True))
+        self._datatype: dict[int, DataType] = {i: s.datatype for i, s in self._spec_by_id.items()}
+        self._own_ids: set[int] = set(self.tag_ids)
+        self.connected = False
+        self.connects = 0
+        self.last_error = ""
+        self.notifications = 0
+        self._ratelog = RateLimitedLog(log)
+        self._rows = _Rows()
+        self._events: list[Event] = []
+        self._exact: dict[str, list[_Route]] = {}
+        self._wild: list[tuple[str, _Route]] = []
+        self._topic_cache: dict[str, list[_Route]] = {}
+        self._name_cache: dict[tuple[str, str], int] = {}  # (topic, key) -> tag id, -1 unknown
+        self._json_keys: dict[str, dict[str, int]] = {}  # topic -> JSON key -> tag id, -1 unknown
+        self._json_plans: dict[str, dict[tuple[str, ...], Any]] = {}  # topic -> key tuple -> fast plan
+        self._numeric = {i for i, t in self._datatype.items() if t in (DataType.FLOAT, DataType.INT)}
+        self._edge_nodes: dict[tuple[str, str], _EdgeNode] = {}
+        self._online_ids: dict[str, int] = {}
+        self._filters: list[tuple[str, int]] = []
+        self._pending_subscribe: list[tuple[str, int]] = []
+        self._subscribed_at = 0.0
+        self._silent_checked = True
+        self._reported: str | None = None
+        self._build_routes()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: paho.Client | None = None
+        self._refused: str | None = None  # a CONNACK refusal: back off to the maximum
+
+    @property
+    def rejected(self) -> int:
+        return self.health.rejected_total
+
+    # -- routes ---------------------------------------------------------------------------------
+
+    def _build_routes(self) -> None:
+        for sub in self.config.subscriptions:
+            route = _Route(sub.format, sub.topic, sub)
+            self._add_route(sub.topic, route)
+            self._filters.append((sub.topic, sub.qos))
+        by_topic: dict[str, _Route] = {}
+        for tag_id, spec in self._spec_by_id.items():
+            if not spec.address:
+                continue  # filled by a subscription's template
+            path = spec.extra.get("json_path")
+            route = by_topic.get(spec.address)
+            if route is None:
+                route = by_topic[spec.address] = _Route("tag", spec.address)
+                self._add_route(spec.address, route)
+                self._filters.append((spec.address, 0))
+            route.tags.append((tag_id, compile_json_path(str(path)) if path else None))
+
+    def _add_route(self, topic: str, route: _Route) -> None:
+        if "+" in topic or "#" in topic:
+            self._wild.append((topic, route))
+        else:
+            self._exact.setdefault(topic, []).append(route)
+
+    def _routes_for(self, topic: str) -> list[_Route]:
+        routes = self._topic_cache.get(topic)
+        if routes is None:
+            routes = list(self._exact.get(topic, ()))
+            routes += [r for f, r in self._wild if paho.topic_matches_sub(f, topic)]
+            if len(self._topic_cache) >= _TOPIC_CACHE_MAX:
+                self._topic_cache.clear()  # bounded: a flood of distinct topics must not grow memory
+            self._topic_cache[topic] = routes
+        return routes
+
+    def _tag_id(self, name: str, topic: str, create: bool, unit: str = "", datatype: DataType = DataType.FLOAT) -> int:
+        """The id of a templated tag name, registering it when the subscription creates tags."""
+        tag_id = self.bus.registry.get_id(name)
+        if tag_id is not None and (tag_id in self._own_ids or create):
+            self._own_ids.add(tag_id)
+            return tag_id
+        if tag_id is None and create and TAG_NAME_RE.match(name):
+            spec = TagSpec(name, unit=unit, datatype=datatype, connection=self.name, address=topic)
+            tag_id = self.bus.registry.register(spec)
+            self._datatype[tag_id] = datatype
+            if datatype in (DataType.FLOAT, DataType.INT):
+                self._numeric.add(tag_id)
+            self._spec_by_id[tag_id] = spec
+            self._own_ids.add(tag_id)
+            return tag_id
+        return -1
+
+    # -- paho callbacks (paho's thread; never raise) -------------------------------------------
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        topic = msg.topic
+        try:
+            payload = msg.payload
+            if len(payload) > self.config.max_payload_bytes:
+                self._reject(topic, "oversize", f"{len(payload)} bytes > max_payload_bytes")
+                return
+            routes = self._routes_for(topic)
+            if not routes:
+                self._reject(topic, "unknown topic", "no subscription or tag maps it")
+                return
+            received = now_ns()
+            before = len(self._rows.ids)
+            for route in routes:
+                route.seen = True
+                kind = route.kind
+                if kind == "json":
+                    self._decode_json(topic, payload, route.sub, received)  # type: ignore[arg-type]
+                elif kind == "tag":
+                    self._decode_tags(topic, payload, route, received)
+                elif kind == "value":
+                    self._decode_value(topic, payload, route.sub, received)  # type: ignore[arg-type]
+                elif kind == "status":
+                    self._decode_status(topic, payload, route.sub, received)  # type: ignore[arg-type]
+                else:
+                    self._decode_sparkplug(topic, payload, route.sub, received)  # type: ignore[arg-type]
+            self.health.received(1, len(self._rows.ids) - before)
+        except PayloadError as exc:
+            self._reject(topic, str(exc).split(" (")[0], str(exc))
+        except Exception as exc:  # a decoder bug must not reach paho's thread
+            self._reject(topic, "decoder error", repr(exc))
+            log.debug("%s: decoder error on %s", self.name, topic, exc_info=True)
+
+    def _reject(self, topic: str, reason: str, detail: str = "") -> None:
+        self.health.reject(topic, reason)
+        self._ratelog(
+            logging.WARNING, f"{topic}:{reason}", "%s: dropped a message on %s: %s", self.name, topic, detail or reason
+        )
+
+    def _put(self, tag_id: int, ts: int, value: Any, topic: str, quality: int = Quality.GOOD) -> None:
+        """One value for a tag, checked against the tag's data type."""
+        dtype = self._datatype.get(tag_id, DataType.FLOAT)
+        rows = self._rows
+        if type(value) is float or type(value) is int:
+            if value - value != 0:  # NaN, Infinity, and 1e400 (which json.loads reads as inf)
+                self._bad(tag_id, ts, topic, "non-finite number")
+            elif dtype == DataType.STRING:
+                rows.add_text(tag_id, ts, str(value), quality)
+            elif dtype == DataType.BOOL and value not in (0, 1):
+                self._bad(tag_id, ts, topic, "type")
+            else:
+                if type(value) is int and abs(value) > 2**53:
+                    value = float(value)
+                rows.add(tag_id, ts, float(value), quality)
+        elif type(value) is bool:
+            if dtype == DataType.STRING:
+                rows.add_text(tag_id, ts, "true" if value else "false", quality)
+            else:
+                rows.add(tag_id, ts, 1.0 if value else 0.0, quality)
+        elif type(value) is str:
+            if dtype == DataType.STRING:
+                rows.add_text(tag_id, ts, value, quality)
+            else:
+                self._bad(tag_id, ts, topic, "type")
+        elif value is None:
+            rows.add(tag_id, ts, math.nan, Quality.BAD)
+        else:
+            self._bad(tag_id, ts, topic, "type")
+
+    def _bad(self, tag_id: int, ts: int, topic: str, reason: str) -> None:
+        self._rows.add(tag_id, ts, math.nan, Quality.BAD)
+        spec = self.bus.registry.spec(tag_id)
+        self.health.reject(topic, reason)
+        self._ratelog(
+            logging.WARNING,
+            f"{tag_id}:{reason}",
+            "%s: %s on %s: value does not fit the tag's type %s (marked BAD)",
+            self.name,
+            spec.name,
+            topic,
+            spec.datatype,
+        )
+
+    def _payload_time(self, doc: dict[str, Any], key: str | None, topic: str, received: int) -> int:
+        if key is None:
+            return received
+        value = doc.get(key)
+        if value is None:
+            return received
+        if type(value) is int and 100_000_000_000 <= value < 100_000_000_000_000:
+            return value * 1_000_000  # epoch ms, the usual case
+        try:
+            return timestamp_ns(value)
+        except PayloadError:
+            self._reject(topic, "bad timestamp", f"{key}={str(value)[:40]!r}; using the time of arrival")
+            return received
+
+    def _decode_json(self, topic: str, payload: bytes, sub: MqttSubscription, received: int) -> None:
+        doc = parse_json(payload)
+        if not isinstance(doc, dict):
+            raise PayloadError("JSON is not an object")
+        ts_key = sub.timestamp_key
+        ts = self._payload_time(doc, ts_key, topic, received)
+        keys = self._json_keys.get(topic)
+        if keys is None:
+            if len(self._json_keys) >= _TOPIC_CACHE_MAX:
+                self._json_keys.clear()  # bounded: a flood of distinct topics must not grow memory
+                self._json_plans.clear()
+            keys = self._json_keys[topic] = {}
+        rows = self._rows
+        if not rows.ids:
+            rows.since = time.monotonic()
+        ids, tss, values, quality = rows.ids, rows.ts, rows.values, rows.quality
+        # Fast path: the same keys as before, all mapping to numeric tags, all values finite
+        # numbers. Then the whole message is a few C-level list operations, not a loop.
+        plans = self._json_plans.get(topic)
+        if plans is None:
+            plans = self._json_plans[topic] = {}
+        shape = tuple(doc)
+        plan = plans.get(shape, _NO_PLAN)
+        if plan is _NO_PLAN:
+            plan = self._json_plan(shape, ts_key, keys) if len(plans) < 64 else None
+            if plan is not _NO_PLAN:
+                plans[shape] = plan
+        if plan is not None and plan is not _NO_PLAN:
+            plan_ids, ts_pos, zeros = plan
+            vals = list(doc.values())
+            if ts_pos >= 0:
+                del vals[ts_pos]
+            if set(map(type, vals)) <= _NUMBER_TYPES:
+                try:
+                    total = math.fsum(vals)
+                except OverflowError:
+                    total = math.inf
+                if total - total == 0:
+                    ids.extend(plan_ids)
+                    values.extend(vals)
+                    tss.extend([ts] * len(vals))
+                    quality.extend(zeros)
+                    return
+        numeric = self._numeric
+        for key, value in doc.items():
+            tag_id = keys.get(key)
+            # The hot path: a known numeric tag and a finite float or int (bools are not `float`/`int` here).
+            if (
+                tag_id is not None
+                and tag_id >= 0
+                and tag_id in numeric
+                and (type(value) is float or type(value) is int)
+            ):
+                if value - value == 0:  # finite: inf - inf and nan - nan are nan
+                    ids.append(tag_id)
+                    tss.append(ts)
+                    values.append(value)
+                    quality.append(0)
+                    continue
+                self._bad(tag_id, ts, topic, "non-finite number")
+                continue
+            if key == ts_key:
+                continue
+            if type(value) is dict:
+                self._reject(topic, "nested object", f"key {key!r} holds an object; map it with a json_path tag")
+                continue
+            if tag_id is None:
+                tag_id = keys[key] = self._template_id(
+                    sub, topic, topic.split("/"), _datatype_of(value), key=snake(key)
+                )
+            if tag_id < 0:
+                self._reject(topic, "unknown tag", f"key {key!r} maps to no tag of the project")
+                continue
+            if type(value) is list:
+                self._bad(tag_id, ts, topic, "array")
+                continue
+            self._put(tag_id, ts, value, topic)
+
+    def _json_plan(self, shape: tuple[str, ...], ts_key: str | None, keys: dict[str, int]) -> Any:
+        """Tag ids for a message with these keys, if every key but the timestamp is a numeric tag."""
+        out: list[int] = []
+        ts_pos = -1
+        for pos, key in enumerate(shape):
+            if key == ts_key:
+                ts_pos = pos
+                continue
+            tag_id = keys.get(key)
+            if tag_id is None:
+                return _NO_PLAN  # not decoded yet: decode key by key this time, plan next time
+            if tag_id not in self._numeric:
+                return None
+            out.append(tag_id)
+        return out, ts_pos, [0] * len(out)
+
+    def _template_id(
+        self, sub: MqttSubscription, topic: str, levels: list[str], datatype: DataType = DataType.FLOAT, **fields: str
+    ) -> int:
+        try:
+            name = render(sub.tag or "", levels, **fields)
+        except (KeyError, IndexError):
+            return -1
+        return self._tag_id(name, topic, sub.create_tags, datatype=datatype)
+
+    def _decode_value(self, topic: str, payload: bytes, sub: MqttSubscription, received: int) -> None:
+        key = (topic, "")
+        tag_id = self._name_cache.get(key)
+        if tag_id is None:
+            tag_id = self._name_cache[key] = self._template_id(sub, topic, topic.split("/"))
+        if tag_id < 0:
+            raise PayloadError("unknown tag")
+        self._put(tag_id, received, parse_plain(payload), topic)
+
+    def _decode_tags(self, topic: str, payload: bytes, route: _Route, received: int) -> None:
+        doc: Any = None
+        for tag_id, path in route.tags:
+            if path is None:
+                self._put(tag_id, received, parse_plain(payload), topic)
+                continue
+            if doc is None:
+                doc = parse_json(payload)
+            ts = (
+                self._payload_time(doc, self.config.timestamp_key, topic, received)
+                if isinstance(doc, dict)
+                else received
+            )
+            try:
+                value = extract(doc, path)
+            except (KeyError, IndexError, TypeError):
+                self.health.reject(topic, "json path not found")
+                continue
+            if isinstance(value, dict | list):
+                self._bad(tag_id, ts, topic, "type")
+                continue
+            self._put(tag_id, ts, value, topic)
+
+    def _decode_status(self, topic: str, payload: bytes, sub: MqttSubscription, received: int) -> None:
+        try:
+            machine = render(sub.machine, topic.split("/"))
+        except (KeyError, IndexError):
+            raise PayloadError("status topic without a machine") from None
+        text = payload.decode("utf-8", "replace").strip()
+        if text == sub.online:
+            self._set_online(machine, True, received)
+        elif text == sub.offline:
+            self._set_online(machine, False, received)
+        else:
+            raise PayloadError(f"unknown status {text[:30]!r}")
+
+    def _set_online(self, machine: str, online: bool, ts: int, prefix: str | None = None) -> None:
+        """A machine's `<machine>.online` tag; going offline turns its tags COMM_LOST."""
+        online_id = self._online_ids.get(machine)
+        if online_id is None:
+            spec = TagSpec(f"{machine}.online", "", DataType.BOOL, f"{machine} is online", connection=self.name)
+            online_id = self._online_ids[machine] = self.bus.registry.register(spec)
+        self._rows.add(online_id, ts, 1.0 if online else 0.0, Quality.GOOD)
+        if not online:
+            start = prefix or f"{machine}."
+            ids = [
+                i for i in sorted(self._own_ids) if self.bus.registry.spec(i).name.startswith(start) and i != online_id
+            ]
+            self._flush()
+            self._mark_lost(ids, f"{machine} went offline")
+
+    def _decode_sparkplug(self, topic: str, payload: bytes, sub: MqttSubscription, received: int) -> None:
+        parsed = sparkplug.parse_topic(topic)
+        if parsed is None:
+            raise PayloadError("not a Sparkplug B topic")
+        if parsed.message_type in ("NCMD", "DCMD", "STATE"):
+            return  # commands from hosts (ours included), not telemetry
+        try:
+            message = sparkplug.decode_payload(payload)
+        except sparkplug.SparkplugError as exc:
+            raise PayloadError(f"bad Sparkplug payload ({exc})") from None
+        key = (parsed.group, parsed.node)
+        node = self._edge_nodes.setdefault(key, _EdgeNode())
+        kind = parsed.message_type
+        device = parsed.device or parsed.node
+        machine = snake(device)
+        # Sequence numbers run 0..255 per edge node across all its messages; a birth restarts them.
+        if message.seq is not None:
+            if kind == "NBIRTH":
+                node.seq = message.seq
+            elif node.seq is not None and message.seq != (node.seq + 1) % 256:
+                self._reject(topic, "sequence gap", f"seq {message.seq} after {node.seq}: messages were lost")
+                node.seq = message.seq
+            else:
+                node.seq = message.seq
+        if kind in ("NDEATH", "DDEATH"):
+            if kind == "NDEATH":
+                self._edge_nodes.pop(key, None)
+                for dev in [parsed.node, *node.devices]:
+                    self._set_online(snake(dev), False, received)
+            else:
+                node.devices.pop(device, None)
+                self._set_online(machine, False, received)
+            return
+        if kind == "NBIRTH":
+            node.aliases = {m.alias: m.name for m in message.metrics if m.alias is not None and m.name}
+            node.devices.clear()
+        elif kind == "DBIRTH":
+            node.devices[device] = {m.alias: m.name for m in message.metrics if m.alias is not None and m.name}
+        aliases = node.aliases if parsed.device is None else node.devices.get(device, {})
+        if kind in ("NBIRTH", "DBIRTH"):
+            self._set_online(machine, True, received)
+        levels = topic.split("/")
+        base_ts = int(message.timestamp * 1e6) if message.timestamp else received
+        for m in message.metrics:
+            name = m.name if m.name is not None else aliases.get(m.alias) if m.alias is not None else None
+            if name is None:
+                self._reject(topic, "unknown alias", f"alias {m.alias} without a birth certificate")
+                continue
+            cache_key = (f"{parsed.group}/{device}", name)
+            tag_id = self._name_cache.get(cache_key)
+            if tag_id is None:
+                try:
+                    tag_name = render(
+                        sub.tag or "",
+                        levels,
+                        group=snake(parsed.group),
+                        node=snake(parsed.node),
+                        device=machine,
+                        metric=snake(name),
+                        machine=machine,
+                    )
+                except (KeyError, IndexError):
+                    tag_name = ""
+                unit = m.properties.get("engUnit", {}).get("value") or ""
+                tag_id = self._name_cache[cache_key] = self._tag_id(
+                    tag_name, topic, sub.create_tags, str(unit), _SPARKPLUG_TYPES.get(m.datatype, DataType.FLOAT)
+                )
+            if tag_id < 0:
+                self.health.reject(topic, "unknown tag")
+                continue
+            ts = int(m.timestamp * 1e6) if m.timestamp else base_ts
+            if m.is_null:
+                self._rows.add(tag_id, ts, math.nan, Quality.BAD)  # the device says: no value
+            elif m.datatype == 13 and isinstance(m.value, int):  # DateTime: ms since the epoch
+                self._put(tag_id, ts, m.value / 1000.0, topic)
+            elif isinstance(m.value, bytes) or (m.value is None and m.datatype >= 16):
+                self._bad(tag_id, ts, topic, "type")
+            else:
+                self._put(tag_id, ts, m.value, topic)
+
+    # -- crossing to the bus: the one place paho's thread hands batches over ---------------------
+
+    def _hand_over(self, batch: SampleBatch | None, events: list[Event] | None = None) -> None:
+        """Publish a batch (and events) on the bus, from paho's thread. Never raises."""
+        try:
+            if batch is not None and len(batch):
+                self.notifications += len(batch)
+                self.bus.publish(batch)
+            if events:
+                self.bus.publish_events(events)
+        except Exception:  # the bus isolates subscribers; this guards the bus itself
+            log.exception("%s: handing a batch to the bus failed", self.name)
+
+    def _flush(self) -> None:
+        if self._rows.ids:
+            self._hand_over(self._rows.take())
+        if self._events:
+            events, self._events = self._events, []
+            self._hand_over(None, events)
+
+    def _mark_lost(self, ids: list[int], reason: str) -> None:
+        self._hand_over(comm_lost_batch(self.bus, ids))
+        log.info("%s: %d tag(s) COMM_LOST: %s", self.name, len(ids), reason)
+
+    # -- connection life (paho's thread) ---------------------------------------------------------
+
+    def _make_client(self) -> paho.Client:
+        c = self.config
+        v5 = c.protocol == "5"
+        client_id = c.client_id or (
+            f"hmi-{socket.gethostname()}-{self.name}"
+            if not c.clean_session
+            else f"hmi-{socket.gethostname()}-{self.name}-{os.getpid()}"
+        )
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=None if v5 else c.clean_session,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            reconnect_on_failure=False,
+        )
+        client.connect_timeout = 5.0
+        if c.user:
+            client.username_pw_set(c.user, resolve_password(c.password_ref) if c.password_ref else None)
+        tls = c.tls_config
+        if tls is not None:
+            key_password = resolve_password(tls.key_password_ref) if tls.key_password_ref else None
+            client.tls_set(
+                ca_certs=self._path(tls.ca),
+                certfile=self._path(tls.cert),
+                keyfile=self._path(tls.key),
+                cert_reqs=ssl.CERT_REQUIRED,
+                keyfile_password=key_password,
+            )
+            client.tls_insecure_set(not tls.server_name_check)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        return client
+
+    def _path(self, relative: str | None) -> str | None:
+        if relative is None:
+            return None
+        path = Path(relative)
+        if not path.is_absolute() and self.project_dir is not None:
+            path = self.project_dir / path
+        return str(path)
+
+    def _connect(self, client: paho.Client, first: bool) -> None:
+        c = self.config
+        properties = None
+        if c.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = 0 if c.clean_session else c.session_expiry_s
+        if first:
+            client.connect(
+                c.host,
+                c.port,
+                keepalive=c.keepalive_s,
+                clean_start=c.clean_session if c.protocol == "5" else paho.MQTT_CLEAN_START_FIRST_ONLY,
+                properties=properties,
+            )
+        else:
+            client.reconnect()
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        try:
+            if reason.is_failure:
+                who = f"user {self.config.user!r}" if self.config.user else "anonymous access"
+                self._refused = f"{self.config.host}:{self.config.port} refused {who}: {reason}"
+                if str(reason) in ("Bad user name or password", "Not authorized"):
+                    self._refused += f" (check the user name and password_ref {self.config.password_ref!r})"
+                return
+            self._refused = None
+            self.connected = True
+            self.connects += 1
+            self.last_error = ""
+            self._subscribe_all(client)
+            session = " (session resumed)" if getattr(flags, "session_present", False) else ""
+            log.info("%s: connected to %s:%d%s", self.name, self.config.host, self.config.port, session)
+            self._hand_over(
+                self.health.connected_batch(True),
+                [
+                    Event(
+                        EventCategory.SYSTEM,
+                        self.name,
+                        f"Connection {self.name} established ({self.config.host}:{self.config.port})",
+                    )
+                ],
+            )
+        except Exception:
+            log.exception("%s: on_connect failed", self.name)
+
+    def _all_routes(self) -> list[_Route]:
+        return [r for routes in self._exact.values() for r in routes] + [r for _, r in self._wild]
+
+    def _warn_silent_topics(self) -> None:
+        """Once per connection: name the topics that never delivered (forbidden by an ACL, or unused)."""
+        if self._silent_checked or not self.connected:
+            return
+        if time.monotonic() - self._subscribed_at < self.config.silent_topic_warning_s:
+            return
+        self._silent_checked = True
+        for route in self._all_routes():
+            if not route.seen:
+                log.warning(
+                    "%s: no message on %r in %.0f s since subscribing: nothing publishes it, or the broker's ACL "
+                    "does not let %s read it",
+                    self.name,
+                    route.filter,
+                    self.config.silent_topic_warning_s,
+                    f"user {self.config.user!r}" if self.config.user else "anonymous clients",
+                )
+
+    def _subscribe_all(self, client: paho.Client) -> None:
+        for route in self._all_routes():
+            route.seen = False
+        self._subscribed_at = time.monotonic()
+        self._silent_checked = False
+        if not self._filters:
+            return
+        self._pending_subscribe = list(self._filters)
+        client.subscribe(self._pending_subscribe)
+
+    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: list[Any], properties: Any) -> None:
+        try:
+            for (topic, _qos), reason in zip(self._pending_subscribe, reasons, strict=False):
+                if reason.is_failure:
+                    message = (
+                        f"{self.config.host}:{self.config.port} refused the subscription to {topic!r} ({reason}): "
+                        f"check the broker's ACL for user {self.config.user or '(anonymous)'!r}"
+                    )
+                    log.error("%s: %s", self.name, message)
+                    self.health.reject(topic, "subscription refused")
+                    self._events.append(Event(EventCategory.SYSTEM, self.name, message, Severity.ERROR))
+        except Exception:
+            log.exception("%s: on_subscribe failed", self.name)
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        try:
+            was = self.connected
+            self.connected = False
+            if was:
+                self._flush()
+                self.last_error = f"connection lost: {reason}"
+                self._mark_lost(sorted(self._own_ids), self.last_error)
+                self._hand_over(
+                    self.health.connected_batch(False),
+                    [Event(EventCategory.SYSTEM, self.name, f"Connection {self.name} lost: {reason}", Severity.ERROR)],
+                )
+        except Exception:
+            log.exception("%s: on_disconnect failed", self.name)
+
+    def _network_loop(self) -> None:
+        """Connect, read, flush and reconnect until stopped (this is paho's network thread)."""
+        delay = _BACKOFF_FIRST_S
+        first = True
+        client: paho.Client | None = None
+        while not self._stopping.is_set():
+            try:
+                if client is None:
+                    client = self._client = self._make_client()
+                    first = True
+                self._refused = None
+                self._connect(client, first)
+                first = False
+                self._pump(client)
+                delay = _BACKOFF_FIRST_S if self.connects else delay
+            except CredentialError as exc:
+                self.last_error = str(exc)
+                client = None
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                self.last_error = f"cannot connect to {self.config.host}:{self.config.port}: {exc}"
+            except Exception as exc:  # never let the thread die
+                self.last_error = f"unexpected error: {exc!r}"
+                log.exception("%s: network loop failed", self.name)
+            if self.connected:
+                self._on_disconnect(client, None, None, "network loop ended", None)  # type: ignore[arg-type]
+            if self._stopping.is_set():
+                break
+            config_problem = self._refused is not None or self.last_error.startswith("no password")
+            if self._refused:
+                self.last_error = self._refused
+            if config_problem:
+                delay = self.config.reconnect_max_delay_s
+                self._report_once(self.last_error)
+            wait = delay * random.uniform(0.8, 1.2)
+            self._ratelog(
+                logging.ERROR if config_problem else logging.INFO,
+                f"retry:{self.last_error}",
+                "%s: %s; retrying in %.1f s",
+                self.name,
+                self.last_error or "disconnected",
+                wait,
+            )
+            self._stopping.wait(wait)
+            delay = min(delay * 2, self.config.reconnect_max_delay_s)
+        if client is not None:
+            try:
+                client.disconnect()
+            except Exception:  # already gone
+                pass
+            self._flush()
+
+    def _report_once(self, reason: str) -> None:
+        if reason and reason != self._reported:
+            self._reported = reason
+            self._hand_over(None, [Event(EventCategory.SYSTEM, self.name, f"{self.name}: {reason}", Severity.ERROR)])
+
+    def _pump(self, client: paho.Client) -> None:
+        """Run paho's loop until the connection ends, flushing coalesced rows as described above."""
+        rows = self._rows
+        while not self._stopping.is_set():
+            timeout = _IDLE_TIMEOUT_S
+            if rows.ids or self._events:
+                timeout = max(0.0, rows.since + _FLUSH_S - time.monotonic())
+            rc = client.loop(timeout)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._flush()
+                if self.last_error == "" and rc != MQTTErrorCode.MQTT_ERR_CONN_LOST:
+                    self.last_error = f"connection ended: {paho.error_string(rc)}"
+                return
+            pending = len(rows.ids)
+            if pending or self._events:
+                now = time.monotonic()
+                # Under load rows pile up and go out every _FLUSH_S; a lone message goes out as soon
+                # as the socket is quiet (the select is skipped once a burst is under way).
+                if (
+                    pending >= _FLUSH_ROWS
+                    or now - rows.since >= _FLUSH_S
+                    or (pending < _QUIET_CHECK_ROWS and not _readable(client.socket()))
+                ):
+                    self._flush()
+            if not self._silent_checked:
+                self._warn_silent_topics()
+
+    # -- asyncio side --------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start the network thread and publish health until `stop` is set."""
+        self._hand_over(comm_lost_batch(self.bus, sorted(self._own_ids)))
+        self.health.set_connected(False)
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._network_loop, name=f"mqtt-{self.name}", daemon=True)
+        self._thread.start()
+        try:
+            while not stop.is_set():
+                self.health.tick()
+                try:
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                except TimeoutError:
+                    pass
+        finally:
+            self._stopping.set()
+            await asyncio.to_thread(self._thread.join, 10)
+            self.connected = False
+            self._hand_over(comm_lost_batch(self.bus, sorted(self._own_ids)))
+            self.health.set_connected(False)
+            self.health.tick()
+
+    async def write(self, tag: str, value: Any, timeout_s: float = 5.0) -> WriteResult:
+        """Publish a command for a writable tag (QoS 1) and wait for the broker's acknowledgement."""
+        tag_id = self.bus.registry.get_id(tag)
+        if tag_id is None or tag_id not in self._own_ids:
+            return WriteResult(False, "Rejected", message=f"{tag} is not a tag of connection {self.name}")
+        spec = self.bus.registry.spec(tag_id)
+        if not spec.writable:
+            return WriteResult(False, "Rejected", message=f"{tag} is not declared writable in the project")
+        if not self.config.command_topic:
+            return WriteResult(False, "Rejected", message=f"connection {self.name} has no command_topic")
+        try:
+            coerced = _coerce(value, spec.datatype)
+            check_limits(spec, coerced)
+        except WriteRejected as exc:
+            return WriteResult(False, "Rejected", message=f"{tag}: {exc}")
+        client = self._client
+        if client is None or not self.connected:
+            raise NotConnected(f"{self.name} is not connected ({self.last_error or 'connecting'})")
+        topic = self.config.command_topic.format(machine=spec.machine, signal=spec.signal, tag=spec.name)
+        fmt = self.config.command_format
+        if fmt == "json":
+            body = json.dumps({spec.signal: coerced})
+        elif fmt == "set":
+            body = json.dumps({"command": "set", "signal": spec.signal, "value": coerced})
+        else:
+            body = json.dumps(coerced)
+        info = client.publish(topic, body, qos=1)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return WriteResult(False, "NotSent", info.rc, paho.error_string(info.rc), coerced)
+        try:
+            await asyncio.to_thread(info.wait_for_publish, timeout_s)
+        except (RuntimeError, ValueError) as exc:
+            return WriteResult(False, "NotSent", message=str(exc), value=coerced)
+        if not info.is_published():
+            return WriteResult(False, "Timeout", message=f"no PUBACK within {timeout_s:g} s", value=coerced)
+        log.info("%s: command %s = %r on %s", self.name, tag, coerced, topic)
+        return WriteResult(True, "Good", 0, f"published to {topic}", coerced)
+
+
+# Sparkplug data types of tags a birth certificate creates: String, Text, UUID; Boolean; the integers.
+_SPARKPLUG_TYPES = {12: DataType.STRING, 14: DataType.STRING, 15: DataType.STRING, 11: DataType.BOOL}
+_SPARKPLUG_TYPES.update(dict.fromkeys(range(1, 9), DataType.INT))
+
+
+def _datatype_of(value: Any) -> DataType:
+    """The data type of a tag created from its first JSON value."""
+    if isinstance(value, str):
+        return DataType.STRING
+    if isinstance(value, bool):
+        return DataType.BOOL
+    return DataType.FLOAT
+
+
+def _coerce(value: Any, datatype: DataType) -> Any:
+    if datatype == DataType.STRING:
+        if isinstance(value, str | int | float):
+            return str(value)
+        raise WriteRejected(f"{value!r} is not text")
+    if datatype == DataType.BOOL:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int | float) and value in (0, 1):
+            return bool(value)
+        raise WriteRejected(f"{value!r} is not a boolean")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise WriteRejected(f"{value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise WriteRejected(f"{value!r} is not a finite number")
+    if datatype == DataType.INT:
+        if not number.is_integer():
+            raise WriteRejected(f"{value!r} is not a whole number")
+        return int(number)
+    return number
+
+
+def _readable(sock: Any) -> bool:
+    """Whether more data waits (TLS may hold decrypted bytes that select cannot see)."""
+    if sock is None:
+        return False
+    pending = getattr(sock, "pending", None)
+    if pending is not None and pending() > 0:
+        return True
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return False
