@@ -22,13 +22,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hmi.config.models import Project
+from hmi.config.models import Project, SimulatorConfig
 from hmi.paths import hmi_command
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.1
 STOP_GRACE_S = 5.0
+# A runtime exits with this when another process records into the project's historian;
+# restarting it would only fail again, so the supervisor stops instead.
+EXIT_HISTORIAN_IN_USE = 3
+# Children get the supervisor's start time (epoch seconds), so the window can report its
+# startup time as the user sees it: from `hmi run` to the first live value.
+LAUNCHED_AT_ENV = "HMI_LAUNCHED_AT"
 
 
 def free_tcp_port(host: str = "127.0.0.1") -> int:
@@ -63,6 +69,25 @@ def _die_with_parent() -> Callable[[], None] | None:
     return set_pdeathsig
 
 
+def plant_args(sim: SimulatorConfig) -> list[str]:
+    """`hmi` arguments that serve the project's embedded demo plant."""
+    args = ["sim", "--opcua-port", str(sim.opcua_port), "--rate", str(sim.rate_hz), "--speed", str(sim.speed)]
+    args += ["--seed", str(sim.seed)]
+    if sim.machines:
+        args += ["--machines", ",".join(sim.machines)]
+    return args
+
+
+def _process_start_time() -> float:
+    """When this process started (epoch seconds): the moment the user launched `hmi run`."""
+    try:
+        import psutil
+
+        return float(psutil.Process().create_time())
+    except Exception:  # psutil cannot tell on this platform
+        return time.time()
+
+
 @dataclass
 class Child:
     name: str
@@ -94,22 +119,8 @@ class Supervisor:
         self.request_address = request_address or f"tcp://{host}:{free_tcp_port()}"
         ipc = ["--ipc-stream", self.stream_address, "--ipc-requests", self.request_address]
         self.children: list[Child] = []
-        sim = project.simulator
-        if sim.enabled if with_sim is None else with_sim:
-            argv = [
-                "sim",
-                "--opcua-port",
-                str(sim.opcua_port),
-                "--rate",
-                str(sim.rate_hz),
-                "--speed",
-                str(sim.speed),
-                "--seed",
-                str(sim.seed),
-            ]
-            if sim.machines:
-                argv += ["--machines", ",".join(sim.machines)]
-            self.children.append(Child("plant", hmi_command(*argv), "restart"))
+        if project.simulator.enabled if with_sim is None else with_sim:
+            self.children.append(Child("plant", hmi_command(*plant_args(project.simulator)), "restart"))
         self.children.append(
             Child("runtime", hmi_command("run", "--project", str(project_path), "--headless", *ipc), "restart")
         )
@@ -118,12 +129,14 @@ class Supervisor:
             self.children.append(Child("window", argv, "stop-all"))
         self._stopping = False
         self.exit_code = 0
+        self.launched_at = _process_start_time()
 
     def child(self, name: str) -> Child:
         return next(c for c in self.children if c.name == name)
 
     def _start(self, child: Child) -> None:
         env = dict(os.environ, HMI_SUPERVISED="1")
+        env.setdefault(LAUNCHED_AT_ENV, f"{self.launched_at:.3f}")
         child.process = subprocess.Popen(child.argv, env=env, preexec_fn=_die_with_parent())
         child.starts += 1
         child.restart_at = None
@@ -139,6 +152,14 @@ class Supervisor:
             needed.append(f"127.0.0.1:{self.project.simulator.opcua_port}")
         return [address for address in needed if port_in_use(address)]
 
+    def historian_in_use(self) -> str | None:
+        """Why the runtime could not record into the project's historian now (None if it can)."""
+        from hmi.historian.dialect import dialect_for, url_for
+
+        url = url_for(self.project.historian.url)
+        lock = dialect_for(url).writer_lock(url)
+        return lock.in_use() if lock is not None else None
+
     def run(self) -> int:
         busy = self.busy_ports()
         if busy:
@@ -149,6 +170,11 @@ class Supervisor:
                 self.project_path,
             )
             return 1
+        if any(c.name == "runtime" for c in self.children):
+            problem = self.historian_in_use()
+            if problem:
+                log.error("%s", problem)
+                return 1
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self.request_stop)
         for child in self.children:
@@ -174,6 +200,11 @@ class Supervisor:
             child.process = None
             if child.on_exit == "stop-all" and code == 0:
                 log.info("%s closed; stopping", child.name)
+                self._stopping = True
+                return
+            if child.name == "runtime" and code == EXIT_HISTORIAN_IN_USE:
+                log.error("the runtime cannot record: another process holds the historian; stopping")
+                self.exit_code = 1
                 self._stopping = True
                 return
             child.crashes.append(now)
