@@ -25,6 +25,7 @@ on the calling thread; the runtime runs on its own asyncio loop in a thread.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import platform
@@ -49,6 +50,8 @@ from hmi.config import ConfigError, Project, load_project
 from hmi.config.models import OpcUaConnection
 from hmi.core.quality import Quality
 from hmi.paths import data_dir, default_project, hmi_command, install_root
+
+log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -237,6 +240,7 @@ class SelfTest:
         except StepFailed as exc:
             detail, ok = str(exc), False
         except Exception as exc:  # a broken installation shows up as anything at all
+            log.debug("step %s failed", name, exc_info=True)
             detail, ok = f"{exc.__class__.__name__}: {exc}", False
         result = StepResult(name, ok, detail, time.monotonic() - started)
         self.results.append(result)
