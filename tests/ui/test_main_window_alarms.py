@@ -44,7 +44,7 @@ def test_main_window_alarms_login_and_guarded_write(qtbot, qapp, live_runtime) -
         write = win.open_write_dialog("cnc01.feed_override")
         write.new_value.setText("80")
         write.ask_confirmation()
-        assert write.message.text().startswith("Write 80.00 % to cnc01.feed_override (now ")
+        assert write.message.text().startswith("Write 80.0 % to cnc01.feed_override (now ")
         write.confirm()
         qtbot.waitUntil(lambda: write.result is not None, timeout=15000)
         status = write.result.get("status")
