@@ -41,15 +41,12 @@ def format_value(value: float | str | None, datatype: DataType, decimals: int | 
     if datatype == DataType.BOOL:
         return "true" if value else "false"
     if datatype == DataType.INT:
-        return f"{value:,.0f}".replace(",", " ")
-    if decimals is not None:
-        return f"{value:,.{decimals}f}".replace(",", " ")
-    magnitude = abs(value)
-    if magnitude >= 1000:
-        return f"{value:,.0f}".replace(",", " ")
-    if magnitude >= 100:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
+        decimals = 0
+    elif decimals is None:
+        magnitude = abs(value)
+        decimals = 0 if magnitude >= 1000 else 1 if magnitude >= 100 else 2
+    # Rounded first, so a small negative value shows as 0.0, not -0.0.
+    return f"{round(value, decimals) + 0.0:,.{decimals}f}".replace(",", " ")
 
 
 def format_tag_value(value: float | str | None, spec: TagSpec) -> str:
