@@ -32,9 +32,6 @@ STOP_GRACE_S = 5.0
 # A runtime exits with this when another process records into the project's historian;
 # restarting it would only fail again, so the supervisor stops instead.
 EXIT_HISTORIAN_IN_USE = 3
-# Children get the supervisor's start time (epoch seconds), so the window can report its
-# startup time as the user sees it: from `hmi run` to the first live value.
-LAUNCHED_AT_ENV = "HMI_LAUNCHED_AT"
 
 
 def free_tcp_port(host: str = "127.0.0.1") -> int:
@@ -78,16 +75,6 @@ def plant_args(sim: SimulatorConfig) -> list[str]:
     return args
 
 
-def _process_start_time() -> float:
-    """When this process started (epoch seconds): the moment the user launched `hmi run`."""
-    try:
-        import psutil
-
-        return float(psutil.Process().create_time())
-    except Exception:  # psutil cannot tell on this platform
-        return time.time()
-
-
 @dataclass
 class Child:
     name: str
@@ -129,14 +116,13 @@ class Supervisor:
             self.children.append(Child("window", argv, "stop-all"))
         self._stopping = False
         self.exit_code = 0
-        self.launched_at = _process_start_time()
+        self.started_at = time.time()  # the window logs its first live frame relative to this
 
     def child(self, name: str) -> Child:
         return next(c for c in self.children if c.name == name)
 
     def _start(self, child: Child) -> None:
-        env = dict(os.environ, HMI_SUPERVISED="1")
-        env.setdefault(LAUNCHED_AT_ENV, f"{self.launched_at:.3f}")
+        env = dict(os.environ, HMI_SUPERVISED="1", HMI_RUN_STARTED=str(self.started_at))
         child.process = subprocess.Popen(child.argv, env=env, preexec_fn=_die_with_parent())
         child.starts += 1
         child.restart_at = None
