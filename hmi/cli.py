@@ -225,7 +225,7 @@ def _run_headless(args: argparse.Namespace, project: Project) -> int:
     try:
         asyncio.run(main())
     except HistorianInUse as exc:
-        print(f"hmi run: {exc}", file=sys.stderr)
+        log.error("%s", exc)  # also in the runtime's log file: under `hmi run` nobody sees stderr
         return EXIT_HISTORIAN_IN_USE
     except OSError as exc:
         log.error("%s", exc)

@@ -397,17 +397,25 @@ class SelfTest:
         """Every bundled model, and every model the project names."""
         assert self.project is not None
         files = {p.resolve() for p in (install_root() / "models_glb").glob("*.glb")}
-        base = self.project.source_path.parent if self.project.source_path else install_root()
-        files |= {(base / m.model).resolve() for m in self.project.machines.values() if m.model}
+        files |= {self.project.resolve_path(m.model).resolve() for m in self.project.machines.values() if m.model}
         return sorted(files)
 
     def check_models(self) -> str:
+        from hmi.scene.bindings_check import check_binding_nodes
         from hmi.scene.probe import VerdictCache, check_model
-        from hmi.ui.selftest import CheckFailed, import_and_render
+        from hmi.ui.selftest import CheckFailed, import_and_render, scene_view_loads
 
+        assert self.project is not None
+        scene_view_loads()
         files = self.model_files()
         if not files:
             raise StepFailed(f"no 3D models in {install_root() / 'models_glb'}")
+        machines = self.project.machines
+        models = {m: self.project.resolve_path(c.model) if c.model else None for m, c in machines.items()}
+        problems = check_binding_nodes(self.project.bindings, models)
+        if problems:
+            where, message = problems[0]
+            raise StepFailed(f"{len(problems)} 3D binding(s) do not resolve, e.g. {where}: {message}")
         cache = VerdictCache()  # the window's cache, in the temporary data folder
         parts: list[str] = []
         probes: list[float] = []
@@ -424,7 +432,7 @@ class SelfTest:
             parts.append(f"{path.stem} {drawn}")
         return (
             f"{len(files)} models validated, probed in child processes ({min(probes):.1f}-{max(probes):.1f} s), "
-            f"drawn offscreen: {', '.join(parts)} parts"
+            f"drawn offscreen: {', '.join(parts)} parts; {len(self.project.bindings)} bindings resolve"
         )
 
     def check_historian(self) -> str:

@@ -44,6 +44,12 @@ def port_in_use(address: str) -> bool:
     """True if something already listens on a tcp://host:port (or host, port) address."""
     host, _, port = address.removeprefix("tcp://").rpartition(":")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        if os.name == "posix":
+            # Connections of a just-closed instance linger in TIME_WAIT for a minute; its
+            # servers would bind anyway (ZeroMQ and asyncio set SO_REUSEADDR), so must the
+            # check. Windows binds over TIME_WAIT anyway, and there the option would let a
+            # bind succeed on a port that is really in use.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, int(port)))
         except OSError:

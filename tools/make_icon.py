@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 import sys
 import zlib
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ def _rounded_box(x: np.ndarray, y: np.ndarray, half: float, radius: float) -> np
 
 def _polyline(x: np.ndarray, y: np.ndarray, points: list[tuple[float, float]]) -> np.ndarray:
     best = np.full(x.shape, np.inf)
-    for (ax, ay), (bx, by) in zip(points, points[1:]):
+    for (ax, ay), (bx, by) in pairwise(points):
         dx, dy = bx - ax, by - ay
         t = np.clip(((x - ax) * dx + (y - ay) * dy) / (dx * dx + dy * dy), 0.0, 1.0)
         best = np.minimum(best, np.hypot(x - ax - t * dx, y - ay - t * dy))

@@ -1,9 +1,10 @@
 """The self-test's checks that need Qt or VTK (hmi/selftest.py runs them, in order).
 
-Both run without a display: the window on Qt's offscreen platform, the 3D models in a VTK
-render window that falls back to EGL when there is no X server. They load the same
-classes the application loads (MainWindow, TrendView, qasync, vtkGLTFImporter through
-hmi.ui.scene_loader), so a module or plugin missing from a bundle fails here.
+Both run without a display: the main window on Qt's offscreen platform (without its 3D
+view, whose VTK widget needs a real window system), the 3D models in a VTK render window
+of their own, through EGL when there is no X server. They load the classes the
+application loads (MainWindow, TrendView, qasync, SceneView's module, vtkGLTFImporter
+through hmi.ui.scene_loader), so a module or plugin missing from a bundle fails here.
 
 Threads: everything here runs on the calling (main) thread.
 """
@@ -98,8 +99,10 @@ def check_window(project: Project, stream: str, requests: str, timeout_s: float)
     loop = qasync.QEventLoop(app)
     mirror = BusMirror()
     client = IpcClient(stream, requests, mirror)
+    # Without the 3D view: it needs a real window system; the 3D models step loads and
+    # draws every model through the same code instead.
     window = MainWindow(
-        project, mirror, client, history=HistoryLookup(project.historian.url), sound_player=lambda: None
+        project, mirror, client, history=HistoryLookup(project.historian.url), sound_player=lambda: None, scene=False
     )
     configured = set(project.tags)
     good = QUALITY_LABEL[Quality.GOOD]
@@ -142,6 +145,11 @@ def check_window(project: Project, stream: str, requests: str, timeout_s: float)
         f"{len(configured)}/{len(configured)} tags live in the table after {seconds:.1f} s, "
         f"{image.width()}x{image.height()} painted offscreen{desktop}"
     )
+
+
+def scene_view_loads() -> None:
+    """The 3D view's module imports (QVTKRenderWindowInteractor, interaction styles, text)."""
+    import hmi.ui.scene_view  # noqa: F401
 
 
 def use_egl_without_display() -> None:
