@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import os
-import random
 import re
 import select
 import socket
@@ -49,6 +48,7 @@ from hmi.core.quality import Quality
 from hmi.core.samples import SampleBatch, now_ns
 from hmi.core.tags import TAG_NAME_RE, DataType, TagSpec
 from hmi.sources import sparkplug
+from hmi.sources.backoff import Backoff
 from hmi.sources.credentials import CredentialError, resolve_password
 from hmi.sources.health import RateLimitedLog, SourceHealth, comm_lost_batch
 from hmi.sources.writes import NotConnected, WriteRejected, WriteResult, check_limits
@@ -858,7 +858,7 @@ class MqttSource:
 
     def _network_loop(self) -> None:
         """Connect, read, flush and reconnect until stopped (this is paho's network thread)."""
-        delay = _BACKOFF_FIRST_S
+        backoff = Backoff(_BACKOFF_FIRST_S, self.config.reconnect_max_delay_s)
         first = True
         client: paho.Client | None = None
         while not self._stopping.is_set():
@@ -870,7 +870,8 @@ class MqttSource:
                 self._connect(client, first)
                 first = False
                 self._pump(client)
-                delay = _BACKOFF_FIRST_S if self.connects else delay
+                if self.connects:
+                    backoff.reset()
             except CredentialError as exc:
                 self.last_error = str(exc)
                 client = None
@@ -887,9 +888,8 @@ class MqttSource:
             if self._refused:
                 self.last_error = self._refused
             if config_problem:
-                delay = self.config.reconnect_max_delay_s
                 self._report_once(self.last_error)
-            wait = delay * random.uniform(0.8, 1.2)
+            wait = backoff.next(ever_connected=self.connects > 0, config_problem=config_problem)
             self._ratelog(
                 logging.ERROR if config_problem else logging.INFO,
                 f"retry:{self.last_error}",
@@ -899,7 +899,6 @@ class MqttSource:
                 wait,
             )
             self._stopping.wait(wait)
-            delay = min(delay * 2, self.config.reconnect_max_delay_s)
         if client is not None:
             try:
                 client.disconnect()

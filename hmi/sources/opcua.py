@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +57,7 @@ from hmi.core.events import Event, EventCategory, Severity
 from hmi.core.quality import Quality, quality_from_opcua_status
 from hmi.core.samples import SampleBatch, now_ns
 from hmi.core.tags import DataType, TagSpec
+from hmi.sources.backoff import Backoff
 from hmi.sources.credentials import CredentialError, resolve_password
 from hmi.sources.health import RateLimitedLog, SourceHealth, comm_lost_batch
 from hmi.sources.pki import Pki, UntrustedCertificate, default_application_uri, thumbprint
@@ -352,13 +352,13 @@ class OpcUaSource:
         """Connect, subscribe and stay connected until `stop` is set."""
         self._mark_comm_lost("not connected yet", publish_event=False)
         health = asyncio.create_task(self._health_loop(stop))
-        delay = _BACKOFF_FIRST_S
+        backoff = Backoff(_BACKOFF_FIRST_S, self.config.reconnect_max_delay_s)
         try:
             while not stop.is_set():
                 failure_is_config = False
                 try:
                     await self._session(stop)
-                    delay = _BACKOFF_FIRST_S
+                    backoff.reset()
                     reason = "connection lost"
                 except (UntrustedCertificate, CredentialError) as exc:
                     reason, failure_is_config = str(exc), True
@@ -378,15 +378,13 @@ class OpcUaSource:
                     self.connected = False
                 elif failure_is_config:
                     self._report_once(reason)
-                    delay = self.config.reconnect_max_delay_s  # a human has to act; do not hammer
-                wait = delay * random.uniform(0.8, 1.2)
+                wait = backoff.next(ever_connected=self.connects > 0, config_problem=failure_is_config)
                 level = logging.ERROR if failure_is_config else logging.INFO
                 self._ratelog(level, f"retry:{reason}", "%s: %s; retrying in %.1f s", self.name, reason, wait)
                 try:
                     await asyncio.wait_for(stop.wait(), wait)
                 except TimeoutError:
                     pass
-                delay = min(delay * 2, self.config.reconnect_max_delay_s)
         finally:
             health.cancel()
             self.connected = False

@@ -63,7 +63,7 @@ from hmi.ui.write_dialog import WriteDialog
 
 log = logging.getLogger(__name__)
 
-TREND_FPS = 20
+TREND_FPS = 30
 TABLE_HZ = 5
 OVERVIEW_HZ = 2
 TREND_CAPACITY = 60_000  # samples per pen: 100 minutes at 10 Hz

@@ -38,13 +38,20 @@ def live_runtime(tmp_path: Path) -> Iterator[LiveRuntime]:
         stop_process(sim)
 
 
+def dispose_widget(widget) -> None:
+    """Close and delete a window now (see main_window_factory for why)."""
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    widget.close()
+    widget.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
+
 @pytest.fixture
 def main_window_factory(qapp):
     """Build MainWindows (theme applied, shown) and dispose of them at teardown: closed and
     deleted at once, because a native VTK window still alive when pytest-xvfb stops the X
     server makes Xlib exit the test process."""
-    from PySide6.QtCore import QCoreApplication, QEvent
-
     from hmi.ui.main_window import MainWindow
     from hmi.ui.theme import apply_theme
 
@@ -60,6 +67,21 @@ def main_window_factory(qapp):
 
     yield make
     for window in windows:
-        window.close()
-        window.deleteLater()
-    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        dispose_widget(window)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_native_windows_left_at_exit():
+    """Safety net: whatever window a test left open is closed and deleted before
+    pytest-xvfb stops the X server (a live VTK window would make Xlib kill the process)."""
+    yield
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        return
+    import shiboken6
+
+    for widget in QApplication.topLevelWidgets():
+        if shiboken6.isValid(widget):  # deleting one may have deleted others
+            dispose_widget(widget)

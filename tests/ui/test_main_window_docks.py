@@ -184,3 +184,25 @@ def test_composed_screenshot(qtbot, demo: MainWindow) -> None:
     centre = demo.scene.mapTo(demo, demo.scene.rect().center())
     colour = image.pixelColor(centre)
     assert (colour.red(), colour.green(), colour.blue()) != (0, 0, 0)
+
+
+def test_keyboard_shortcuts(qtbot, open_window) -> None:
+    """F11 toggles the full-screen control-room mode (menu hidden), Ctrl+3 shows machine 3,
+    and acknowledge, silence and login have their keys."""
+    from PySide6.QtCore import Qt
+
+    window = open_window(load_project(DEMO_PROJECT), scene=False)
+    with qtbot.waitActive(window):
+        window.activateWindow()
+    qtbot.keyClick(window, Qt.Key.Key_F11)
+    qtbot.waitUntil(window.isFullScreen, timeout=3000)
+    assert not window.menuBar().isVisible()
+    qtbot.keyClick(window, Qt.Key.Key_F11)
+    qtbot.waitUntil(lambda: not window.isFullScreen(), timeout=3000)
+    qtbot.keyClick(window, Qt.Key.Key_3, Qt.KeyboardModifier.ControlModifier)
+    assert window.overview.tiles["conveyor01"].selected
+    actions = {a.shortcut().toString(): a.text() for a in window.actions()}
+    assert actions["F9"] == "Acknowledge selected"
+    assert actions["F10"] == "Silence horn"
+    assert actions["Ctrl+Shift+A"] == "Acknowledge all visible…"
+    assert {"Ctrl+1", "Ctrl+5", "Ctrl+0", "Ctrl+L"} <= set(actions)
