@@ -218,8 +218,9 @@ class ToolHealthModel(TwinModel):
                 evidence.append(f"about {self.remaining / 60:.0f} min of cutting left at the present wear rate")
             command = self._feed_command()
         else:
+            rise = 100 * (self.idle / self.idle_baseline - 1)
             evidence.append(
-                f"spindle vibration out of cut {self.idle:.2f} mm/s, {100 * (self.idle / self.idle_baseline - 1):+.0f} %"
+                f"spindle vibration out of cut {self.idle:.2f} mm/s, {rise:+.0f} %"
                 f" over its baseline {self.idle_baseline:.2f} mm/s"
             )
         return Finding(

@@ -46,10 +46,14 @@ class PlantFeed:
     t: float = 0.0
     # Applied to a machine's values before they are published (fakes a fault the sim lacks).
     tamper: Callable[[str, float, dict], None] | None = None
+    start_ns: int = START_NS
+    # False: the bus has its twin already (a Runtime's), the feed only publishes.
+    own_twin: bool = True
 
     def __post_init__(self) -> None:
         self.bus.register(self.project.tag_specs())
-        self.twin = TwinService.from_project(self.project, self.bus)
+        if self.own_twin:
+            self.twin = TwinService.from_project(self.project, self.bus)
         registry = self.bus.registry
         self._signals: list[tuple[str, MachineSim, list[str], np.ndarray]] = []
         for machine_id, sim in self.machines.items():
@@ -64,8 +68,9 @@ class PlantFeed:
         self.bus.subscribe(self._on_batch, name="feed-recorder")
 
     @classmethod
-    def demo(cls, *machine_ids: str, seed: int = 1, **kw: object) -> PlantFeed:
-        return cls(demo_project(), {m: MACHINE_TYPES[m](m, seed=seed) for m in machine_ids}, **kw)  # type: ignore[arg-type]
+    def demo(cls, *machine_ids: str, seed: int = 1, project: Project | None = None, **kw: object) -> PlantFeed:
+        machines = {m: MACHINE_TYPES[m](m, seed=seed) for m in machine_ids}
+        return cls(project or demo_project(), machines, **kw)  # type: ignore[arg-type]
 
     def _on_batch(self, batch: SampleBatch) -> None:
         ids = batch.tag_ids
@@ -82,7 +87,7 @@ class PlantFeed:
         ticks = round(seconds * self.rate_hz)
         for _ in range(ticks):
             self.t += dt
-            ts = START_NS + int(self.t * 1e9)
+            ts = self.start_ns + int(self.t * 1e9)
             ids, values = [], []
             for machine_id, sim, names, tag_ids in self._signals:
                 sim.step(dt)
