@@ -26,6 +26,7 @@ from hmi.core.quality import Quality
 from hmi.core.ringbuffer import TrendBuffers
 from hmi.ipc.client import IpcClient
 from hmi.ipc.mirror import BusMirror
+from hmi.ui.advisory_panel import AdvisoryPanel
 from hmi.ui.alarm_banner import AlarmBanner
 from hmi.ui.alarm_feed import AlarmFeed
 from hmi.ui.alarm_journal import AlarmJournal
@@ -113,6 +114,8 @@ class MainWindow(QMainWindow):
         self.bottom_tabs = QTabWidget()
         self.bottom_tabs.addTab(self.alarm_panel, "Alarms")
         self.bottom_tabs.addTab(self.alarm_journal, "Journal")
+        self.advisory_panel = AdvisoryPanel(self.alarm_feed)
+        self.bottom_tabs.addTab(self.advisory_panel, "Advisories")
         self.alarm_banner.open_requested.connect(lambda: self.bottom_tabs.setCurrentWidget(self.alarm_panel))
         vertical = QSplitter(Qt.Orientation.Vertical)
         vertical.addWidget(splitter)

@@ -102,8 +102,13 @@ def test_operator_acknowledges_an_advisory_and_carries_out_its_command(runtime) 
     assert writer.writes == []  # nothing is ever sent by the twin itself
     command = rt.advisories.annotations[ADVISORY]["command"]
     reply = rt.handle_command(
-        {"command": "write", "session": olga, "tag": command["tag"], "value": command["value"],
-         "context": f"advisory {ADVISORY}"}  # fmt: skip
+        {
+            "command": "write",
+            "session": olga,
+            "tag": command["tag"],
+            "value": command["value"],
+            "context": f"advisory {ADVISORY}",
+        }  # fmt: skip
     )
     assert reply["ok"], reply
     assert writer.writes == [("pump01.speed_setpoint", 2500.0)]
