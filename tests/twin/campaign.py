@@ -79,9 +79,11 @@ def main(argv: list[str]) -> int:
         hits = [r for r in results if r.hit]
         times = [r.detected_after_s for r in results if r.detected_after_s is not None]
         wrong = sum(1 for r in results if r.wrong)
+        median = statistics.median(times) if times else float("nan")
+        longest = max(times) if times else float("nan")
         print(
-            f"{fault:<14} {len(hits)}/{runs:<5} {limit:>8.0f} {statistics.median(times) if times else float('nan'):>9.0f}"
-            f" {max(times) if times else float('nan'):>7.0f}  {wrong}   ({time.monotonic() - started:.0f} s)"
+            f"{fault:<14} {len(hits)}/{runs:<5} {limit:>8.0f} {median:>9.0f} {longest:>7.0f}  {wrong}"
+            f"   ({time.monotonic() - started:.0f} s)"
         )
     for machine in ("pump01", "cnc01", "cmm01"):
         raised = healthy_shift(machine)

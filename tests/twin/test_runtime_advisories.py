@@ -108,7 +108,7 @@ def test_operator_acknowledges_an_advisory_and_carries_out_its_command(runtime) 
             "tag": command["tag"],
             "value": command["value"],
             "context": f"advisory {ADVISORY}",
-        }  # fmt: skip
+        }
     )
     assert reply["ok"], reply
     assert writer.writes == [("pump01.speed_setpoint", 2500.0)]
