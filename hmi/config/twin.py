@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from hmi.config.base import Strict
 from hmi.core.materials import MATERIALS
@@ -98,13 +98,18 @@ class ThermalCompensationConfig(TwinBase):
     coverage_factor: float = Field(default=2.0, gt=0, le=5)
     decision_rule: Literal["simple", "guarded"] = "simple"  # guarded: pass only if |dev| + U <= tolerance
 
+    @field_validator("material")
+    @classmethod
+    def _known_material(cls, value: str | None) -> str | None:
+        if value is not None and value not in MATERIALS:
+            known = ", ".join(MATERIALS)
+            raise ValueError(f"unknown material {value!r} (known: {known}; or give alpha_per_k)")
+        return value
+
     @model_validator(mode="after")
     def _alpha(self) -> ThermalCompensationConfig:
         if self.alpha_per_k is None and self.material is None:
             raise ValueError("give a material or alpha_per_k")
-        if self.alpha_per_k is None and self.material not in MATERIALS:
-            known = ", ".join(MATERIALS)
-            raise ValueError(f"unknown material {self.material!r} (known: {known}; or give alpha_per_k)")
         return self
 
     @property

@@ -51,7 +51,7 @@ VIB, DP, FLOW, CUR, SUC, NOISE, BEAR, VOLT = range(len(FEATURES))
 ABS_FLOOR = np.array([0.01, 0.01, 0.005, 0.004, 0.01, 0.002, 0.1, 2.0])
 REL_FLOOR = np.array([0.01, 0.0, 0.0, 0.0, 0.0, 0.1, 0.0, 0.005])
 SMOOTH_S = np.array([10.0, 5.0, 5.0, 5.0, 5.0, 10.0, 5.0, 5.0])  # EWMA time constants
-TREND_WINDOW_S = 120.0
+TREND_WINDOW_S = 60.0  # a vibration step straddles it for at most this long
 
 RULES: tuple[Rule, ...] = (
     rule(
@@ -93,7 +93,9 @@ RULES: tuple[Rule, ...] = (
             "Envelope (demodulated) vibration spectrum for bearing defect frequencies.",
             "Plan the bearing replacement; run at reduced speed until then.",
         ),
-        on_delay_s=15.0,
+        # Longer than a step takes to pass the middle of the trend window: a step
+        # (misalignment after maintenance) looks like a rise only then.
+        on_delay_s=45.0,
     ),
     rule(
         "misalignment",
@@ -351,18 +353,15 @@ class PumpModel(TwinModel):
         return out
 
     def _vibration_trend_pct_per_min(self, center: float) -> float:
-        """Slope of the smoothed vibration over the trend window, in % of its baseline per minute."""
-        if len(self.trend) < self.trend.maxlen // 2 or not center > 0:  # type: ignore[operator]
+        """How fast the smoothed vibration grows, in % of its baseline per minute: the smaller
+        of the slopes over the two halves of the trend window. A growing fault (wear) rises in
+        both; a step (misalignment after maintenance) only while it passes the middle."""
+        if len(self.trend) < (self.trend.maxlen or 0) or not center > 0:
             return 0.0
         data = np.array(self.trend)
-        t = data[:, 0] - data[0, 0]
-        y = data[:, 1]
-        t_mean = t.mean()
-        denom = float(((t - t_mean) ** 2).sum())
-        if denom <= 0:
-            return 0.0
-        slope = float(((t - t_mean) * (y - y.mean())).sum() / denom)  # mm/s per s
-        return slope * 60.0 / center * 100.0
+        half = data.shape[0] // 2
+        slopes = [_slope(part[:, 0], part[:, 1]) for part in (data[:half], data[half:])]
+        return min(slopes) * 60.0 / center * 100.0
 
     # -- advisories -----------------------------------------------------------------------------
 
@@ -442,3 +441,10 @@ class PumpModel(TwinModel):
         if spec.high is not None:
             target = min(target, spec.high)
         return RecommendedCommand(spec.name, target, reason)
+
+
+def _slope(t: np.ndarray, y: np.ndarray) -> float:
+    """Least-squares slope of y over t."""
+    t = t - t.mean()
+    denom = float((t * t).sum())
+    return float((t * (y - y.mean())).sum() / denom) if denom > 0 else 0.0
