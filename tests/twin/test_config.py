@@ -31,7 +31,7 @@ def issues(tmp_path: Path, text: str) -> list[str]:
 
 
 def test_demo_project_declares_the_derived_tags_and_the_compensation_trend() -> None:
-    """The demo's twin tags follow the configured ones, and a trend group shows temperature, raw and compensated length."""
+    """The demo's twin tags follow the configured ones; a trend group shows temperature, raw and compensated length."""
     project = load_project(DEMO_PROJECT)
     names = [s.name for s in project.tag_specs()]
     assert names.index("cmm01.length_compensated") > names.index("pump01.supply_voltage")

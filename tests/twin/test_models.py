@@ -216,7 +216,7 @@ def test_bins_do_not_depend_on_how_samples_are_batched(cuts: list[int], seed: in
 
 
 def test_baseline_learns_median_and_mad_then_judges() -> None:
-    """After learning, the centre is the median, the spread 1.4826 MAD, and outliers during learning barely move them."""
+    """After learning, the centre is the median and the spread 1.4826 MAD; outliers in learning barely move them."""
     baselines = RegimeBaselines(1, 101, np.array([1e-9]), np.array([0.0]), adapt_tau_s=1e9)
     rng = np.random.default_rng(1)
     data = rng.normal(10.0, 0.5, 101)
@@ -232,7 +232,7 @@ def test_baseline_learns_median_and_mad_then_judges() -> None:
 
 
 def test_diagnoser_raises_after_on_delay_and_clears_after_off_delay() -> None:
-    """A rule raises after matching for its on-delay, is blocked by its counter-symptoms, and clears after its off-delay."""
+    """A rule raises after its on-delay, is blocked by its counter-symptoms and clears after its off-delay."""
     r = rule("x", "X", all_of=("a",), none_of=("b",), on_delay_s=10, off_delay_s=20)
     d = Diagnoser((r,))
     s = 10**9
