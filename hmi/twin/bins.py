@@ -37,97 +37,86 @@ class Bin:
 
 
 class Binner:
+    """Collects the rows of the open bin as they come (a list append per batch) and computes
+    the bin's statistics with numpy once, when it closes: the per-batch cost stays a few
+    microseconds however many inputs a model has."""
+
     def __init__(self, roles: int, width_s: float) -> None:
         self.roles = roles
         self.width_ns = max(int(width_s * NS), 1)
         self.open: int | None = None  # index of the bin being filled
-        self._count = np.zeros(roles)
-        self._sum = np.zeros(roles)
-        self._sumsq = np.zeros(roles)
-        self._min = np.full(roles, np.inf)
-        self._max = np.full(roles, -np.inf)
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._last = np.full(roles, np.nan)  # carried across bins
         self._last_ts = np.full(roles, -1, np.int64)
 
     def add(self, role: np.ndarray, ts_ns: np.ndarray, values: np.ndarray) -> list[Bin]:
-        """Accumulate good rows (finite values); returns the bins this batch closed."""
+        """Take good rows (finite values, role >= 0); returns the bins this batch closed."""
         keep = np.isfinite(values) & (role >= 0)
         if not keep.all():
             role, ts_ns, values = role[keep], ts_ns[keep], values[keep]
         if role.shape[0] == 0:
             return []
         index = ts_ns // self.width_ns
+        low, top = int(index.min()), int(index.max())
         if self.open is None:
-            self.open = int(index.min())
-        index = np.maximum(index, self.open)  # a late sample counts in the open bin
-        top = int(index.max())
+            self.open = low
+        if top <= self.open:
+            self._pending.append((role, ts_ns, values))  # a late sample counts in the open bin
+            return []
         closed: list[Bin] = []
-        if top == self.open:
-            self._accumulate(role, ts_ns, values)
-            return closed
+        index = np.maximum(index, self.open)
         for b in np.unique(index).tolist():
             rows = index == b
             if b != self.open:
                 closed.append(self._close())
                 self.open = b
-            self._accumulate(role[rows], ts_ns[rows], values[rows])
+            self._pending.append((role[rows], ts_ns[rows], values[rows]))
         return closed
-
-    def _accumulate(self, role: np.ndarray, ts_ns: np.ndarray, values: np.ndarray) -> None:
-        r = self.roles
-        counts = np.bincount(role, minlength=r)
-        if counts.max() <= 1:
-            # The usual batch: at most one sample per input (one tick of a source). Plain
-            # fancy indexing is exact here and several times faster than the ufunc.at path.
-            self._count[role] += 1.0
-            self._sum[role] += values
-            self._sumsq[role] += values * values
-            self._min[role] = np.minimum(self._min[role], values)
-            self._max[role] = np.maximum(self._max[role], values)
-            newer = ts_ns >= self._last_ts[role]
-            self._last[role[newer]] = values[newer]
-            self._last_ts[role[newer]] = ts_ns[newer]
-            return
-        self._count += counts[:r]
-        self._sum += np.bincount(role, values, minlength=r)[:r]
-        self._sumsq += np.bincount(role, values * values, minlength=r)[:r]
-        np.minimum.at(self._min, role, values)
-        np.maximum.at(self._max, role, values)
-        # Last value per role: the latest timestamp wins (rows of one tag arrive in order).
-        order = np.lexsort((ts_ns, role))
-        role_sorted = role[order]
-        ends = np.empty(role_sorted.shape[0], bool)
-        ends[:-1] = role_sorted[1:] != role_sorted[:-1]
-        ends[-1] = True
-        last_of_role = np.flatnonzero(ends)
-        roles_present = role_sorted[last_of_role]
-        rows = order[last_of_role]
-        newer = ts_ns[rows] >= self._last_ts[roles_present]
-        self._last[roles_present[newer]] = values[rows[newer]]
-        self._last_ts[roles_present[newer]] = ts_ns[rows[newer]]
 
     def _close(self) -> Bin:
         assert self.open is not None
-        n = self._count
+        r = self.roles
+        if self._pending:
+            role = np.concatenate([p[0] for p in self._pending])
+            ts = np.concatenate([p[1] for p in self._pending])
+            values = np.concatenate([p[2] for p in self._pending])
+        else:
+            role, ts, values = np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0)
+        self._pending = []
+        n = np.bincount(role, minlength=r)[:r].astype(float)
+        total = np.bincount(role, values, minlength=r)[:r]
         has = n > 0
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(has, self._sum / np.maximum(n, 1), self._last)
-            var = (self._sumsq - n * mean * mean) / np.maximum(n - 1, 1)
-        std = np.where(n >= 3, np.sqrt(np.maximum(var, 0.0)), np.nan)
+            mean_of_samples = total / np.maximum(n, 1)
+            # Deviations from the bin's mean, not sum-of-squares arithmetic: exact for a CMM's
+            # 100.000 mm ± 0.4 µm as for a pump's 5 bar ± 10 mbar.
+            dev = values - mean_of_samples[role]
+            var = np.bincount(role, dev * dev, minlength=r)[:r] / np.maximum(n - 1, 1)
+        lo = np.full(r, np.inf)
+        hi = np.full(r, -np.inf)
+        np.minimum.at(lo, role, values)
+        np.maximum.at(hi, role, values)
+        if role.shape[0]:
+            # Last value per role: the latest timestamp wins.
+            order = np.lexsort((ts, role))
+            role_sorted = role[order]
+            ends = np.empty(role_sorted.shape[0], bool)
+            ends[:-1] = role_sorted[1:] != role_sorted[:-1]
+            ends[-1] = True
+            rows = order[ends]
+            present = role_sorted[ends]
+            newer = ts[rows] >= self._last_ts[present]
+            self._last[present[newer]] = values[rows[newer]]
+            self._last_ts[present[newer]] = ts[rows[newer]]
+        mean = np.where(has, mean_of_samples, self._last)
         start = self.open * self.width_ns
-        out = Bin(
+        return Bin(
             start_ns=start,
             end_ns=start + self.width_ns,
-            count=n.copy(),
+            count=n,
             mean=mean,
-            std=std,
-            min=np.where(has, self._min, self._last),
-            max=np.where(has, self._max, self._last),
+            std=np.where(n >= 3, np.sqrt(np.maximum(var, 0.0)), np.nan),
+            min=np.where(has, lo, self._last),
+            max=np.where(has, hi, self._last),
             last=self._last.copy(),
         )
-        self._count = np.zeros(self.roles)
-        self._sum = np.zeros(self.roles)
-        self._sumsq = np.zeros(self.roles)
-        self._min = np.full(self.roles, np.inf)
-        self._max = np.full(self.roles, -np.inf)
-        return out

@@ -92,6 +92,12 @@ class ThermalCompensationModel(TwinModel):
         return np.abs(deviation_um) <= tol
 
     def process(self, frame: InputFrame, derived: Derived) -> None:
+        if not self._news(frame):
+            # Only the part temperature moved (most batches): remember it, nothing to judge.
+            temps = frame.values[frame.role == self.r_temp]
+            if temps.shape[0]:
+                self.temperature = float(temps[-1]) if temps.shape[0] == 1 else self._latest_temperature(frame)
+            return
         t_temp, v_temp = role_rows(frame, self.r_temp)
         t_len, v_len = role_rows(frame, self.r_len)
         t_part, v_part = role_rows(frame, self.r_part) if self.r_part >= 0 else (t_len[:0], v_len[:0])
@@ -131,6 +137,20 @@ class ThermalCompensationModel(TwinModel):
             ts = np.broadcast_to(t_len[:, None], values.shape)
             derived.add(ids.reshape(-1), ts.reshape(-1), values.reshape(-1))
         self._judge_parts(t_part, v_part, t_len, np.stack([raw_dev, comp_dev, u_exp], axis=1), derived)
+
+    def _news(self, frame: InputFrame) -> bool:
+        """Whether the frame holds a new measurement or a new part (a changed value)."""
+        for role, last in ((self.r_len, self.last_length), (self.r_part, self.part)):
+            if role < 0:
+                continue
+            values = frame.values[frame.role == role]
+            if values.shape[0] and (last is None or bool((values != last).any())):
+                return True
+        return False
+
+    def _latest_temperature(self, frame: InputFrame) -> float:
+        _ts, values = role_rows(frame, self.r_temp)
+        return float(values[-1])
 
     def _judge_parts(
         self, t_part: np.ndarray, v_part: np.ndarray, t_len: np.ndarray, results: np.ndarray, derived: Derived

@@ -164,8 +164,8 @@ def hold(query_ts: np.ndarray, ts: np.ndarray, values: np.ndarray, before: float
 
 
 def role_rows(frame: InputFrame, role: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ts, values) of one input's good rows in time order."""
-    mask = (frame.role == role) & (frame.quality <= Quality.UNCERTAIN)
+    """(ts, values) of one input's rows in time order (the service hands over good rows only)."""
+    mask = frame.role == role
     ts, values = frame.ts_ns[mask], frame.values[mask]
     if ts.shape[0] > 1 and not (np.diff(ts) >= 0).all():
         order = np.argsort(ts, kind="stable")

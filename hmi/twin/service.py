@@ -28,6 +28,7 @@ from hmi.twin.model import Derived, Finding, InputFrame, TwinModel
 log = logging.getLogger(__name__)
 
 ERROR_LOG_INTERVAL_S = 10.0
+_BAD, _UNCERTAIN = int(Quality.BAD), int(Quality.UNCERTAIN)  # plain ints: enum lookups cost on the hot path
 
 
 def build_models(project: Project, registry: TagRegistry) -> list[TwinModel]:
@@ -118,12 +119,12 @@ class TwinService:
         frame = InputFrame(roles[rows], batch.ts_ns[rows], batch.values[rows], batch.quality[rows])
         worst = int(frame.quality.max())
         try:
-            if worst >= Quality.BAD:
+            if worst >= _BAD:
                 # An input went bad (or its source is gone): the derived tags say so too, once.
                 if not route.lost:
                     route.lost = True
                     model.inputs_lost(int(frame.ts_ns.max()), Quality(worst), derived)
-                good = frame.quality <= Quality.UNCERTAIN
+                good = frame.quality <= _UNCERTAIN
                 if not good.any():
                     return
                 frame = InputFrame(frame.role[good], frame.ts_ns[good], frame.values[good], frame.quality[good])
