@@ -263,5 +263,6 @@ def test_lost_input_turns_derived_tags_comm_lost_and_a_failing_model_does_not_st
 
     pump.process = broken  # type: ignore[method-assign]
     bus.publish(SampleBatch.from_arrays([flow], [START_NS + 1], [55.0]))
+    twin.flush()  # the service hands rows over every 0.25 s of sample time
     assert twin.errors == 1 and pump.errors == 1
     assert bus.latest("pump01.flow") is not None
