@@ -74,15 +74,26 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
         return EXIT_CONFIG
-    unknown = unknown_machines(project.simulator.machines)
-    if unknown:
-        for name in unknown:
-            print(f"{args.file}: simulator.machines: unknown demo machine {name!r}", file=sys.stderr)
+    from hmi.config.loader import format_key_path
+    from hmi.scene.bindings_check import check_binding_nodes
+
+    problems = [
+        (["simulator", "machines"], f"unknown demo machine {n!r}") for n in unknown_machines(project.simulator.machines)
+    ]
+    models = {m: project.resolve_path(c.model) if c.model else None for m, c in project.machines.items()}
+    for machine, path in models.items():
+        if path is not None and not path.is_file():
+            problems.append((["machines", machine, "model"], f"no such file: {path}"))
+            models[machine] = None
+    problems += check_binding_nodes(project.bindings, models)
+    if problems:
+        for loc, message in problems:
+            print(f"{args.file}: {format_key_path(loc)}: {message}", file=sys.stderr)
         return EXIT_CONFIG
     print(
         f"{args.file}: OK: project {project.project.name!r}, {len(project.connections)} connection(s), "
         f"{len(project.machines)} machine(s), {len(project.tags)} tag(s), {len(project.trends)} trend(s), "
-        f"{len(project.alarms)} alarm(s), {len(project.twin)} twin model(s)"
+        f"{len(project.alarms)} alarm(s), {len(project.bindings)} 3D binding(s), {len(project.twin)} twin model(s)"
     )
     return EXIT_OK
 

@@ -23,7 +23,7 @@ from hmi.core.bus import TagBus
 from hmi.core.events import Event, EventCategory
 from hmi.core.quality import Quality
 from hmi.core.samples import SampleBatch
-from hmi.core.tags import TagSpec
+from hmi.core.tags import DataType, TagSpec
 from hmi.historian.writer import HistorianWriter
 from hmi.ipc.publisher import IpcPublisher
 from hmi.security.audit import AuditError, AuditTrail
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 ALARM_TICK_S = 0.1  # how late an on/off delay or a shelf expiry may be seen at most
 WRITE_TIMEOUT_S = 10.0
+BROWSE_TIMEOUT_S = 10.0
 
 
 class SampleCounter:
@@ -146,6 +147,8 @@ class Runtime:
         if reply is not None:
             return reply
         name = command.get("command")
+        if name in ("browse", "watch"):
+            return self._address_space_command(command)
         if name == "ping":
             return {"ok": True, "pid": os.getpid(), "uptime_s": time.time() - self.started_at}
         if name == "status":
@@ -229,15 +232,47 @@ class Runtime:
         write = getattr(source, "write", None)
         if source is None or write is None or self._loop is None:
             return WriteOutcome(False, "BadNotSupported", f"connection {spec.connection!r} cannot write")
-        future = asyncio.run_coroutine_threadsafe(write(spec.name, value), self._loop)
         try:
-            result = future.result(WRITE_TIMEOUT_S)
+            result = self._on_loop(write(spec.name, value), WRITE_TIMEOUT_S)
         except TimeoutError:
-            future.cancel()
             return WriteOutcome(False, "BadTimeout", f"no answer from {spec.connection} within {WRITE_TIMEOUT_S:g} s")
         except Exception as exc:  # not connected, and whatever the connection raised
             return WriteOutcome(False, "BadNotConnected", f"{exc.__class__.__name__}: {exc}")
         return WriteOutcome(bool(result.ok), str(result.status), str(getattr(result, "message", "") or ""))
+
+    def _on_loop(self, coro: Any, timeout_s: float) -> Any:
+        """Run a source coroutine on the runtime's loop from the request thread and wait for it."""
+        if self._loop is None:
+            coro.close()
+            raise RuntimeError("the runtime is not running")
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout_s)
+        except TimeoutError:
+            future.cancel()
+            raise
+
+    def _address_space_command(self, command: dict[str, Any]) -> dict[str, Any]:
+        """`browse` (children of a node, each with the configured tag it feeds) and `watch`
+        (subscribe to a browsed node as an ad-hoc tag): the tag browser's requests."""
+        name = str(command.get("connection", ""))
+        source = next((s for s in self.sources if s.name == name), None)
+        if source is None or not hasattr(source, "browse"):
+            return {"ok": False, "error": f"connection {name!r} cannot be browsed"}
+        try:
+            if command["command"] == "browse":
+                entries = self._on_loop(source.browse(command.get("node_id") or None), BROWSE_TIMEOUT_S)
+                return {"ok": True, "nodes": [_browse_json(e, source.tag_for_node(e.node_id)) for e in entries]}
+            datatype = DataType(command.get("datatype") or "float")
+            tag = self._on_loop(
+                source.watch(str(command["node_id"]), str(command["tag"]), str(command.get("unit", "")), datatype),
+                BROWSE_TIMEOUT_S,
+            )
+            return {"ok": True, "tag": tag}
+        except TimeoutError:
+            return {"ok": False, "error": f"no answer from {name} within {BROWSE_TIMEOUT_S:g} s"}
+        except Exception as exc:  # not connected, unknown node, bad name
+            return {"ok": False, "error": f"{exc.__class__.__name__}: {exc}"}
 
     def reload_config(self) -> str:
         """Re-read the project file and apply its alarm configuration (IPC request thread).
@@ -315,3 +350,21 @@ def historian_alarm_history(project: Project, category: EventCategory = EventCat
             return list(reader.last_events_per_source(category, time.time_ns() + 1))
 
     return read
+
+
+def _browse_json(entry: Any, tag: str | None) -> dict[str, Any]:
+    value = entry.value
+    if not (value is None or isinstance(value, bool | int | float | str)):
+        value = str(value)[:200]
+    return {
+        "node_id": entry.node_id,
+        "browse_name": entry.browse_name,
+        "display_name": entry.display_name,
+        "node_class": entry.node_class,
+        "data_type": entry.data_type,
+        "value_rank": entry.value_rank,
+        "access": list(entry.access),
+        "value": value,
+        "status": entry.status,
+        "tag": tag,
+    }

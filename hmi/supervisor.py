@@ -118,12 +118,13 @@ class Supervisor:
             self.children.append(Child("window", argv, "stop-all"))
         self._stopping = False
         self.exit_code = 0
+        self.started_at = time.time()  # the window logs its first live frame relative to this
 
     def child(self, name: str) -> Child:
         return next(c for c in self.children if c.name == name)
 
     def _start(self, child: Child) -> None:
-        env = dict(os.environ, HMI_SUPERVISED="1")
+        env = dict(os.environ, HMI_SUPERVISED="1", HMI_RUN_STARTED=str(self.started_at))
         child.process = subprocess.Popen(child.argv, env=env, preexec_fn=_die_with_parent())
         child.starts += 1
         child.restart_at = None

@@ -7,6 +7,7 @@ Needs a display: run it under Xvfb (`xvfb-run -s "-screen 0 1600x1000x24" ...`).
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -30,6 +31,8 @@ def main() -> int:
     text = (REPO / "config" / "demo.toml").read_text(encoding="utf-8").replace("48400", str(opcua))
     text += f"\n[runtime]\nstream_port = {stream}\nrequest_port = {requests}\n"
     with tempfile.TemporaryDirectory() as tmp:
+        # A fresh data folder: no saved layout, alarm state or history from earlier runs.
+        os.environ["HMI_DATA_DIR"] = str(Path(tmp) / "data")
         project = Path(tmp) / "demo.toml"
         project.write_text(text, encoding="utf-8")
         hmi = [sys.executable, "-m", "hmi"]

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from hmi.config.alarms import alarm_problems
+from hmi.config.bindings import check_bindings
 from hmi.config.models import MqttConnection, OpcUaConnection, Project, TagConfig
 from hmi.config.twin import twin_problems, twin_tag_specs
 from hmi.core.tags import TAG_NAME_RE
@@ -164,10 +165,14 @@ def cross_check(project: Project) -> list[tuple[list[str | int], str]]:
         for j, pen in enumerate(trend.pens):
             if pen not in project.tags and pen not in derived:
                 problems.append((["trends", i, "pens", j], f"unknown tag {pen!r}"))
-    for machine in project.machines:
+    for machine, config in project.machines.items():
         if not re.match(r"^[a-z][a-z0-9_]*$", machine):
             problems.append((["machines", machine], "a machine id is lower snake case (e.g. cnc01)"))
+        for i, tag in enumerate(config.key_tags):
+            if tag not in project.tags:
+                problems.append((["machines", machine, "key_tags", i], f"unknown tag {tag!r}"))
     problems.extend(alarm_problems(project))
+    problems.extend(check_bindings(project.bindings, project.cameras, project.machines, project.tags))
     problems.extend(twin_problems(project))
     return problems
 

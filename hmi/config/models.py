@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from hmi.config.base import Strict
+from hmi.config.bindings import BindingConfig, CameraPresetConfig
 from hmi.config.twin import TwinConfig, twin_tag_specs
 from hmi.core.alarms.model import Condition, check_template
 from hmi.core.expressions import ExpressionError, parse_expression
@@ -235,6 +236,7 @@ class MachineConfig(Strict):
     label: str = ""
     model: str | None = None  # GLB file, relative to the project file
     description: str = ""
+    key_tags: list[str] = Field(default_factory=list)  # shown on the machine's overview tile
 
 
 class TagConfig(Strict):
@@ -245,6 +247,7 @@ class TagConfig(Strict):
     description: str = ""
     datatype: DataType = DataType.FLOAT
     range: tuple[float, float] | None = None
+    decimals: int | None = Field(default=None, ge=0, le=9)  # on screen; default: from the range
     writable: bool = False
     # OPC UA: subscription group, data-change filter, and an element of an array node.
     group: str | None = None
@@ -394,6 +397,8 @@ class Project(Strict):
     alarm_system: AlarmSystemConfig = AlarmSystemConfig()
     security: SecurityConfig = SecurityConfig()
     shifts: list[ShiftConfig] = Field(default_factory=list)
+    bindings: list[BindingConfig] = Field(default_factory=list)
+    cameras: list[CameraPresetConfig] = Field(default_factory=list)
     twin: dict[str, TwinConfig] = Field(default_factory=dict)  # machine -> its digital-twin model
 
     # Set by the loader, not read from the file.
@@ -423,6 +428,7 @@ class Project(Strict):
                     writable=tag.writable,
                     low=low,
                     high=high,
+                    decimals=tag.decimals,
                     extra={
                         key: value
                         for key, value in (
@@ -443,8 +449,18 @@ class Project(Strict):
         return [spec for spec in self.tag_specs() if spec.connection == connection]
 
     def resolve_path(self, relative: str) -> Path:
-        """A path from the project file, relative to the file's own folder."""
+        """A path from the project file, relative to the file's own folder; when nothing is
+        there, relative to the installation's config/ folder (so a copy of the demo project
+        saved elsewhere still finds the demo's models)."""
+        from hmi.paths import install_root
+
         path = Path(relative)
-        if path.is_absolute() or self.source_path is None:
+        if path.is_absolute():
             return path
-        return (self.source_path.parent / path).resolve()
+        base = self.source_path.parent if self.source_path is not None else Path.cwd()
+        candidate = (base / path).resolve()
+        if not candidate.exists():
+            installed = (install_root() / "config" / path).resolve()
+            if installed.exists():
+                return installed
+        return candidate

@@ -35,6 +35,7 @@ class TagSpec:
     writable: bool = False
     low: float | None = None  # engineering range, also the limits a write is checked against
     high: float | None = None
+    decimals: int | None = None  # shown on screen; None: derived from the range
     extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -56,6 +57,7 @@ class TagSpec:
             "writable": self.writable,
             "low": self.low,
             "high": self.high,
+            "decimals": self.decimals,
         }
 
     @classmethod
@@ -70,6 +72,7 @@ class TagSpec:
             writable=bool(data.get("writable", False)),
             low=_opt_float(data.get("low")),
             high=_opt_float(data.get("high")),
+            decimals=None if data.get("decimals") is None else int(data["decimals"]),  # type: ignore[call-overload]
         )
 
 

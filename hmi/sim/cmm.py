@@ -92,6 +92,30 @@ class CoordinateMeasuringMachine(MachineSim):
             datatype=DataType.INT,
             physics="+1 per measurement: 13 per part, 4 s apart after 8 s of settling",
         ),
+        SignalSpec(
+            "probe_x",
+            "mm",
+            -300,
+            300,
+            "Probe position X (carriage on the bridge)",
+            physics="touches the part's two end faces (x = ∓50 mm) once per measurement, parks between parts",
+        ),
+        SignalSpec(
+            "probe_y",
+            "mm",
+            -400,
+            400,
+            "Probe position Y (bridge along the table)",
+            physics="the bridge moves over the part for the measurements and back to its park position",
+        ),
+        SignalSpec(
+            "probe_z",
+            "mm",
+            -50,
+            300,
+            "Probe position Z (quill)",
+            physics="lowered to the part's mid-height to touch, raised to cross over it",
+        ),
     )
     faults: ClassVar[dict[str, FaultSpec]] = {
         "hvac_failure": FaultSpec(
@@ -161,8 +185,37 @@ class CoordinateMeasuringMachine(MachineSim):
         self.part_reading = self.part_temp + 0.02 * self.normal()
         self.room_reading = self.room_temp + 0.01 * self.normal()
 
+    def probe_position(self) -> tuple[float, float, float]:
+        """Where the probe is (mm, relative to the part's centre): a function of the cycle
+        time alone, so it adds nothing random to the simulation."""
+        park = (0.0, -250.0, 150.0)
+        if self.cycle_t < SETTLE_S - 2.0:
+            return park
+        if self.cycle_t < SETTLE_S:  # the bridge comes over the part
+            f = (self.cycle_t - (SETTLE_S - 2.0)) / 2.0
+            return (-60.0 * f, park[1] * (1.0 - f), park[2] + (20.0 - park[2]) * f)
+        u = (self.cycle_t - SETTLE_S) % MEASURE_EVERY_S
+        if PART_CYCLE_S - self.cycle_t < 1.0:  # back to park for the next part
+            f = 1.0 - (PART_CYCLE_S - self.cycle_t)
+            return (-60.0 * (1.0 - f), park[1] * f, 20.0 + (park[2] - 20.0) * f)
+        if u < 1.0:  # approach face A
+            return (-60.0, 0.0, 20.0)
+        if u < 1.5:  # touch face A
+            return (-60.0 + 10.0 * (u - 1.0) / 0.5, 0.0, 20.0)
+        if u < 2.5:  # over the part to face B
+            f = (u - 1.5) / 1.0
+            return (-50.0 + 110.0 * f, 0.0, 20.0 + 60.0 * math.sin(math.pi * f))
+        if u < 3.0:  # touch face B
+            return (60.0 - 10.0 * (u - 2.5) / 0.5, 0.0, 20.0)
+        f = (u - 3.0) / 1.0  # back over the part to face A
+        return (50.0 - 110.0 * f, 0.0, 20.0 + 60.0 * math.sin(math.pi * f))
+
     def _values(self) -> dict[str, SimValue]:
+        x, y, z = self.probe_position()
         return {
+            "probe_x": x,
+            "probe_y": y,
+            "probe_z": z,
             "room_temperature": self.room_reading,
             "part_temperature": self.part_reading,
             "measured_length": self.measured,

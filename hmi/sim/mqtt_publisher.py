@@ -95,6 +95,9 @@ class PlantMqttPublisher:
         self.options = options
         self.machine_ids = [mid for mid in plant.machines if mid != SYNTHETIC_ID]
         self._inbox: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
+        # Machines whose command subscription the broker has granted (paho's threads add and
+        # remove; reading a set's size from another thread is safe).
+        self._listening: set[str] = set()
         # Written on the serving loop, read by on_connect on paho's thread: a str swap is atomic.
         self._status = {mid: "online" if plant.machines[mid].online else "offline" for mid in self.machine_ids}
         self._throttle = _Throttle()
@@ -132,6 +135,7 @@ class PlantMqttPublisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     # -- lifetime -----------------------------------------------------------------------
@@ -169,6 +173,10 @@ class PlantMqttPublisher:
     def connected_count(self) -> int:
         return sum(1 for c in self.clients.values() if c.is_connected())
 
+    def listening_count(self) -> int:
+        """Machines that take commands now: connected, with their command topic subscribed."""
+        return len(self._listening)
+
     # -- paho's threads -----------------------------------------------------------------
 
     def _on_connect(self, client: mqtt.Client, machine_id: str, flags: Any, reason: Any, properties: Any) -> None:
@@ -182,7 +190,17 @@ class PlantMqttPublisher:
         except Exception:  # never into paho's thread
             log.exception("MQTT %s: on_connect failed", machine_id)
 
+    def _on_subscribe(self, client: mqtt.Client, machine_id: str, mid: int, reasons: Any, properties: Any) -> None:
+        try:
+            if reasons and not any(r.is_failure for r in reasons):
+                self._listening.add(machine_id)
+            else:
+                log.warning("MQTT %s: the broker refused the command subscription: %s", machine_id, reasons)
+        except Exception:
+            log.exception("MQTT %s: on_subscribe failed", machine_id)
+
     def _on_disconnect(self, client: mqtt.Client, machine_id: str, flags: Any, reason: Any, properties: Any) -> None:
+        self._listening.discard(machine_id)
         try:
             if reason.is_failure:
                 self._throttle.warning(

@@ -222,6 +222,9 @@ class OpcUaSource:
         self._variant_cache: dict[str, tuple[ua.VariantType, int]] = {}
         self._ratelog = RateLimitedLog(log)
         self._reported: set[str] = set()  # failure messages already published as events
+        # Resolved NodeId string ("ns=2;s=...") -> tag id, filled when subscribing: lets the
+        # tag browser say which configured tag a browsed node is.
+        self._tag_by_node: dict[str, int] = {}
 
     @property
     def rejected(self) -> int:
@@ -599,6 +602,7 @@ class OpcUaSource:
                 except ValueError as exc:
                     bad.append((spec, str(exc)))
                     continue
+                self._tag_by_node[node_id.to_string()] = tag_id
                 requests.append(self._monitor_request(node_id, tag_id, spec, group))
             results = await sub.create_monitored_items(requests) if requests else []
             for request, res in zip(requests, results, strict=True):
@@ -793,6 +797,44 @@ class OpcUaSource:
                 )
             out.append(entry)
         return out
+
+    def tag_for_node(self, node_id: str) -> str | None:
+        """The tag subscribed to this node (NodeId string as the browser gives it), if any."""
+        tag_id = self._tag_by_node.get(node_id)
+        return self._spec_by_id[tag_id].name if tag_id is not None else None
+
+    async def watch(self, node_id: str, name: str, unit: str = "", datatype: DataType = DataType.FLOAT) -> str:
+        """Subscribe to a browsed node that no configured tag covers, as tag `name` (the tag
+        browser's drag into a trend). Returns the tag's name: the configured one if the node
+        already has a tag. Ad-hoc tags live until the runtime restarts."""
+        client = self._live_client()
+        nid = parse_node_id(node_id, await client.get_namespace_array())
+        existing = self.tag_for_node(nid.to_string())
+        if existing is not None:
+            return existing
+        spec = TagSpec(name, unit, datatype, f"ad hoc: {node_id}", connection=self.name, address=node_id)
+        tag_id = self.bus.register([spec])[0]
+        if self.bus.registry.spec(tag_id).connection != self.name:
+            raise ValueError(f"a tag named {name!r} already exists")
+        self._spec_by_id[tag_id] = spec
+        self._id_by_name[name] = tag_id
+        if datatype != DataType.STRING:
+            self._numeric.add(tag_id)
+        self.tag_ids.append(tag_id)
+        self._tag_by_node[nid.to_string()] = tag_id
+        group = next(iter(self._groups.values()), None)
+        if group is None:
+            c = self.config
+            group = self._groups[""] = _Group("", c.publishing_interval_ms, c.sampling_interval_ms, c.queue_size,
+                                              c.deadband)  # fmt: skip
+        group.tag_ids.append(tag_id)
+        sub = next((s for s in self._subscriptions if s.group is group), None)
+        if sub is not None:
+            results = await sub.create_monitored_items([self._monitor_request(nid, tag_id, spec, group)])
+            if results and isinstance(results[0], ua.StatusCode):
+                raise ValueError(f"{node_id} cannot be monitored: {results[0].name}")
+        log.info("%s: watching %s as ad-hoc tag %s", self.name, node_id, name)
+        return name
 
     # -- writes and method calls ---------------------------------------------------------------
 

@@ -43,7 +43,9 @@ def finish_after(
 
         def save_and_quit() -> None:
             Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
-            window.grab().save(screenshot)
+            # The main window composes its 3D view in (grab() leaves OpenGL areas black).
+            picture = window.screenshot() if hasattr(window, "screenshot") else window.grab()
+            picture.save(screenshot)
             log.info("screenshot saved to %s", screenshot)
             app.quit()
 

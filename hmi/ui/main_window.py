@@ -1,45 +1,92 @@
-"""The operator's main window (walking skeleton): live tag table, a trend, link status."""
+"""The operator's main window: machines, 3D view, trends, alarms, journal, tags, status.
+
+Layout (ISA-101: grey, no decoration, colour only for abnormal states and alarms): a
+header row (project, runtime link, clock, user) and the alarm banner span the window;
+the 3D view of the selected machine is in the middle; docks hold the machine overview,
+trends, tag browser, alarm summary and journal. The operator may rearrange the docks;
+the layout is saved per project in the user's data folder and restored.
+
+Painting follows timers, never arrivals: trends at TREND_FPS (only the trend shown),
+table and status at TABLE_HZ, tiles at OVERVIEW_HZ, the 3D view at its own capped rate.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from PySide6.QtCore import QPoint, Qt, QTimer
+import psutil
+from PySide6.QtCore import QByteArray, QPoint, QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QImage, QKeySequence, QPainter
 from PySide6.QtWidgets import (
+    QComboBox,
+    QDockWidget,
     QFrame,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QMainWindow,
     QMenu,
-    QSplitter,
-    QTableView,
+    QMessageBox,
+    QPushButton,
+    QSizePolicy,
     QTabWidget,
+    QToolBar,
     QVBoxLayout,
     QWidget,
 )
 
 from hmi.config.models import Project
+from hmi.core.alarms.model import Mode, Priority
 from hmi.core.quality import Quality
 from hmi.core.ringbuffer import TrendBuffers
+from hmi.core.tags import DataType
 from hmi.ipc.client import IpcClient
 from hmi.ipc.mirror import BusMirror
+from hmi.paths import data_dir
+from hmi.ui import theme
 from hmi.ui.advisory_panel import AdvisoryPanel
 from hmi.ui.alarm_banner import AlarmBanner
 from hmi.ui.alarm_feed import AlarmFeed
 from hmi.ui.alarm_journal import AlarmJournal
 from hmi.ui.alarm_panel import AlarmPanel
 from hmi.ui.annunciator import Annunciator, Player
+from hmi.ui.format import display_timezone, format_tag_value, set_display_timezone
 from hmi.ui.login import UserIndicator
-from hmi.ui.tag_table import COL_TAG, TagTableModel
+from hmi.ui.overview import MachineOverview, key_specs_for
+from hmi.ui.tag_browser import TagBrowser, suggested_tag_name
 from hmi.ui.trend import HistoryProvider, TrendView
 from hmi.ui.write_dialog import WriteDialog
 
+log = logging.getLogger(__name__)
+
 TREND_FPS = 20
 TABLE_HZ = 5
+OVERVIEW_HZ = 2
 TREND_CAPACITY = 60_000  # samples per pen: 100 minutes at 10 Hz
+LAYOUT_VERSION = 1  # bump when the docks change, so an old saved layout is not applied
+
+LIMIT_CONDITIONS = ("hi", "hihi", "lo", "lolo")
+PRIORITY_COLOURS = {
+    "urgent": theme.ALARM_URGENT,
+    "high": theme.ALARM_HIGH,
+    "medium": theme.ALARM_MEDIUM,
+    "low": theme.ALARM_LOW,
+}
+
+SHORTCUTS = (
+    ("F9", "Acknowledge the selected alarms"),
+    ("Ctrl+Shift+A", "Acknowledge all visible alarms (asks first)"),
+    ("F10", "Silence the alarm horn"),
+    ("Ctrl+1 … Ctrl+9", "Show machine 1 … 9"),
+    ("Ctrl+0", "Reset the 3D view"),
+    ("F11", "Full-screen control-room mode"),
+    ("Ctrl+L", "Log in or out"),
+)
 
 
 class MainWindow(QMainWindow):
@@ -50,107 +97,132 @@ class MainWindow(QMainWindow):
         client: IpcClient | None = None,
         history: HistoryProvider | None = None,
         sound_player: Player | None = None,
+        scene: bool = True,
     ) -> None:
         """`history` backfills trends from the historian beyond what the ring buffers hold;
-        `sound_player` plays the alarm horn (default: the system's player)."""
+        `sound_player` plays the alarm horn (default: the system's player); `scene=False`
+        leaves the 3D view out (a window on a machine without OpenGL)."""
         super().__init__()
         self.project = project
         self.mirror = mirror
         self.client = client
         self.bus = mirror.bus
         self.setWindowTitle(f"{project.project.name} — HMI")
-        self.resize(1280, 800)
+        self.setObjectName("mainWindow")
+        self.resize(1440, 900)
+        set_display_timezone(ZoneInfo(project.project.timezone))
+        # Configured tags take their ids now, so pens and bindings exist before data arrives.
+        self.bus.register(project.tag_specs())
+        self._specs = {s.name: s for s in project.tag_specs()}
+        self._started = time.time()
+        self._first_live_logged = False
+        # Set in playback mode: the replayed time (epoch s) that trends and the clock follow.
+        self._playback_clock: Callable[[], float] | None = None
 
-        central = QWidget()
-        layout = QVBoxLayout(central)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(0)
-        header_frame = self._build_header()
-        layout.addWidget(header_frame)
-        # Alarms: feed (snapshot + event stream + commands), banner, horn, user, summary, journal.
+        # Alarms: feed (snapshot + event stream + commands), horn, banner, user.
         self.alarm_feed = AlarmFeed(mirror, client, self)
         self.annunciator = Annunciator(self.alarm_feed, sound_player)
         self.alarm_banner = AlarmBanner(self.alarm_feed, self.annunciator)
-        layout.addWidget(self.alarm_banner)
         self.user_indicator = UserIndicator(self.alarm_feed.session)
-        header_frame.layout().addWidget(self.user_indicator)
+        self._build_header()
 
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.table_model = TagTableModel(self.bus)
-        self.table = QTableView()
-        self.table.setModel(self.table_model)
-        self.table.verticalHeader().setVisible(False)
-        self.table.verticalHeader().setDefaultSectionSize(22)
-        self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
-        self.table.setAlternatingRowColors(True)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for col, width in ((1, 120), (2, 50), (3, 90), (4, 95)):
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Fixed)
-            self.table.setColumnWidth(col, width)
-        splitter.addWidget(self.table)
-
-        # Pens come from the project's first trend; their tag ids are the mirror's (the
-        # configured tags are registered up front, so the ids exist before data arrives).
-        trend_config = project.trends[0] if project.trends else None
-        specs = {s.name: s for s in project.tag_specs()}
-        self.bus.register(project.tag_specs())
-        pens = []
-        if trend_config is not None:
-            pens = [(self.bus.registry.id_of(name), specs[name]) for name in trend_config.pens]
-        self.trend_buffers = TrendBuffers(TREND_CAPACITY, [tag_id for tag_id, _ in pens])
-        self.bus.subscribe(self.trend_buffers.append_batch, name="trend-buffers")
-        self.trend = TrendView(
-            self.trend_buffers,
-            pens,
-            span_s=trend_config.span_s if trend_config else 300.0,
-            title=trend_config.name if trend_config else "",
-            history=history,
-        )
-        splitter.addWidget(self.trend)
-        splitter.setSizes([520, 760])
-        self.alarm_panel = AlarmPanel(self.alarm_feed)
-        self.alarm_journal = AlarmJournal(self.alarm_feed.events.between)
-        self.bottom_tabs = QTabWidget()
-        self.bottom_tabs.addTab(self.alarm_panel, "Alarms")
-        self.bottom_tabs.addTab(self.alarm_journal, "Journal")
-        self.advisory_panel = AdvisoryPanel(self.alarm_feed)
-        self.bottom_tabs.addTab(self.advisory_panel, "Advisories")
-        self.alarm_banner.open_requested.connect(lambda: self.bottom_tabs.setCurrentWidget(self.alarm_panel))
-        vertical = QSplitter(Qt.Orientation.Vertical)
-        vertical.addWidget(splitter)
-        vertical.addWidget(self.bottom_tabs)
-        vertical.setSizes([480, 320])
-        layout.addWidget(vertical, 1)
+        # The 3D view of the selected machine, in the middle.
+        self.scene = self._build_scene() if scene else None
+        central = QWidget()
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        if self.scene is not None:
+            column.addWidget(self._build_scene_bar())
+            column.addWidget(self.scene, 1)
+        else:
+            placeholder = QLabel("3D view off")
+            placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            column.addWidget(placeholder, 1)
         self.setCentralWidget(central)
+
+        self.overview = MachineOverview(
+            {
+                mid: (m.label or mid, key_specs_for(mid, list(self._specs.values()), m.key_tags))
+                for mid, m in project.machines.items()
+            },
+            self.bus,
+        )
+        self.overview.machine_selected.connect(self.show_machine)
+
+        self.trend_buffers = TrendBuffers(TREND_CAPACITY, [])
+        self.bus.subscribe(self.trend_buffers.append_batch, name="trend-buffers")
+        self.trend_tabs = QTabWidget()
+        self.trends: list[TrendView] = []
+        for config in project.trends or []:
+            self.trends.append(self._add_trend(config.name, config.pens, config.span_s, history))
+        if not self.trends:
+            self.trends.append(self._add_trend("Trend", [], 300.0, history))
+        self.trend = self.trends[0]
+
+        opcua = [name for name, c in project.connections.items() if getattr(c, "kind", "") == "opcua"]
+        self.tag_browser = TagBrowser(self.bus, opcua, self._send if client is not None else None)
+        self.tag_browser.write_requested.connect(self.open_write_dialog)
+        self.table_model = self.tag_browser.table_model
+        self.table = self.tag_browser.table
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._on_table_menu)
-        self.table.doubleClicked.connect(lambda index: self.open_write_dialog(self._tag_at(index.row())))
         self.write_dialog: WriteDialog | None = None
 
-        self.connection_label = QLabel()
-        self.rate_label = QLabel()
-        self.statusBar().addWidget(self.connection_label, 1)
-        self.statusBar().addPermanentWidget(self.rate_label)
+        self.alarm_panel = AlarmPanel(self.alarm_feed)
+        self.alarm_journal = AlarmJournal(self.alarm_feed.events.between)
+        self.alarm_banner.open_requested.connect(self._show_alarms)
+        self.alarm_feed.changed.connect(self._on_alarms_changed)
+
+        self.docks: dict[str, QDockWidget] = {}
+        left = Qt.DockWidgetArea.LeftDockWidgetArea
+        right = Qt.DockWidgetArea.RightDockWidgetArea
+        bottom = Qt.DockWidgetArea.BottomDockWidgetArea
+        self._dock("machines", "Machines", self.overview, left)
+        self._dock("trends", "Trends", self.trend_tabs, right)
+        self._dock("tags", "Tags", self.tag_browser, right)
+        self._dock("alarms", "Alarm summary", self.alarm_panel, bottom)
+        self._dock("journal", "Journal", self.alarm_journal, bottom)
+        self.advisory_panel = AdvisoryPanel(self.alarm_feed)  # the twin's advisories (hmi/ui/advisory_panel.py)
+        self._dock("advisories", "Advisories", self.advisory_panel, bottom)
+        self.tabifyDockWidget(self.docks["trends"], self.docks["tags"])
+        self.tabifyDockWidget(self.docks["alarms"], self.docks["journal"])
+        self.tabifyDockWidget(self.docks["journal"], self.docks["advisories"])
+        self.docks["trends"].raise_()
+        self.docks["alarms"].raise_()
+        self.resizeDocks([self.docks["machines"]], [260], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["trends"]], [620], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["alarms"]], [260], Qt.Orientation.Vertical)
+        self._default_state = self.saveState(LAYOUT_VERSION)
+
+        self._build_status_bar()
+        self._build_menus()
         self.alarm_feed.session.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        self._apply_alarm_limits()
+        if project.machines:
+            self.show_machine(next(iter(project.machines)))
 
         self._last_samples = 0
         self._last_rate_time = time.monotonic()
-        # Set in playback mode: the replayed time (epoch s) that trends and the clock follow.
-        self._playback_clock: Callable[[], float] | None = None
         self.trend_timer = QTimer(self)
         self.trend_timer.timeout.connect(self._refresh_trend)
         self.trend_timer.start(1000 // TREND_FPS)
         self.table_timer = QTimer(self)
         self.table_timer.timeout.connect(self._refresh_slow)
         self.table_timer.start(1000 // TABLE_HZ)
+        self.overview_timer = QTimer(self)
+        self.overview_timer.timeout.connect(self.overview.refresh)
+        self.overview_timer.start(1000 // OVERVIEW_HZ)
+        self._restore_layout()
         self._refresh_slow()
 
-    def _build_header(self) -> QWidget:
+    # -- construction -------------------------------------------------------------------------------
+
+    def _build_header(self) -> None:
         header = QFrame()
         header.setObjectName("header")
         row = QHBoxLayout(header)
-        row.setContentsMargins(8, 4, 8, 4)
+        row.setContentsMargins(8, 2, 8, 2)
         title = QLabel(self.project.project.name)
         font = title.font()
         font.setBold(True)
@@ -161,27 +233,325 @@ class MainWindow(QMainWindow):
         row.addWidget(self.banner, 1)
         self.clock = QLabel()
         row.addWidget(self.clock)
-        return header
+        row.addWidget(self.user_indicator)
+        self._top_bar(header, "header")
+        self.addToolBarBreak()
+        self._top_bar(self.alarm_banner, "alarmBanner")
+
+    def _top_bar(self, widget: QWidget, name: str) -> QToolBar:
+        """A fixed full-width row above the docks (a toolbar, so it spans the left dock too)."""
+        bar = QToolBar()
+        bar.setObjectName(name)
+        bar.setMovable(False)
+        bar.setFloatable(False)
+        bar.toggleViewAction().setEnabled(False)
+        bar.setContextMenuPolicy(Qt.ContextMenuPolicy.PreventContextMenu)
+        bar.setStyleSheet("QToolBar { border: 0; padding: 0; spacing: 0; }")
+        bar.addWidget(widget)
+        widget.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
+        return bar
+
+    def _build_scene(self) -> Any:
+        from hmi.ui.scene_view import SceneView
+
+        scene = SceneView(self.bus)
+        for machine, config in self.project.machines.items():
+            path = self.project.resolve_path(config.model) if config.model else None
+            scene.add_machine(machine, path, self.project.bindings, self.project.cameras, config.label or machine)
+        scene.part_picked.connect(self._on_part_picked)
+        return scene
+
+    def _build_scene_bar(self) -> QWidget:
+        bar = QFrame()
+        bar.setObjectName("sceneBar")
+        row = QHBoxLayout(bar)
+        row.setContentsMargins(6, 2, 6, 2)
+        self.machine_box = QComboBox()
+        for machine, config in self.project.machines.items():
+            self.machine_box.addItem(config.label or machine, machine)
+        self.machine_box.activated.connect(lambda i: self.show_machine(self.machine_box.itemData(i)))
+        row.addWidget(self.machine_box)
+        self.camera_box = QComboBox()
+        self.camera_box.setToolTip("Camera preset")
+        self.camera_box.activated.connect(lambda _: self._apply_camera())
+        row.addWidget(self.camera_box)
+        reset = QPushButton("Reset view")
+        reset.clicked.connect(self.reset_view)
+        row.addWidget(reset)
+        self.picked_label = QLabel("Click a part to see its tags")
+        self.picked_label.setStyleSheet(f"color: {theme.TEXT_DIM};")
+        row.addWidget(self.picked_label, 1)
+        return bar
+
+    def _add_trend(self, name: str, pens: list[str], span_s: float, history: HistoryProvider | None) -> TrendView:
+        pen_specs = [(self.bus.registry.id_of(tag), self._specs[tag]) for tag in pens if tag in self._specs]
+        view = TrendView(
+            self.trend_buffers,
+            pen_specs,
+            span_s=span_s,
+            title=name,
+            history=history,
+            timezone=display_timezone(),
+            clock=self._clock,
+        )
+        view.tags_dropped.connect(lambda names, v=view: self.add_pens(v, names))
+        view.nodes_dropped.connect(lambda nodes, v=view: self._watch_nodes(v, nodes))
+        self.trend_tabs.addTab(view, name)
+        return view
+
+    def _dock(self, key: str, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock_{key}")
+        dock.setWidget(widget)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+            | QDockWidget.DockWidgetFeature.DockWidgetClosable
+        )
+        self.addDockWidget(area, dock)
+        self.docks[key] = dock
+        return dock
+
+    def _build_status_bar(self) -> None:
+        self.connection_label = QLabel()
+        self.historian_label = QLabel()
+        self.rate_label = QLabel()
+        self.statusBar().addWidget(self.connection_label, 1)
+        self.statusBar().addPermanentWidget(self.historian_label)
+        self.statusBar().addPermanentWidget(self.rate_label)
+
+    def _build_menus(self) -> None:
+        menu = self.menuBar()
+        view = menu.addMenu("&View")
+        for dock in self.docks.values():
+            view.addAction(dock.toggleViewAction())
+        view.addSeparator()
+        self.fullscreen_action = self._action(view, "Full-screen control-room mode", "F11", self.toggle_full_screen)
+        self.fullscreen_action.setCheckable(True)
+        self._action(view, "Reset layout", None, self.reset_layout)
+        self._action(view, "Reset 3D view", "Ctrl+0", self.reset_view)
+
+        machines = menu.addMenu("&Machines")
+        for i, (machine, config) in enumerate(self.project.machines.items()):
+            shortcut = f"Ctrl+{i + 1}" if i < 9 else None
+            self._action(machines, config.label or machine, shortcut, lambda m=machine: self.show_machine(m))
+
+        alarms = menu.addMenu("&Alarms")
+        self._action(alarms, "Acknowledge selected", "F9", self.alarm_panel.acknowledge_selected)
+        self._action(alarms, "Acknowledge all visible…", "Ctrl+Shift+A", self.alarm_panel.acknowledge_all_visible)
+        self._action(alarms, "Silence horn", "F10", self.annunciator.silence)
+        self._action(alarms, "Show alarm summary", None, self._show_alarms)
+
+        user = menu.addMenu("&User")
+        self._action(user, "Log in / log out", "Ctrl+L", self.user_indicator.button.click)
+
+        help_menu = menu.addMenu("&Help")
+        self._action(help_menu, "Keyboard shortcuts", None, self.show_shortcuts)
+
+    def _action(self, menu: QMenu, text: str, shortcut: str | None, slot: Callable[[], Any]) -> QAction:
+        action = QAction(text, self)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+            action.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
+        action.triggered.connect(lambda _checked=False: slot())
+        menu.addAction(action)
+        self.addAction(action)  # shortcuts work even when the menu bar is hidden (full screen)
+        return action
+
+    # -- layout -----------------------------------------------------------------------------------
+
+    def _settings(self) -> QSettings:
+        settings = QSettings(str(data_dir() / "window.ini"), QSettings.Format.IniFormat)
+        settings.beginGroup("project_" + "".join(c if c.isalnum() else "_" for c in self.project.project.name))
+        return settings
+
+    def _restore_layout(self) -> None:
+        settings = self._settings()
+        geometry = settings.value("geometry")
+        state = settings.value("state")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        if isinstance(state, QByteArray) and not self.restoreState(state, LAYOUT_VERSION):
+            log.info("saved window layout is from another version; using the default")
+
+    def save_layout(self) -> None:
+        settings = self._settings()
+        settings.setValue("geometry", self.saveGeometry())
+        settings.setValue("state", self.saveState(LAYOUT_VERSION))
+        settings.sync()
+
+    def reset_layout(self) -> None:
+        for dock in self.docks.values():
+            dock.setFloating(False)
+            dock.show()
+        self.restoreState(self._default_state, LAYOUT_VERSION)
+
+    def toggle_full_screen(self) -> None:
+        if self.isFullScreen():
+            self.showNormal()
+            self.menuBar().show()
+        else:
+            self.showFullScreen()
+            self.menuBar().hide()  # the shortcuts stay: they are on the window too
+        self.fullscreen_action.setChecked(self.isFullScreen())
+
+    def show_shortcuts(self) -> None:
+        text = "\n".join(f"{keys:<18} {what}" for keys, what in SHORTCUTS)
+        box = QMessageBox(QMessageBox.Icon.NoIcon, "Keyboard shortcuts", text, QMessageBox.StandardButton.Close, self)
+        box.setStyleSheet("QLabel { font-family: monospace; }")
+        box.open()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.save_layout()
+        for timer in (self.trend_timer, self.table_timer, self.overview_timer):
+            timer.stop()
+        self.alarm_feed.close()
+        self.advisory_panel.close_feed()
+        if self.scene is not None:
+            self.scene.shutdown()
+        super().closeEvent(event)
+
+    # -- machines and the 3D view ---------------------------------------------------------------------
+
+    def show_machine(self, machine: str) -> None:
+        if machine not in self.project.machines:
+            return
+        self.overview.select(machine)
+        if self.scene is None:
+            return
+        self.scene.show_machine(machine)
+        index = self.machine_box.findData(machine)
+        if index >= 0:
+            self.machine_box.setCurrentIndex(index)
+        self.camera_box.clear()
+        self.camera_box.addItems(self.scene.camera_presets(machine))
+
+    def _apply_camera(self) -> None:
+        if self.scene is not None and self.camera_box.currentText():
+            self.scene.set_camera_preset(self.camera_box.currentText())
+
+    def reset_view(self) -> None:
+        if self.scene is not None:
+            self.scene.reset_view()
+
+    def _on_part_picked(self, machine: str, node: str, tags: list[str]) -> None:
+        if not tags:
+            self.picked_label.setText(f"{node}: no tags bound")
+            return
+        parts = []
+        for tag in tags:
+            latest = self.bus.latest(tag)
+            spec = self._specs.get(tag)
+            value = format_tag_value(latest.value, spec) if latest is not None and spec is not None else "—"
+            parts.append(f"{tag} = {value} {spec.unit if spec else ''}".rstrip())
+        self.picked_label.setText(f"{node}: " + ";  ".join(parts))
+        self.tag_browser.filter.setText(f"{machine}.")
+
+    # -- alarms on machines and trends -------------------------------------------------------------
+
+    def _on_alarms_changed(self) -> None:
+        """Each machine's tile and 3D parts take the colour of its worst active alarm."""
+        worst: dict[str, Priority] = {}
+        for status in self.alarm_feed.alarms.statuses():
+            if not status.active or status.mode != Mode.IN_SERVICE:
+                continue  # shelved, suppressed and out-of-service alarms are not annunciated
+            machine = status.tag.split(".", 1)[0]
+            if machine not in worst or status.priority > worst[machine]:
+                worst[machine] = status.priority
+        for machine, tile in self.overview.tiles.items():
+            priority = worst.get(machine)
+            tile.set_alarm(priority.label if priority is not None else None)
+            if self.scene is not None and machine in self.scene.machines():
+                self.scene.set_alarm_state(machine, priority)
+
+    def _show_alarms(self) -> None:
+        self.docks["alarms"].show()
+        self.docks["alarms"].raise_()
+
+    def _apply_alarm_limits(self) -> None:
+        limits: dict[str, list[tuple[float, str, str]]] = {}
+        for alarm in self.project.alarms:
+            if alarm.condition in LIMIT_CONDITIONS and alarm.limit is not None:
+                colour = PRIORITY_COLOURS.get(str(alarm.priority), theme.ALARM_MEDIUM)
+                limits.setdefault(alarm.tag, []).append(
+                    (alarm.limit, f"{alarm.condition.upper()} {alarm.limit:g}", colour)
+                )
+        for view in self.trends:
+            for pen in view.pens:
+                if pen.spec.name in limits:
+                    view.set_limits(pen.tag_id, limits[pen.spec.name])
+
+    # -- trends: pens dragged in --------------------------------------------------------------------
+
+    def add_pens(self, view: TrendView, names: list[str]) -> None:
+        for name in names:
+            tag_id = self.bus.registry.get_id(name)
+            if tag_id is None or view.has_pen(tag_id):
+                continue
+            spec = self.bus.registry.spec(tag_id)
+            if spec.datatype == DataType.STRING:
+                self.statusBar().showMessage(f"{name} is text; it cannot be trended", 5000)
+                continue
+            view.add_pen(tag_id, spec)
+        self._apply_alarm_limits()
+
+    def _watch_nodes(self, view: TrendView, nodes: list[dict[str, Any]]) -> None:
+        """Browsed OPC UA variables dropped on a trend: configured ones become pens at once;
+        others are watched by the runtime as ad-hoc tags first."""
+        for node in nodes:
+            if node.get("tag"):
+                self.add_pens(view, [node["tag"]])
+                continue
+            name = suggested_tag_name(node["connection"], node.get("path") or [node["display_name"]])
+            datatype = "bool" if node.get("data_type") == "Boolean" else "float"
+            command = {"command": "watch", "connection": node["connection"], "node_id": node["node_id"],
+                       "tag": name, "datatype": datatype}  # fmt: skip
+
+            def on_reply(reply: dict[str, Any], v: TrendView = view) -> None:
+                if not reply.get("ok"):
+                    self.statusBar().showMessage(f"Cannot watch that node: {reply.get('error')}", 8000)
+                    return
+                self._add_pen_when_known(v, reply["tag"], attempts=30)
+
+            self._send(command, on_reply)
+
+    def _add_pen_when_known(self, view: TrendView, name: str, attempts: int) -> None:
+        """The runtime announces a new tag on its stream; wait for it (up to ~3 s)."""
+        if name in self.bus.registry:
+            self.add_pens(view, [name])
+        elif attempts > 0:
+            QTimer.singleShot(100, lambda: self._add_pen_when_known(view, name, attempts - 1))
+
+    def _send(self, command: dict[str, Any], on_reply: Callable[[dict[str, Any]], None]) -> None:
+        self.alarm_feed.send(command, on_reply, with_session=False)
+
+    # -- playback -----------------------------------------------------------------------------------
 
     def enter_playback(self, bar: QWidget, clock: Callable[[], float]) -> None:
-        """Playback mode: `bar` (a PlaybackBar) goes under the header, the trend and clock
+        """Playback mode: `bar` (a PlaybackBar) goes under the header, the trends and clock
         follow `clock()` (the replayed time, epoch seconds), the banner says PLAYBACK."""
         self._playback_clock = clock
-        central = self.centralWidget()
-        layout = central.layout() if central is not None else None
-        assert isinstance(layout, QVBoxLayout)
-        layout.insertWidget(1, bar)
+        self.addToolBarBreak()
+        self._top_bar(bar, "playbackBar")
         self.setWindowTitle(f"PLAYBACK — {self.project.project.name} — HMI")
         self._refresh_slow()
 
+    def _clock(self) -> float:
+        return self._playback_clock() if self._playback_clock is not None else time.time()
+
+    # -- timers ---------------------------------------------------------------------------------------
+
     def _refresh_trend(self) -> None:
-        self.trend.refresh(self._playback_clock() if self._playback_clock is not None else None)
+        view = self.trend_tabs.currentWidget()
+        if isinstance(view, TrendView) and view.isVisible():
+            view.refresh()
 
     def _refresh_slow(self) -> None:
         self.table_model.refresh()
         playback = self._playback_clock is not None
-        moment = datetime.fromtimestamp(self._playback_clock()) if self._playback_clock is not None else datetime.now()
-        self.clock.setText(moment.strftime("%Y-%m-%d  %H:%M:%S"))
+        moment = datetime.fromtimestamp(self._clock(), display_timezone())
+        self.clock.setText(moment.strftime("%Y-%m-%d  %H:%M:%S %Z"))
         link_up = self.mirror.link_up
         state = "playback" if playback else "ok" if link_up else "bad"
         text = "Runtime connected" if link_up else "RUNTIME NOT RESPONDING: values are stale"
@@ -193,39 +563,72 @@ class MainWindow(QMainWindow):
             self.banner.style().unpolish(self.banner)
             self.banner.style().polish(self.banner)
         self.connection_label.setText(self._connections_text())
+        self.historian_label.setText(self._historian_text())
         now = time.monotonic()
         samples = self.bus.samples_published
         rate = (samples - self._last_samples) / max(now - self._last_rate_time, 1e-6)
         self._last_samples, self._last_rate_time = samples, now
         gaps = self.client.stats.gaps if self.client is not None else 0
         self.rate_label.setText(f"{rate:,.0f} samples/s" + (f"   {gaps} messages lost" if gaps else ""))
+        if not self._first_live_logged and not playback:
+            self._log_first_live_frame()
+
+    def _log_first_live_frame(self) -> None:
+        """Once: how long from the start of `hmi run` (or of this process) to live values on screen."""
+        if not any((v := self.bus.latest(n)) is not None and v.quality == Quality.GOOD for n in self.project.tags):
+            return
+        self._first_live_logged = True
+        started = psutil.Process().create_time()
+        since_run = os.environ.get("HMI_RUN_STARTED")
+        origin = float(since_run) if since_run else started
+        log.info("first live frame %.2f s after %s", time.time() - origin, "hmi run" if since_run else "window start")
 
     def _connections_text(self) -> str:
         parts = []
         for name in self.project.connections:
-            tag = f"{name}.connected"
-            latest = self.bus.latest(tag) if tag in self.bus.registry else None
+            latest = self.bus.latest(f"{name}.connected")
             if latest is None or latest.quality != Quality.GOOD:
-                state = "unknown"
-            else:
-                state = "connected" if latest.value else "DISCONNECTED"
-            parts.append(f"{name}: {state}")
-        return "   ".join(parts)
+                parts.append(f"{name}: unknown")
+                continue
+            if not latest.value:
+                parts.append(f"{name}: DISCONNECTED")
+                continue
+            details = []
+            age = self.bus.latest(f"{name}.last_message_age_s")
+            rate = self.bus.latest(f"{name}.messages_per_s")
+            if age is not None and isinstance(age.value, float):
+                details.append(f"last {age.value:.1f} s ago")
+            if rate is not None and isinstance(rate.value, float):
+                details.append(f"{rate.value:,.0f}/s")
+            parts.append(f"{name}: connected" + (f" ({', '.join(details)})" if details else ""))
+        return "    ".join(parts)
 
-    # -- writes ------------------------------------------------------------------------------------
+    def _historian_text(self) -> str:
+        depth = self.bus.latest("historian.queue_depth")
+        ok = self.bus.latest("historian.write_ok")
+        dropped = self.bus.latest("historian.dropped_samples")
+        if depth is None:
+            return ""
+        text = f"historian: {depth.value:,.0f} queued" if isinstance(depth.value, float) else "historian"
+        if ok is not None and not ok.value:
+            text += "  NOT WRITING"
+        if dropped is not None and isinstance(dropped.value, float) and dropped.value > 0:
+            text += f"  {dropped.value:,.0f} lost"
+        return text
 
-    def _tag_at(self, row: int) -> str:
-        return str(self.table_model.index(row, COL_TAG).data() or "")
+    # -- writes ---------------------------------------------------------------------------------------
 
     def _on_table_menu(self, pos: QPoint) -> None:
         index = self.table.indexAt(pos)
         if not index.isValid():
             return
-        name = self._tag_at(index.row())
+        name = self.tag_browser.tag_at(index.row())
         menu = QMenu(self)
         action = menu.addAction("Write value…")
         action.setEnabled(name in self.bus.registry and self.bus.registry.by_name(name).writable)
         action.triggered.connect(lambda: self.open_write_dialog(name))
+        trend = menu.addAction(f"Add to trend “{self.trend_tabs.tabText(self.trend_tabs.currentIndex())}”")
+        trend.triggered.connect(lambda: self.add_pens(self.trend_tabs.currentWidget(), [name]))
         menu.popup(self.table.viewport().mapToGlobal(pos))
 
     def open_write_dialog(self, name: str) -> WriteDialog | None:
@@ -235,3 +638,17 @@ class MainWindow(QMainWindow):
         self.write_dialog = WriteDialog(self.bus.registry.by_name(name), self.bus, self.alarm_feed, self)
         self.write_dialog.open()
         return self.write_dialog
+
+    # -- pictures -------------------------------------------------------------------------------------
+
+    def screenshot(self) -> QImage:
+        """The window as the operator sees it, with the 3D view's OpenGL frame painted in
+        (QWidget.grab() leaves an OpenGL area black)."""
+        image = self.grab().toImage()
+        if self.scene is not None and self.scene.isVisible():
+            frame = self.scene.grab_frame()
+            origin = self.scene.mapTo(self, QPoint(0, 0))
+            painter = QPainter(image)
+            painter.drawImage(origin, frame.scaled(self.scene.size()))
+            painter.end()
+        return image

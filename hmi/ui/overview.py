@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QMouseEvent
-from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 from hmi.core.bus import TagBus
 from hmi.core.quality import Quality
 from hmi.core.tags import DataType, TagSpec
 from hmi.ui import theme
-from hmi.ui.format import format_value
+from hmi.ui.format import format_tag_value
 
 MAX_KEY_VALUES = 4
 PRIORITY_COLOURS = {
@@ -53,9 +53,13 @@ class MachineTile(QFrame):
         font = self.title.font()
         font.setBold(True)
         self.title.setFont(font)
+        self.title.setToolTip(label or machine_id)
+        # Long names are clipped rather than widening the tile beyond the dock.
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         layout.addWidget(self.title)
         self.state_label = QLabel()
         self.state_label.setObjectName("tileState")
+        self.state_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         layout.addWidget(self.state_label)
         grid = QGridLayout()
         grid.setHorizontalSpacing(8)
@@ -64,14 +68,20 @@ class MachineTile(QFrame):
         for row, spec in enumerate(key_specs[:MAX_KEY_VALUES]):
             name = QLabel(spec.signal.replace("_", " "))
             name.setStyleSheet(f"color: {theme.TEXT_DIM};")
+            name.setToolTip(spec.description or spec.name)
+            # A narrow dock clips the name, never the value.
+            name.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            name.setMinimumWidth(40)
             value = QLabel("—")
             value.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            value.setMinimumWidth(60)
             unit = QLabel(spec.unit)
             unit.setStyleSheet(f"color: {theme.TEXT_DIM};")
             grid.addWidget(name, row, 0)
             grid.addWidget(value, row, 1)
             grid.addWidget(unit, row, 2)
             self.values.append(KeyValue(spec, value))
+        grid.setColumnStretch(0, 1)
         layout.addLayout(grid)
         self._apply_style()
 
@@ -100,7 +110,7 @@ class MachineTile(QFrame):
                 continue
             seen = True
             worst = max(worst, latest.quality)
-            item.value_label.setText(format_value(latest.value, item.spec.datatype))
+            item.value_label.setText(format_tag_value(latest.value, item.spec))
             stale = latest.quality >= Quality.BAD
             item.value_label.setStyleSheet(f"color: {theme.STALE_TEXT}; font-style: italic;" if stale else "")
         state = (
@@ -147,6 +157,8 @@ class MachineOverview(QScrollArea):
         self.bus = bus
         self.setWidgetResizable(True)
         self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setMinimumWidth(220)
         inner = QWidget()
         self._layout = QVBoxLayout(inner)
         self._layout.setContentsMargins(4, 4, 4, 4)

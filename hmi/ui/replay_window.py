@@ -59,8 +59,9 @@ class PlaybackSession:
         self.source.start()
 
     def _on_bar_seeked(self) -> None:
-        for pen in self.window.trend.pens:
-            pen.drawn_key = ()  # redraw even if nothing new arrived for this pen
+        for trend in self.window.trends:
+            for pen in trend.pens:
+                pen.drawn_key = ()  # redraw even if nothing new arrived for this pen
 
     def close(self) -> None:
         self.source.close()

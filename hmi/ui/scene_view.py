@@ -61,7 +61,7 @@ from hmi.core.tags import DataType
 from hmi.scene.animate import ALARM_PRIORITIES, Frame, LabelState, MachineAnimator, Reading
 from hmi.scene.probe import ModelCheck, VerdictCache, check_model
 from hmi.ui import theme
-from hmi.ui.format import format_value
+from hmi.ui.format import format_tag_value, format_value
 from hmi.ui.scene_loader import ImportedModel, import_glb
 
 log = logging.getLogger(__name__)
@@ -661,7 +661,7 @@ class SceneView(QWidget):
         elif reading.text is not None:
             value = reading.text
         else:
-            value = format_value(reading.value, spec.datatype if spec else DataType.FLOAT)
+            value = format_tag_value(reading.value, spec) if spec else format_value(reading.value, DataType.FLOAT)
         summary = scene.check.checked.report.summary if scene.check else None
         fields = {
             "value": value,
@@ -769,7 +769,7 @@ class SceneView(QWidget):
             elif reading.text is not None:
                 value = reading.text
             else:
-                value = format_value(reading.value, spec.datatype if spec else DataType.FLOAT)
+                value = format_tag_value(reading.value, spec) if spec else format_value(reading.value, DataType.FLOAT)
                 value += f" {spec.unit}" if spec and spec.unit else ""
                 if reading.quality >= Quality.BAD:
                     value += f" ({theme.QUALITY_LABEL[reading.quality]})"

@@ -10,7 +10,7 @@ from PySide6.QtGui import QBrush, QColor, QFont
 from hmi.core.bus import TagBus
 from hmi.core.quality import Quality
 from hmi.ui import theme
-from hmi.ui.format import format_time, format_value
+from hmi.ui.format import format_tag_value, format_time
 
 COLUMNS = ("Tag", "Value", "Unit", "Quality", "Time")
 COL_TAG, COL_VALUE, COL_UNIT, COL_QUALITY, COL_TIME = range(5)
@@ -63,7 +63,7 @@ class TagTableModel(QAbstractTableModel):
             if latest is None:
                 return "" if col != COL_QUALITY else theme.QUALITY_LABEL[Quality.COMM_LOST]
             if col == COL_VALUE:
-                return format_value(latest.value, spec.datatype)
+                return format_tag_value(latest.value, spec)
             if col == COL_QUALITY:
                 return theme.QUALITY_LABEL[quality]
             if col == COL_TIME:

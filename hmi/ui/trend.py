@@ -14,18 +14,20 @@ Panning or zooming with the mouse pauses the live scroll; "Live" resumes it.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -42,7 +44,8 @@ from hmi.core.quality import Quality
 from hmi.core.ringbuffer import TrendBuffers, values_for_plot
 from hmi.core.tags import TagSpec
 from hmi.ui import theme
-from hmi.ui.format import format_value
+from hmi.ui.format import format_tag_value
+from hmi.ui.mime import NODE_MIME, TAGS_MIME
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,8 @@ class Pen:
 
 class TrendView(QWidget):
     paused_changed = Signal(bool)
+    tags_dropped = Signal(list)  # tag names dragged from the tag browser
+    nodes_dropped = Signal(list)  # browsed OPC UA nodes (dicts) dragged from the address space
 
     def __init__(
         self,
@@ -79,8 +84,12 @@ class TrendView(QWidget):
         parent: QWidget | None = None,
         clock: Callable[[], float] = time.time,
         history: HistoryProvider | None = None,
+        timezone: tzinfo | None = None,
     ) -> None:
+        """`timezone`: what the time axis and the cursor show (the plant's); default local time."""
         super().__init__(parent)
+        self.timezone = timezone
+        self.setAcceptDrops(True)
         self.buffers = buffers
         self.span_s = float(span_s)
         self.clock = clock
@@ -95,9 +104,16 @@ class TrendView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         layout.addLayout(self._build_toolbar(title))
+        axis_options = {}
+        if timezone is not None:
+            offset = datetime.now(timezone).utcoffset()
+            # pyqtgraph counts seconds west of UTC, like time.timezone.
+            axis_options["utcOffset"] = -int(offset.total_seconds()) if offset is not None else 0
         self.plot_widget = pg.PlotWidget(
-            background=theme.PLOT_BACKGROUND, axisItems={"bottom": pg.DateAxisItem(orientation="bottom")}
+            background=theme.PLOT_BACKGROUND,
+            axisItems={"bottom": pg.DateAxisItem(orientation="bottom", **axis_options)},
         )
+        self.plot_widget.setAcceptDrops(False)  # drops land on this widget, not the plot's
         layout.addWidget(self.plot_widget, 1)
         self.plot = self.plot_widget.getPlotItem()
         self.plot.showGrid(x=True, y=True, alpha=0.25)
@@ -337,7 +353,7 @@ class TrendView(QWidget):
 
     def show_cursor(self, t: float) -> str:
         """Put the cursor at time t (epoch s); returns the text it shows (every pen's value)."""
-        lines = [datetime.fromtimestamp(t).strftime("%H:%M:%S.%f")[:-3]]
+        lines = [datetime.fromtimestamp(t, self.timezone).strftime("%H:%M:%S.%f")[:-3]]
         for pen in self.pens:
             ts_ns, values, quality = self.buffers.get(pen.tag_id)
             i = int(np.searchsorted(ts_ns, int(t * 1e9), side="right")) - 1
@@ -345,7 +361,7 @@ class TrendView(QWidget):
                 text = "—"
             else:
                 q = Quality(int(quality[i]))
-                text = format_value(float(values[i]), pen.spec.datatype)
+                text = format_tag_value(float(values[i]), pen.spec)
                 if q != Quality.GOOD:
                     text += f" ({theme.QUALITY_LABEL[q]})"
             lines.append(f"{pen.spec.name}: {text} {pen.spec.unit}".rstrip())
@@ -388,6 +404,25 @@ class TrendView(QWidget):
         path, _ = QFileDialog.getSaveFileName(self, "Save trend data", "trend.csv", "CSV files (*.csv)")
         if path:
             self.export_csv(path)
+
+    # -- drag and drop from the tag browser ------------------------------------------------------
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasFormat(TAGS_MIME) or event.mimeData().hasFormat(NODE_MIME):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        mime = event.mimeData()
+        if mime.hasFormat(TAGS_MIME):
+            self.tags_dropped.emit(json.loads(bytes(mime.data(TAGS_MIME)).decode()))
+        elif mime.hasFormat(NODE_MIME):
+            self.nodes_dropped.emit(json.loads(bytes(mime.data(NODE_MIME)).decode()))
+        else:
+            return
+        event.acceptProposedAction()
+
+    def has_pen(self, tag_id: int) -> bool:
+        return any(p.tag_id == tag_id for p in self.pens)
 
     def closeEvent(self, event: object) -> None:
         if self._history_pool is not None:

@@ -23,7 +23,7 @@ from hmi.core.bus import TagBus
 from hmi.core.tags import DataType, TagSpec
 from hmi.ui import theme
 from hmi.ui.alarm_feed import AlarmFeed, Reply
-from hmi.ui.format import format_value
+from hmi.ui.format import format_tag_value
 
 
 def parse_value(spec: TagSpec, text: str) -> float | bool | str:
@@ -98,7 +98,7 @@ class WriteDialog(QDialog):
         latest = self.bus.latest(self.spec.name)
         if latest is None:
             return "unknown"
-        return f"{format_value(latest.value, self.spec.datatype)} {self.spec.unit}".strip()
+        return f"{format_tag_value(latest.value, self.spec)} {self.spec.unit}".strip()
 
     def _show_current(self) -> None:
         self.current.setText(self._current_text())
@@ -121,7 +121,7 @@ class WriteDialog(QDialog):
         except ValueError as exc:
             self._say(str(exc), bad=True)
             return
-        shown = format_value(self.value, self.spec.datatype) if not isinstance(self.value, str) else self.value
+        shown = format_tag_value(self.value, self.spec) if not isinstance(self.value, str) else self.value
         self._say(
             f"Write {shown} {self.spec.unit} to {self.spec.name} (now {self._current_text()})?".replace("  ", " ")
         )

@@ -95,6 +95,8 @@ class SimThread:
         if self.opcua is not None:
             wait_for_port(self.opcua.port)
         wait_until(lambda: self.publisher.connected_count() == len(self.publisher.clients), 10, message="connected")
+        # Commands sent before the broker granted the command subscription would be lost.
+        wait_until(lambda: self.publisher.listening_count() == len(self.publisher.clients), 10, message="subscribed")
         return self
 
     def stop(self) -> None:

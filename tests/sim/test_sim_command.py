@@ -101,7 +101,7 @@ def test_sim_serves_logs_each_second_and_applies_its_schedule() -> None:
     assert proc.returncode == 0, out
     lines = [line for line in out.splitlines() if "hmi.sim.runner" in line]
     assert 2 <= len(lines) <= 4, out
-    assert re.search(r"5 machines, 41 signals at 10 Hz; OPC UA \d+ updates/s, \d subscription", lines[0])
+    assert re.search(r"5 machines, 44 signals at 10 Hz; OPC UA \d+ updates/s, \d subscription", lines[0])
     assert "faults: pump01.cavitation" in lines[-1]
     assert "pump01: fault cavitation injected (schedule" in out
 

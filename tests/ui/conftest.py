@@ -23,10 +23,10 @@ class LiveRuntime:
 
 @pytest.fixture
 def live_runtime(tmp_path: Path) -> Iterator[LiveRuntime]:
-    """`hmi sim` (CNC) and `hmi run --headless` as real processes on free ports."""
+    """`hmi sim` (all five demo machines) and `hmi run --headless` as real processes on free ports."""
     opcua, stream, requests = free_port(), free_port(), free_port()
     path = write_demo_project(tmp_path, opcua, stream_port=stream, request_port=requests)
-    sim = hmi_process("sim", "--machines", "cnc01", "--opcua-port", str(opcua), "--rate", "20", "--speed", "5")
+    sim = hmi_process("sim", "--opcua-port", str(opcua), "--rate", "20", "--speed", "5")
     runtime = hmi_process("run", "--project", str(path), "--headless")
     try:
         wait_for_port(opcua)
@@ -36,3 +36,52 @@ def live_runtime(tmp_path: Path) -> Iterator[LiveRuntime]:
     finally:
         stop_process(runtime)
         stop_process(sim)
+
+
+def dispose_widget(widget) -> None:
+    """Close and delete a window now (see main_window_factory for why)."""
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    widget.close()
+    widget.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
+
+@pytest.fixture
+def main_window_factory(qapp):
+    """Build MainWindows (theme applied, shown) and dispose of them at teardown: closed and
+    deleted at once, because a native VTK window still alive when pytest-xvfb stops the X
+    server makes Xlib exit the test process."""
+    from hmi.ui.main_window import MainWindow
+    from hmi.ui.theme import apply_theme
+
+    windows: list[MainWindow] = []
+
+    def make(project, mirror, *args, **kwargs) -> MainWindow:
+        apply_theme(qapp)
+        kwargs.setdefault("sound_player", lambda: None)
+        window = MainWindow(project, mirror, *args, **kwargs)
+        windows.append(window)
+        window.show()
+        return window
+
+    yield make
+    for window in windows:
+        dispose_widget(window)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_native_windows_left_at_exit():
+    """Safety net: whatever window a test left open is closed and deleted before
+    pytest-xvfb stops the X server (a live VTK window would make Xlib kill the process)."""
+    yield
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        return
+    import shiboken6
+
+    for widget in QApplication.topLevelWidgets():
+        if shiboken6.isValid(widget):  # deleting one may have deleted others
+            dispose_widget(widget)

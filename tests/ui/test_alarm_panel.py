@@ -195,7 +195,7 @@ def test_write_dialog_shows_limits_confirms_and_reports_the_result(qtbot, win: W
     assert dialog.message.text() == "outside the limits 0 … 150 %"
     dialog.new_value.setText("80")
     dialog.ask_confirmation()
-    assert dialog.message.text() == "Write 80.00 % to cnc01.feed_override (now 100.0 %)?"
+    assert dialog.message.text() == "Write 80.0 % to cnc01.feed_override (now 100.0 %)?"
     dialog.confirm_button.click()
     qtbot.waitUntil(lambda: dialog.result is not None, timeout=5000)
     assert dialog.message.text() == "Written: Good"

@@ -10,18 +10,14 @@ from hmi.ipc.client import IpcClient
 from hmi.ipc.mirror import BusMirror
 from hmi.ui.main_window import MainWindow
 from hmi.ui.tag_table import COL_QUALITY, COL_TAG, COL_VALUE
-from hmi.ui.theme import apply_theme
 from tests.helpers import ARTIFACTS
 
 
 @pytest.fixture
-def window(qtbot, qapp, live_runtime):
-    apply_theme(qapp)
+def window(main_window_factory, live_runtime):
     mirror = BusMirror()
     client = IpcClient(live_runtime.stream, live_runtime.requests, mirror)
-    win = MainWindow(live_runtime.project, mirror, client)
-    qtbot.addWidget(win)
-    win.show()
+    win = main_window_factory(live_runtime.project, mirror, client)
     client.start()
     yield win
     client.stop()
@@ -51,8 +47,17 @@ def test_table_shows_live_values_and_trend_has_points(qtbot, window) -> None:
     assert np.nanmin(y) > 15.0
     assert "Runtime connected" in window.banner.text()
     assert "plant: connected" in window.connection_label.text()
+    # All five machines are live: every tile leaves "no data" for "normal".
+    qtbot.waitUntil(
+        lambda: (
+            (window.overview.refresh() or True)
+            and all(tile.state == "normal" for tile in window.overview.tiles.values())
+        ),
+        timeout=20000,
+    )
+    assert len(window.overview.tiles) == 5
     ARTIFACTS.mkdir(exist_ok=True)
-    assert window.grab().save(str(ARTIFACTS / "main_window.png"))
+    assert window.screenshot().save(str(ARTIFACTS / "main_window.png"))
 
 
 def test_banner_and_values_turn_stale_when_the_runtime_dies(qtbot, window, live_runtime) -> None:

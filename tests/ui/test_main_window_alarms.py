@@ -13,20 +13,15 @@ from hmi.paths import data_dir
 from hmi.security.audit import AuditTrail
 from hmi.security.roles import Role
 from hmi.security.users import UserStore
-from hmi.ui.main_window import MainWindow
-from hmi.ui.theme import apply_theme
 from tests.helpers import ARTIFACTS, REPO
 
 
-def test_main_window_alarms_login_and_guarded_write(qtbot, qapp, live_runtime) -> None:
+def test_main_window_alarms_login_and_guarded_write(qtbot, main_window_factory, live_runtime) -> None:
     """Alarm summary, banner and user indicator work in the main window; a write is confirmed, answered and audited."""
     UserStore().add("olga", Role.OPERATOR, "operator-pass")  # the runtime reads the users file at each login
-    apply_theme(qapp)
     mirror = BusMirror()
     client = IpcClient(live_runtime.stream, live_runtime.requests, mirror)
-    win = MainWindow(live_runtime.project, mirror, client, sound_player=lambda: None)
-    qtbot.addWidget(win)
-    win.show()
+    win = main_window_factory(live_runtime.project, mirror, client)
     client.start()
     try:
         qtbot.waitUntil(lambda: len(win.alarm_feed.alarms.statuses()) == 4, timeout=20000)
@@ -44,14 +39,14 @@ def test_main_window_alarms_login_and_guarded_write(qtbot, qapp, live_runtime) -
         write = win.open_write_dialog("cnc01.feed_override")
         write.new_value.setText("80")
         write.ask_confirmation()
-        assert write.message.text().startswith("Write 80.00 % to cnc01.feed_override (now ")
+        assert write.message.text().startswith("Write 80.0 % to cnc01.feed_override (now ")
         write.confirm()
         qtbot.waitUntil(lambda: write.result is not None, timeout=15000)
         status = write.result.get("status")
         expected = "Written: Good" if write.result["ok"] else f"Not written: {write.result['error']}"
         assert write.message.text() == expected
         ARTIFACTS.mkdir(exist_ok=True)
-        win.grab().save(str(ARTIFACTS / "main_window_alarms.png"))
+        win.screenshot().save(str(ARTIFACTS / "main_window_alarms.png"))
     finally:
         client.stop()
         win.alarm_feed.close()

@@ -18,6 +18,7 @@ from hmi.historian import reader as reader_module
 from hmi.historian.reader import TimeRange
 from hmi.sources.replay import ReplayState
 from hmi.ui.replay_window import PlaybackSession
+from tests.ui.conftest import dispose_widget
 
 NS = 1_000_000_000
 T0 = 1_790_000_000_000_000_000  # 2026-09-21T14:13:20Z
@@ -50,7 +51,6 @@ def test_playback_window_shows_the_banner_and_the_trend_moves(qtbot, recording: 
     and a click on the timeline jumps there (trend included)."""
     session = session_for(recording)
     window = session.window
-    qtbot.addWidget(window)
     window.show()
     session.start()
     try:
@@ -82,6 +82,7 @@ def test_playback_window_shows_the_banner_and_the_trend_moves(qtbot, recording: 
         assert x_data.min() >= session.source.position_ns / 1e9 - 300 - 1, "only the trend's span before the jump"
     finally:
         session.close()
+        dispose_widget(session.window)
 
 
 def test_opening_a_slow_recording_shows_progress_and_never_blocks(
@@ -98,7 +99,6 @@ def test_opening_a_slow_recording_shows_progress_and_never_blocks(
 
     monkeypatch.setattr(reader_module.HistorianReader, "events", slow_events)
     session = session_for(recording)
-    qtbot.addWidget(session.window)
     session.window.show()
     ticks: list[float] = []
     timer = QTimer()
@@ -116,3 +116,4 @@ def test_opening_a_slow_recording_shows_progress_and_never_blocks(
         assert session.bar.play_button.isEnabled()
     finally:
         session.close()
+        dispose_widget(session.window)

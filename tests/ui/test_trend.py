@@ -88,7 +88,7 @@ def test_cursor_reads_every_pen_at_a_time(view) -> None:
     t = int((NOW - 5) * 1e9)
     view.buffers.append_batch(SampleBatch.from_arrays([0, 1, 2], [t, t, t], [1.25, 55.5, 60.0], [0, 0, 3]))
     text = view.show_cursor(NOW - 1)
-    assert "m.speed: 1.25 rpm" in text
+    assert "m.speed: 1.250 rpm" in text  # range -2..2: a thousandth of it needs three decimals
     assert "m.temp: 55.50 °C" in text
     assert "m.temp2: 60.00 (COMM LOST) °C" in text
 
