@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from hmi.core.alarms.engine import AlarmCommandError, AlarmEngine, AlarmSettings, Record
 from hmi.core.alarms.model import AlarmDefinition
 from hmi.core.bus import TagBus
@@ -70,8 +72,16 @@ class AlarmService:
         bus: TagBus,
         category: EventCategory = EventCategory.ALARM,
         annotate: Callable[[str], dict[str, Any] | None] | None = None,
+        watched_tags: Iterable[int] | None = None,
     ) -> None:
+        """`watched_tags`: when given, batches without any of these tag ids are skipped
+        (only for an engine whose conditions read nothing else, like the advisories')."""
         self.engine = engine
+        self._watched: np.ndarray | None = None
+        if watched_tags is not None:
+            ids = np.fromiter(watched_tags, np.int64)
+            self._watched = np.zeros(int(ids.max(initial=-1)) + 1, bool)
+            self._watched[ids] = True
         self.bus = bus
         self.category = category
         self.annotate = annotate
@@ -105,6 +115,11 @@ class AlarmService:
         return count
 
     def _on_batch(self, batch: SampleBatch) -> None:
+        if self._watched is not None:
+            ids = batch.tag_ids
+            ids = ids[ids < self._watched.shape[0]]
+            if not self._watched[ids].any():
+                return
         with self.lock:
             records = self.engine.evaluate(batch)
         self.publish(records)

@@ -105,11 +105,13 @@ class Runtime:
         # The digital twin runs on the bus too: derived tags, and advisories that are
         # acknowledged like alarms on an engine of their own ([twin.*], docs/twin.md).
         self.twin = TwinService.from_project(project, self.bus)
+        definitions = advisory_definitions(self.twin.models)
         self.advisories = AlarmService(
-            AlarmEngine(advisory_definitions(self.twin.models), self.bus.registry, ADVISORY_SETTINGS),
+            AlarmEngine(definitions, self.bus.registry, ADVISORY_SETTINGS),
             self.bus,
             EventCategory.ADVISORY,
             self._advisory_details,
+            watched_tags=[self.bus.registry.id_of(d.tag) for d in definitions],
         )
         self.advisories.restore(
             alarm_history if alarm_history is not None else historian_alarm_history(project, EventCategory.ADVISORY)
