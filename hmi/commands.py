@@ -88,7 +88,8 @@ class AlarmService:
         self.annotations: dict[str, dict[str, Any]] = {}
         self.lock = threading.RLock()
         self.errors = 0
-        self._subscription = bus.subscribe(self._on_batch, name=str(category))
+        name = "alarms" if category == EventCategory.ALARM else "advisories"
+        self._subscription = bus.subscribe(self._on_batch, name=name)
 
     def close(self) -> None:
         self._subscription.close()
