@@ -20,8 +20,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 from bench.common import percentiles_ms, print_table
 from hmi.supervisor import free_tcp_port
 
@@ -127,7 +125,7 @@ def main() -> dict[str, float]:
 
         def refresh(*args, **kwargs):  # what the next paint will show
             drew = original_refresh(*args, **kwargs)
-            ts, values, _ = trend.buffers.get(tag_id)
+            _ts, values, _ = trend.buffers.get(tag_id)
             if values.shape[0]:
                 drawn_up_to[0] = int(values[-1])
             return drew
@@ -137,7 +135,7 @@ def main() -> dict[str, float]:
         class PaintProbe(QObject):
             shown = -1
 
-            def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt override)
+            def eventFilter(self, watched, event) -> bool:
                 if event.type() == QEvent.Type.Paint and drawn_up_to[0] > self.shown:
                     now = time.perf_counter()
                     for seq in range(self.shown + 1, drawn_up_to[0] + 1):
