@@ -1,4 +1,5 @@
-"""`hmi` command line: run, window, sim, check-config, trust, replay, export, model-info, self-test.
+"""`hmi` command line: run, window, sim, check-config, trust, replay, export, model-info, twin,
+self-test.
 
 Exit codes: 0 success, 1 runtime failure, 2 a bad project file or bad arguments, 3 (the
 headless runtime) another process records into the project's historian.
@@ -100,7 +101,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(
         f"{args.file}: OK: project {project.project.name!r}, {len(project.connections)} connection(s), "
         f"{len(project.machines)} machine(s), {len(project.tags)} tag(s), {len(project.trends)} trend(s), "
-        f"{len(project.alarms)} alarm(s), {len(project.bindings)} 3D binding(s)"
+        f"{len(project.alarms)} alarm(s), {len(project.bindings)} 3D binding(s), {len(project.twin)} twin model(s)"
     )
     return EXIT_OK
 
@@ -451,6 +452,37 @@ def _replay_headless(db: str, time_range: TimeRange, speed: float) -> int:
     return EXIT_OK
 
 
+def cmd_twin(args: argparse.Namespace) -> int:
+    """`hmi twin fit`: fit a pump's curve from a recorded healthy period, print the config block."""
+    from hmi.config.twin import CentrifugalPumpConfig
+    from hmi.twin.fit import FitError, fit_pump
+
+    reader, time_range, project = _open_recording(args)
+    config = project.twin.get(args.machine) if project is not None else None
+    if config is not None and not isinstance(config, CentrifugalPumpConfig):
+        reader.close()
+        print(f"hmi twin fit: [twin.{args.machine}] is a {config.kind_name} model, not a pump", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        result = fit_pump(
+            reader,
+            args.machine,
+            time_range.start_ns,
+            time_range.end_ns,
+            config,
+            rated_speed_rpm=args.rated_speed,
+            magnetising_a=args.magnetising_current,
+        )
+    except FitError as exc:
+        print(f"hmi twin fit: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    finally:
+        reader.close()
+    print(result.report(), file=sys.stderr)
+    print(result.toml())
+    return EXIT_OK
+
+
 def _add_range_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", required=True, metavar="FILE", help="historian file (or a database URL)")
     which = parser.add_mutually_exclusive_group(required=True)
@@ -622,6 +654,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument("--probe-child", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_model_info)
+
+    p = sub.add_parser("twin", help="digital-twin tools: fit a pump curve from recorded data")
+    twin = p.add_subparsers(dest="action", required=True)
+    t = twin.add_parser("fit", help="fit [twin.MACHINE.curve] from a healthy period in the historian; prints TOML")
+    _add_range_args(t)
+    t.add_argument("--machine", required=True, help="the pump's machine id, e.g. pump01")
+    t.add_argument("--rated-speed", type=float, metavar="RPM", help="without --project: the rated speed")
+    t.add_argument("--magnetising-current", type=float, metavar="A", help="no-load current (motor data sheet)")
+    p.set_defaults(func=cmd_twin)
 
     p = sub.add_parser("check-config", help="validate a project file")
     p.add_argument("file")

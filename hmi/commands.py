@@ -18,6 +18,7 @@ per-alarm revision numbers let every reader put them back in order.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -25,6 +26,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from hmi.core.alarms.engine import AlarmCommandError, AlarmEngine, AlarmSettings, Record
 from hmi.core.alarms.model import AlarmDefinition
@@ -56,14 +59,37 @@ TagWriter = Callable[[TagSpec, float | bool | str], WriteOutcome]
 
 
 class AlarmService:
-    """The alarm engine subscribed to a bus, with a lock and a timer entry point."""
+    """The alarm engine subscribed to a bus, with a lock and a timer entry point.
 
-    def __init__(self, engine: AlarmEngine, bus: TagBus) -> None:
+    The twin's advisories run on a second instance with `category=ADVISORY`: its
+    transitions are published as advisory events, each with what `annotate(alarm name)`
+    says about it (the twin's finding) under details["advisory"]; the latest annotation
+    of each alarm is kept (and restored from history) for the snapshot."""
+
+    def __init__(
+        self,
+        engine: AlarmEngine,
+        bus: TagBus,
+        category: EventCategory = EventCategory.ALARM,
+        annotate: Callable[[str], dict[str, Any] | None] | None = None,
+        watched_tags: Iterable[int] | None = None,
+    ) -> None:
+        """`watched_tags`: when given, batches without any of these tag ids are skipped
+        (only for an engine whose conditions read nothing else, like the advisories')."""
         self.engine = engine
+        self._watched: np.ndarray | None = None
+        if watched_tags is not None:
+            ids = np.fromiter(watched_tags, np.int64)
+            self._watched = np.zeros(int(ids.max(initial=-1)) + 1, bool)
+            self._watched[ids] = True
         self.bus = bus
+        self.category = category
+        self.annotate = annotate
+        self.annotations: dict[str, dict[str, Any]] = {}
         self.lock = threading.RLock()
         self.errors = 0
-        self._subscription = bus.subscribe(self._on_batch, name="alarms")
+        name = "alarms" if category == EventCategory.ALARM else "advisories"
+        self._subscription = bus.subscribe(self._on_batch, name=name)
 
     def close(self) -> None:
         self._subscription.close()
@@ -76,6 +102,13 @@ class AlarmService:
         except Exception:
             log.exception("could not read the recorded alarm states; alarms start from NORMAL")
             return 0
+        if self.category != EventCategory.ALARM:
+            # Recorded as advisory events; the engine reads them as the alarm events they are.
+            mine = [e for e in events if e.category == self.category]
+            for event in sorted(mine, key=lambda e: e.ts_ns):
+                if isinstance(event.details.get("advisory"), dict):
+                    self.annotations[event.source] = event.details["advisory"]
+            events = [dataclasses.replace(e, category=EventCategory.ALARM) for e in mine]
         with self.lock:
             count = self.engine.restore(events)
         if count:
@@ -83,6 +116,11 @@ class AlarmService:
         return count
 
     def _on_batch(self, batch: SampleBatch) -> None:
+        if self._watched is not None:
+            ids = batch.tag_ids
+            ids = ids[ids < self._watched.shape[0]]
+            if not self._watched[ids].any():
+                return
         with self.lock:
             records = self.engine.evaluate(batch)
         self.publish(records)
@@ -94,7 +132,21 @@ class AlarmService:
 
     def publish(self, records: list[Record]) -> None:
         if records:
-            self.bus.publish_events([r.to_event() for r in records])
+            self.bus.publish_events([self._event(r) for r in records])
+
+    def _event(self, record: Record) -> Event:
+        event = record.to_event()
+        if self.category == EventCategory.ALARM:
+            return event
+        details = event.details
+        name = event.source
+        if self.annotate is not None:
+            note = self.annotate(name)
+            if note is not None:
+                self.annotations[name] = note
+        if name in self.annotations:
+            details = {**details, "advisory": self.annotations[name]}
+        return dataclasses.replace(event, category=self.category, details=details)
 
     def replace_engine(self, definitions: list[AlarmDefinition], settings: AlarmSettings) -> int:
         """Reconfigure: a new engine carrying over the state of alarms that keep their name."""
@@ -116,6 +168,7 @@ class AlarmService:
                 "flood_counts": engine.flood_counts(),
                 "unacknowledged": engine.unacknowledged(),
                 "max_shelve_s": engine.settings.max_shelve_s,
+                "annotations": dict(self.annotations),
             }
 
 
@@ -135,11 +188,15 @@ class OperatorCommands:
         writer: TagWriter | None = None,
         reload: Callable[[], str] | None = None,
         clock: Callable[[], int] = time.time_ns,
+        advisories: AlarmService | None = None,
     ) -> None:
+        """`advisories` is the twin's advisory engine: its advisories are acknowledged,
+        shelved and audited with the same commands as alarms (they are told apart by name)."""
         self.sessions = sessions
         self.audit = audit
         self.bus = bus
         self.alarms = alarms
+        self.advisories = advisories
         self.writer = writer
         self.reload = reload
         self.clock = clock
@@ -148,6 +205,7 @@ class OperatorCommands:
             "logout": self._logout,
             "touch": self._touch,
             "alarms": self._alarms,
+            "advisories": self._advisories,
             "acknowledge": self._acknowledge,
             "reset": self._reset,
             "shelve": self._shelve,
@@ -234,6 +292,11 @@ class OperatorCommands:
             return {"ok": True, "epoch": 0, "alarms": [], "flood": {}, "unacknowledged": 0}
         return self.alarms.snapshot()
 
+    def _advisories(self, command: dict[str, Any]) -> dict[str, Any]:
+        if self.advisories is None:
+            return {"ok": True, "epoch": 0, "alarms": [], "flood": {}, "unacknowledged": 0, "annotations": {}}
+        return self.advisories.snapshot()
+
     def _names(self, command: dict[str, Any]) -> list[str]:
         names = command.get("alarms")
         if names is None and command.get("alarm"):
@@ -247,7 +310,7 @@ class OperatorCommands:
         run: Callable[[AlarmEngine, str, Session, int], list[Record]],
         details: dict[str, Any],
     ) -> dict[str, Any]:
-        if self.alarms is None:
+        if self.alarms is None and self.advisories is None:
             return _refused("this runtime has no alarms")
         names = self._names(command)
         if not names:
@@ -259,21 +322,26 @@ class OperatorCommands:
         now = self.clock()
         done: list[str] = []
         errors: dict[str, str] = {}
-        records: list[Record] = []
-        with self.alarms.lock:
-            for name in names:
-                try:
-                    records.extend(run(self.alarms.engine, name, session, now))
-                    done.append(name)
-                except AlarmCommandError as exc:
-                    errors[name] = str(exc)
-            entries = [AuditEntry(str(action), session.user, name, "ok", details, now) for name in done]
-            entries += [
-                AuditEntry(str(action), session.user, name, "refused", {**details, "reason": why}, now)
-                for name, why in errors.items()
-            ]
-            problem = self._audit(entries)
-        self.alarms.publish(records)
+        problem = None
+        for service, group in self._by_service(names):
+            records: list[Record] = []
+            with service.lock:
+                for name in group:
+                    try:
+                        records.extend(run(service.engine, name, session, now))
+                        done.append(name)
+                    except AlarmCommandError as exc:
+                        errors[name] = str(exc)
+                entries = [
+                    AuditEntry(str(action), session.user, name, "ok", details, now) for name in group if name in done
+                ]
+                entries += [
+                    AuditEntry(str(action), session.user, name, "refused", {**details, "reason": errors[name]}, now)
+                    for name in group
+                    if name in errors
+                ]
+                problem = self._audit(entries) or problem
+            service.publish(records)
         reply: dict[str, Any] = {"ok": not errors or bool(done), "done": done, "errors": errors}
         if errors and not done:
             reply["error"] = next(iter(errors.values())) if len(errors) == 1 else f"{len(errors)} alarms refused"
@@ -283,6 +351,21 @@ class OperatorCommands:
             reply["audit_error"] = problem
             self._audit_failed(problem)
         return reply
+
+    def _by_service(self, names: list[str]) -> list[tuple[AlarmService, list[str]]]:
+        """Names grouped by the engine that holds them: advisories by the twin's, the rest by the
+        alarm engine (which also answers for names nobody knows: "unknown alarm")."""
+        advisory_names = set(self.advisories.engine.names()) if self.advisories is not None else set()
+        advisory = [n for n in names if n in advisory_names]
+        other = [n for n in names if n not in advisory_names]
+        groups: list[tuple[AlarmService, list[str]]] = []
+        if advisory and self.advisories is not None:
+            groups.append((self.advisories, advisory))
+        if other:
+            service = self.alarms if self.alarms is not None else self.advisories
+            assert service is not None
+            groups.append((service, other))
+        return groups
 
     def _audit_failed(self, problem: str) -> None:
         self.bus.publish_events([Event(EventCategory.SYSTEM, "audit", f"Audit trail: {problem}", Severity.ERROR)])
@@ -348,6 +431,9 @@ class OperatorCommands:
         latest = self.bus.latest(tag) if tag in self.bus.registry else None
         old = latest.value if latest is not None else None
         details: dict[str, Any] = {"old": _json_value(old), "new": _json_value(raw_value)}
+        if command.get("context"):
+            # Why the operator writes, e.g. the advisory whose recommendation this carries out.
+            details["context"] = str(command["context"])[:500]
         spec = self.bus.registry.by_name(tag) if tag in self.bus.registry else None
         try:
             if spec is None:

@@ -1,4 +1,4 @@
-"""The headless runtime: sources -> tag bus -> (alarms, twin, historian) -> IPC publisher.
+"""The headless runtime: sources -> tag bus -> (alarms, twin and advisories, historian) -> IPC publisher.
 
 Builds everything from a project file and runs it on one asyncio loop. No Qt: this is
 what runs on an edge box, and what keeps recording when a window crashes.
@@ -31,6 +31,8 @@ from hmi.security.sessions import LoginThrottle, Sessions
 from hmi.security.users import UserStore
 from hmi.sources.mqtt import MqttSource
 from hmi.sources.opcua import OpcUaSource
+from hmi.twin.advisories import ADVISORY_SETTINGS, advisory_definitions
+from hmi.twin.service import TwinService
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,20 @@ class Runtime:
             AlarmEngine(alarm_definitions(project), self.bus.registry, alarm_settings(project)), self.bus
         )
         self.alarms.restore(alarm_history if alarm_history is not None else historian_alarm_history(project))
+        # The digital twin runs on the bus too: derived tags, and advisories that are
+        # acknowledged like alarms on an engine of their own ([twin.*], docs/twin.md).
+        self.twin = TwinService.from_project(project, self.bus)
+        definitions = advisory_definitions(self.twin.models)
+        self.advisories = AlarmService(
+            AlarmEngine(definitions, self.bus.registry, ADVISORY_SETTINGS),
+            self.bus,
+            EventCategory.ADVISORY,
+            self._advisory_details,
+            watched_tags=[self.bus.registry.id_of(d.tag) for d in definitions],
+        )
+        self.advisories.restore(
+            alarm_history if alarm_history is not None else historian_alarm_history(project, EventCategory.ADVISORY)
+        )
         self.audit = open_audit(project)
         security = project.security
         self.sessions = Sessions(
@@ -108,13 +124,24 @@ class Runtime:
             LoginThrottle(security.max_failed_logins, security.lockout_s),
         )
         self.commands = OperatorCommands(
-            self.sessions, self.audit, self.bus, self.alarms, writer or self.write_to_source, self.reload_config
+            self.sessions,
+            self.audit,
+            self.bus,
+            self.alarms,
+            writer or self.write_to_source,
+            self.reload_config,
+            advisories=self.advisories,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self.publisher: IpcPublisher | None = None
         if stream_address and request_address:
             self.publisher = IpcPublisher(self.bus, stream_address, request_address, self.handle_command)
         self.started_at = time.time()
+
+    def _advisory_details(self, name: str) -> dict[str, Any] | None:
+        """The twin's finding behind an advisory, for its events (bus thread)."""
+        finding = self.twin.finding(name)
+        return finding.to_json() if finding is not None else None
 
     def handle_command(self, command: dict[str, Any]) -> dict[str, Any]:
         """Commands from windows (request thread). More arrive with alarms and writes."""
@@ -146,6 +173,7 @@ class Runtime:
                     "flood": self.alarms.engine.flood(),
                     "transitions": self.alarms.engine.transitions,
                 },
+                "twin": self.twin.stats(),
                 "historian": {
                     "queue_depth": self.historian.queue_depth,
                     "written": self.historian.stats.written,
@@ -185,6 +213,8 @@ class Runtime:
             if self.publisher is not None:
                 self.publisher.stop()
             self.alarms.close()
+            self.advisories.close()
+            self.twin.close()
             if self.audit is not None:
                 self.audit.close()
 
@@ -192,6 +222,7 @@ class Runtime:
         """On/off delays and shelf expiries elapse with time, not only with samples."""
         while not stop.is_set():
             self.alarms.tick()
+            self.advisories.tick()
             try:
                 await asyncio.wait_for(stop.wait(), ALARM_TICK_S)
             except TimeoutError:
@@ -301,8 +332,8 @@ def open_audit(project: Project) -> AuditTrail | None:
         return None
 
 
-def historian_alarm_history(project: Project) -> AlarmHistory | None:
-    """The latest recorded event of every alarm, from the project's historian.
+def historian_alarm_history(project: Project, category: EventCategory = EventCategory.ALARM) -> AlarmHistory | None:
+    """The latest recorded event of every alarm (or advisory), from the project's historian.
 
     The historian's reader (hmi.historian.reader, issue 5) is the one place that reads
     events back; until it is installed alarms start from NORMAL after a restart."""
@@ -318,7 +349,7 @@ def historian_alarm_history(project: Project) -> AlarmHistory | None:
             log.info("no recorded alarm states to restore: %s", exc)
             return []
         with reader:
-            return list(reader.last_events_per_source(EventCategory.ALARM, time.time_ns() + 1))
+            return list(reader.last_events_per_source(category, time.time_ns() + 1))
 
     return read
 

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from hmi.config.alarms import alarm_problems
 from hmi.config.bindings import check_bindings
 from hmi.config.models import MqttConnection, OpcUaConnection, Project, TagConfig
+from hmi.config.twin import twin_problems, twin_tag_specs
 from hmi.core.tags import TAG_NAME_RE
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -139,7 +140,7 @@ def _file_loc(raw: Any, loc: Sequence[str | int], missing_key: bool = True) -> l
 
 
 def cross_check(project: Project) -> list[tuple[list[str | int], str]]:
-    """References between sections: tags to connections and machines, trends to tags."""
+    """References between sections: tags to connections and machines, trends to tags, twin inputs."""
     problems: list[tuple[list[str | int], str]] = []
     connections = sorted(project.connections)
     for tag_name, tag in project.tags.items():
@@ -159,9 +160,10 @@ def cross_check(project: Project) -> list[tuple[list[str | int], str]]:
         conn = project.connections.get(tag.connection)
         if conn is not None:
             problems.extend(_check_tag_for_connection(tag_name, tag, conn))
+    derived = {spec.name for spec in twin_tag_specs(project)}
     for i, trend in enumerate(project.trends):
         for j, pen in enumerate(trend.pens):
-            if pen not in project.tags:
+            if pen not in project.tags and pen not in derived:
                 problems.append((["trends", i, "pens", j], f"unknown tag {pen!r}"))
     for machine, config in project.machines.items():
         if not re.match(r"^[a-z][a-z0-9_]*$", machine):
@@ -171,6 +173,7 @@ def cross_check(project: Project) -> list[tuple[list[str | int], str]]:
                 problems.append((["machines", machine, "key_tags", i], f"unknown tag {tag!r}"))
     problems.extend(alarm_problems(project))
     problems.extend(check_bindings(project.bindings, project.cameras, project.machines, project.tags))
+    problems.extend(twin_problems(project))
     return problems
 
 

@@ -9,18 +9,16 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from hmi.config.base import Strict
 from hmi.config.bindings import BindingConfig, CameraPresetConfig
+from hmi.config.twin import TwinConfig, twin_tag_specs
 from hmi.core.alarms.model import Condition, check_template
 from hmi.core.expressions import ExpressionError, parse_expression
 from hmi.core.tags import DataType, TagSpec
 
 Port = Annotated[int, Field(ge=0, le=65535)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ProjectInfo(Strict):
@@ -401,6 +399,7 @@ class Project(Strict):
     shifts: list[ShiftConfig] = Field(default_factory=list)
     bindings: list[BindingConfig] = Field(default_factory=list)
     cameras: list[CameraPresetConfig] = Field(default_factory=list)
+    twin: dict[str, TwinConfig] = Field(default_factory=dict)  # machine -> its digital-twin model
 
     # Set by the loader, not read from the file.
     source_path: Path | None = Field(default=None, exclude=True)
@@ -442,6 +441,8 @@ class Project(Strict):
                     },
                 )
             )
+        # The twin's derived tags follow the configured ones, so ids stay stable per project.
+        specs += twin_tag_specs(self)
         return specs
 
     def tags_of_connection(self, connection: str) -> list[TagSpec]:

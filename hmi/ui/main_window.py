@@ -49,6 +49,7 @@ from hmi.ipc.client import IpcClient
 from hmi.ipc.mirror import BusMirror
 from hmi.paths import data_dir
 from hmi.ui import theme
+from hmi.ui.advisory_panel import AdvisoryPanel
 from hmi.ui.alarm_banner import AlarmBanner
 from hmi.ui.alarm_feed import AlarmFeed
 from hmi.ui.alarm_journal import AlarmJournal
@@ -182,8 +183,11 @@ class MainWindow(QMainWindow):
         self._dock("tags", "Tags", self.tag_browser, right)
         self._dock("alarms", "Alarm summary", self.alarm_panel, bottom)
         self._dock("journal", "Journal", self.alarm_journal, bottom)
+        self.advisory_panel = AdvisoryPanel(self.alarm_feed)  # the twin's advisories (hmi/ui/advisory_panel.py)
+        self._dock("advisories", "Advisories", self.advisory_panel, bottom)
         self.tabifyDockWidget(self.docks["trends"], self.docks["tags"])
         self.tabifyDockWidget(self.docks["alarms"], self.docks["journal"])
+        self.tabifyDockWidget(self.docks["journal"], self.docks["advisories"])
         self.docks["trends"].raise_()
         self.docks["alarms"].raise_()
         self.resizeDocks([self.docks["machines"]], [260], Qt.Orientation.Horizontal)
@@ -403,6 +407,7 @@ class MainWindow(QMainWindow):
         for timer in (self.trend_timer, self.table_timer, self.overview_timer):
             timer.stop()
         self.alarm_feed.close()
+        self.advisory_panel.close_feed()
         if self.scene is not None:
             self.scene.shutdown()
         super().closeEvent(event)

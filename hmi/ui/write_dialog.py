@@ -50,9 +50,13 @@ def parse_value(spec: TagSpec, text: str) -> float | bool | str:
 
 
 class WriteDialog(QDialog):
-    def __init__(self, spec: TagSpec, bus: TagBus, feed: AlarmFeed, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, spec: TagSpec, bus: TagBus, feed: AlarmFeed, parent: QWidget | None = None, context: str = ""
+    ) -> None:
+        """`context` says why (e.g. the advisory whose recommendation this is); it goes into the audit record."""
         super().__init__(parent)
         self.spec = spec
+        self.context = context
         self.bus = bus
         self.feed = feed
         self.value: float | bool | str | None = None
@@ -129,7 +133,10 @@ class WriteDialog(QDialog):
             return
         self.confirm_button.setEnabled(False)
         self._say("writing…")
-        self.feed.send({"command": "write", "tag": self.spec.name, "value": self.value}, self._on_reply)
+        command = {"command": "write", "tag": self.spec.name, "value": self.value}
+        if self.context:
+            command["context"] = self.context
+        self.feed.send(command, self._on_reply)
 
     def _on_reply(self, reply: Reply) -> None:
         self.result = reply

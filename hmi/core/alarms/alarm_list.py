@@ -10,6 +10,7 @@ thread; `version` grows with every change so a timer can tell when to repaint.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import deque
 from collections.abc import Iterable
@@ -32,7 +33,12 @@ class Counts:
 
 
 class AlarmList:
-    def __init__(self, history_per_alarm: int = HISTORY_PER_ALARM) -> None:
+    def __init__(
+        self, history_per_alarm: int = HISTORY_PER_ALARM, category: EventCategory = EventCategory.ALARM
+    ) -> None:
+        """`category`: the events to follow; the twin's advisories are alarm transitions
+        published as ADVISORY events (hmi.twin.advisories)."""
+        self.category = category
         self._lock = threading.Lock()
         self._alarms: dict[str, AlarmStatus] = {}
         self._history: dict[str, deque[AlarmTransition]] = {}
@@ -72,8 +78,10 @@ class AlarmList:
         changed = 0
         with self._lock:
             for event in events:
-                if event.category != EventCategory.ALARM:
+                if event.category != self.category:
                     continue
+                if self.category != EventCategory.ALARM:
+                    event = dataclasses.replace(event, category=EventCategory.ALARM)
                 if event.source.startswith(FLOOD_SOURCE_PREFIX):
                     self.flood[str(event.details.get("position", ""))] = bool(event.details.get("flood"))
                     changed += 1
