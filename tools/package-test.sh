@@ -45,8 +45,12 @@ mkdir -p "$home"
 env -i PATH=/usr/bin:/bin HOME="$home" "$top/install.sh" >/dev/null
 installed="$home/.local/bin/hmi"
 [[ -x "$installed" ]] || { echo "package-test: install.sh did not install $installed" >&2; exit 1; }
-grep -q "^Exec=\"$home/.local/opt/hmi/hmi\" run$" "$home/.local/share/applications/hmi.desktop" ||
+desktop="$home/.local/share/applications/hmi.desktop"
+grep -q "^Exec=\"$home/.local/opt/hmi/hmi\" run$" "$desktop" ||
   { echo "package-test: the installed menu entry does not run the installed program" >&2; fail=1; }
+if command -v desktop-file-validate >/dev/null 2>&1; then
+  desktop-file-validate "$desktop" || fail=1
+fi
 
 env -i PATH=/usr/bin:/bin HOME="$home" "$installed" --self-test || fail=1
 
