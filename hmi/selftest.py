@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 from hmi import __version__
@@ -50,6 +50,10 @@ from hmi.config import ConfigError, Project, load_project
 from hmi.config.models import OpcUaConnection
 from hmi.core.quality import Quality
 from hmi.paths import data_dir, default_project, hmi_command, install_root
+from hmi.supervisor import free_tcp_port, plant_args
+
+if TYPE_CHECKING:
+    from hmi.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +73,6 @@ class StepResult:
     ok: bool
     detail: str
     seconds: float
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str, interval: float = 0.05) -> float:
@@ -135,7 +133,7 @@ def embedded_plant_project(project: Project, port: int, historian_url: str) -> P
 class RuntimeThread:
     """A Runtime on its own asyncio loop in a thread, stopped on request."""
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.error: BaseException | None = None
         self._loop = asyncio.new_event_loop()
@@ -207,15 +205,23 @@ class SelfTest:
         frozen = "bundle" if getattr(sys, "frozen", False) else "source"
         self._print(f"hmi {__version__} self-test: {frozen} at {install_root()}")
         self._print(f"  Python {platform.python_version()} on {platform.system()} {platform.machine()}")
+        (first, first_step), *rest = self.steps()
         failed: StepResult | None = None
         try:
-            for name, step in self.steps():
-                result = self._run_step(name, step)
-                if not result.ok:
-                    failed = result
-                    break
+            result = self._run_step(first, first_step)  # the user's own data folder
+            failed = None if result.ok else result
+            # Everything after it, the child processes and the runtime's thread included,
+            # works in the temporary data folder.
+            with data_folder(self.workdir / "data"):
+                try:
+                    for name, step in rest if failed is None else []:
+                        result = self._run_step(name, step)
+                        if not result.ok:
+                            failed = result
+                            break
+                finally:
+                    self.cleanup()
         finally:
-            self.cleanup()
             if keep:
                 self._print(f"  kept {self.workdir}")
             else:
@@ -230,13 +236,7 @@ class SelfTest:
     def _run_step(self, name: str, step: Callable[[], str]) -> StepResult:
         started = time.monotonic()
         try:
-            # The first step looks at the user's own data folder; every later one works
-            # in the temporary one.
-            if name == "data folder":
-                detail, ok = step(), True
-            else:
-                with data_folder(self.workdir / "data"):
-                    detail, ok = step(), True
+            detail, ok = step(), True
         except StepFailed as exc:
             detail, ok = str(exc), False
         except Exception as exc:  # a broken installation shows up as anything at all
@@ -294,15 +294,13 @@ class SelfTest:
             raise StepFailed(f"{path}: the project embeds no demo plant ([simulator] enabled = false)")
         self.project = project
         historian = f"sqlite:///{(self.workdir / 'historian.sqlite').as_posix()}"
-        self.test_project = embedded_plant_project(project, free_port(), historian)
+        self.test_project = embedded_plant_project(project, free_tcp_port(), historian)
         return (
             f"{path.name}: {project.project.name!r}, {len(project.machines)} machines, "
             f"{len(project.tags)} tags, {len(project.alarms)} alarms"
         )
 
     def start_plant(self) -> str:
-        from hmi.supervisor import plant_args
-
         assert self.test_project is not None
         port = self.test_project.simulator.opcua_port
         argv = hmi_command(*plant_args(self.test_project.simulator))
@@ -326,7 +324,7 @@ class SelfTest:
         project = self.test_project
         assert project is not None
         UserStore().add(USER, Role.ADMIN, self.password)
-        self.stream, self.requests = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+        self.stream, self.requests = f"tcp://127.0.0.1:{free_tcp_port()}", f"tcp://127.0.0.1:{free_tcp_port()}"
         runtime = Runtime(project, self.stream, self.requests)
         self.runtime_thread = RuntimeThread(runtime).start()
         plant_tags = [
@@ -506,17 +504,23 @@ class SelfTest:
         expected = {"login", "write_request", "write", "logout"}
         if not expected <= kinds:
             raise StepFailed(f"the audit trail lacks {', '.join(sorted(expected - kinds))}")
+        # A copy (SQLite's backup: WAL content included) with the first record's user changed.
         tampered = self.workdir / "tampered.sqlite"
-        shutil.copyfile(self.workdir / "historian.sqlite", tampered)
-        with sqlite3.connect(tampered) as conn:
-            conn.execute("UPDATE audit_records SET user = 'mallory' WHERE seq = (SELECT MIN(seq) FROM audit_records)")
+        source, target = sqlite3.connect(self.workdir / "historian.sqlite"), sqlite3.connect(tampered)
+        try:
+            source.backup(target)
+            with target:
+                target.execute("UPDATE audit_records SET user = 'mallory' WHERE seq = 1")
+        finally:
+            source.close()
+            target.close()
         copy = AuditTrail(tampered, create=False)
         try:
             _, copy_problems = copy.verify()
         finally:
             copy.close()
-        if not copy_problems:
-            raise StepFailed("an edited copy of the audit trail passed verification")
+        if not any(problem.seq == 1 and "edited" in problem.message for problem in copy_problems):
+            raise StepFailed("a copy with an edited audit record passed verification")
         return f"{checked} records intact (head {seq} {head[:12]}…); an edited copy was caught"
 
 

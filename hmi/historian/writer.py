@@ -205,7 +205,7 @@ class HistorianWriter:
         self.submit_events(events)
 
     def start(self) -> None:
-        """Start the writer thread; raises HistorianInUse (hmi.historian.sqlite) if another
+        """Start the writer thread; raises HistorianInUse (hmi.historian.lock) if another
         process records into the same file (its lock is held until the thread ends)."""
         if self._thread is not None:
             return
