@@ -246,7 +246,12 @@ def cmd_window(args: argparse.Namespace) -> int:
     _log_to_file("window")
     from hmi.ui.app import run_window
 
-    return run_window(project, stream, requests, screenshot=args.screenshot, exit_after_s=args.exit_after)
+    if args.machine and args.machine not in project.machines:
+        print(f"hmi window: no machine {args.machine!r} in {args.project}", file=sys.stderr)
+        return EXIT_CONFIG
+    return run_window(
+        project, stream, requests, screenshot=args.screenshot, exit_after_s=args.exit_after, machine=args.machine
+    )
 
 
 def _secret(env: str, file: str | None, what: str) -> str | None:
@@ -552,6 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", default=str(default_project()))
     p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window, then exit")
     p.add_argument("--exit-after", type=float, metavar="S", help="close the window after S seconds")
+    p.add_argument("--machine", metavar="ID", help="the machine shown first (default: the project's first)")
     _add_ipc_args(p)
     p.set_defaults(func=cmd_window)
 

@@ -36,12 +36,26 @@ def main() -> int:
         project = Path(tmp) / "demo.toml"
         project.write_text(text, encoding="utf-8")
         hmi = [sys.executable, "-m", "hmi"]
-        sim = subprocess.Popen([*hmi, "sim", "--opcua-port", str(opcua), "--speed", "10"], cwd=REPO)
+        # Ten times real time, with a pump fault so the picture shows an alarm and an advisory.
+        sim = subprocess.Popen(
+            [*hmi, "sim", "--opcua-port", str(opcua), "--speed", "10", "--fault", "pump01.cavitation@150s"], cwd=REPO
+        )
         runtime = subprocess.Popen([*hmi, "run", "--project", str(project), "--headless"], cwd=REPO)
         try:
             time.sleep(1.0)
             window = subprocess.run(
-                [*hmi, "window", "--project", str(project), "--screenshot", str(out), "--exit-after", seconds],
+                [
+                    *hmi,
+                    "window",
+                    "--project",
+                    str(project),
+                    "--machine",
+                    "pump01",
+                    "--screenshot",
+                    str(out),
+                    "--exit-after",
+                    seconds,
+                ],
                 cwd=REPO,
             )
             return window.returncode

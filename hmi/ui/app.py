@@ -60,6 +60,7 @@ def run_window(
     request_address: str,
     screenshot: str | None = None,
     exit_after_s: float | None = None,
+    machine: str | None = None,
 ) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
@@ -73,6 +74,8 @@ def run_window(
     # Trends reach back into the runtime's historian file beyond their ring buffers (WAL
     # lets this reader run beside the runtime's writer).
     window = MainWindow(project, mirror, client, history=HistoryLookup(project.historian.url))
+    if machine:
+        window.show_machine(machine)
     window.show()
     client.start()
 

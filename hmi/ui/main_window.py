@@ -418,6 +418,12 @@ class MainWindow(QMainWindow):
         if machine not in self.project.machines:
             return
         self.overview.select(machine)
+        self.overview.ensureWidgetVisible(self.overview.tiles[machine])
+        # The machine's own trend group, when one has only its tags.
+        for index, view in enumerate(self.trends):
+            if view.pens and all(pen.spec.machine == machine for pen in view.pens):
+                self.trend_tabs.setCurrentIndex(index)
+                break
         if self.scene is None:
             return
         self.scene.show_machine(machine)

@@ -48,7 +48,13 @@ def test_demo_alarms_become_engine_definitions() -> None:
     assert (hi.condition, hi.priority, hi.limit, hi.unit) == (Condition.HI, Priority.HIGH, 60.0, "°C")
     assert hi.suppress_when == "cnc01.spindle_speed < 100"
     assert defs["cnc01.tool_temperature.hihi"].comment_required
-    assert alarm_settings(project).positions == {"cell1": ("cnc01",)}
+    assert alarm_settings(project).positions == {
+        "cell1": ("cnc01", "robot01"),
+        "line1": ("conveyor01", "cmm01"),
+        "utilities": ("pump01",),
+    }
+    belt = defs["conveyor01.belt_speed.deviation"]
+    assert (belt.setpoint_tag, belt.limit, belt.unit) == ("conveyor01.speed_setpoint", 0.08, "m/s")
 
 
 BROKEN = {

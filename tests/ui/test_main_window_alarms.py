@@ -24,9 +24,10 @@ def test_main_window_alarms_login_and_guarded_write(qtbot, main_window_factory, 
     win = main_window_factory(live_runtime.project, mirror, client)
     client.start()
     try:
-        qtbot.waitUntil(lambda: len(win.alarm_feed.alarms.statuses()) == 4, timeout=20000)
+        configured = len(live_runtime.project.alarms)
+        qtbot.waitUntil(lambda: len(win.alarm_feed.alarms.statuses()) == configured, timeout=20000)
         win.alarm_panel.set_filters(state="All configured")
-        qtbot.waitUntil(lambda: win.alarm_panel.model.rowCount() == 4, timeout=5000)
+        qtbot.waitUntil(lambda: win.alarm_panel.model.rowCount() == configured, timeout=5000)
         assert win.user_indicator.label.text() == "not logged in (view only)"
         win.user_indicator.button.click()
         dialog = win.user_indicator.dialog
