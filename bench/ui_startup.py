@@ -21,13 +21,20 @@ REPO = Path(__file__).resolve().parent.parent
 FIRST_FRAME = re.compile(r"first live frame ([0-9.]+) s after hmi run")
 
 
+def demo_project(folder: Path) -> Path:
+    """A copy of the demo project in `folder`, its plant and runtime on free ports (its
+    models are found through the installation's config/ folder)."""
+    opcua, stream, requests = free_tcp_port(), free_tcp_port(), free_tcp_port()
+    text = (REPO / "config" / "demo.toml").read_text(encoding="utf-8").replace("48400", str(opcua))
+    text += f"\n[runtime]\nstream_port = {stream}\nrequest_port = {requests}\n"
+    project = folder / "demo.toml"
+    project.write_text(text, encoding="utf-8")
+    return project
+
+
 def one_run() -> float | None:
     with tempfile.TemporaryDirectory(prefix="hmi-startup-") as tmp:
-        opcua, stream, requests = free_tcp_port(), free_tcp_port(), free_tcp_port()
-        text = (REPO / "config" / "demo.toml").read_text(encoding="utf-8").replace("48400", str(opcua))
-        text += f"\n[runtime]\nstream_port = {stream}\nrequest_port = {requests}\n"
-        project = Path(tmp) / "demo.toml"
-        project.write_text(text, encoding="utf-8")
+        project = demo_project(Path(tmp))
         env = dict(os.environ, HMI_DATA_DIR=str(Path(tmp) / "data"), PYTHONUNBUFFERED="1")
         proc = subprocess.Popen(
             [sys.executable, "-m", "hmi", "run", "--project", str(project)],

@@ -1,6 +1,8 @@
-"""`hmi` command line: run, window, sim, check-config, trust, replay, export, model-info, twin.
+"""`hmi` command line: run, window, sim, check-config, trust, replay, export, model-info, twin,
+self-test.
 
-Exit codes: 0 success, 1 runtime failure, 2 a bad project file or bad arguments.
+Exit codes: 0 success, 1 runtime failure, 2 a bad project file or bad arguments, 3 (the
+headless runtime) another process records into the project's historian.
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ def _setup_logging(verbose: bool) -> None:
     # asyncua logs every reconnect attempt and publish at INFO; our sources say what matters.
     for noisy in ("asyncua", "asyncua.client.ua_client", "asyncua.server"):
         logging.getLogger(noisy).setLevel(logging.WARNING if not verbose else logging.INFO)
+
+
+def _log_to_file(role: str) -> None:
+    from hmi.logfile import add_log_file
+
+    add_log_file(role)
 
 
 def _load(path: Path) -> Project:
@@ -178,6 +186,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     project_path = Path(args.project)
     project = _load(project_path)
+    _log_to_file("runtime" if args.headless else "supervisor")
     if args.headless:
         return _run_headless(args, project)
     from hmi.supervisor import Supervisor
@@ -194,8 +203,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_headless(args: argparse.Namespace, project: Project) -> int:
+    from hmi.historian.lock import HistorianInUse
     from hmi.runtime import Runtime
-    from hmi.supervisor import free_tcp_port
+    from hmi.supervisor import EXIT_HISTORIAN_IN_USE, free_tcp_port
 
     stream, requests = _ipc_addresses(args, project)
     host = project.runtime.ipc_host
@@ -215,6 +225,9 @@ def _run_headless(args: argparse.Namespace, project: Project) -> int:
 
     try:
         asyncio.run(main())
+    except HistorianInUse as exc:
+        log.error("%s", exc)  # also in the runtime's log file: under `hmi run` nobody sees stderr
+        return EXIT_HISTORIAN_IN_USE
     except OSError as exc:
         log.error("%s", exc)
         return EXIT_FAILURE
@@ -230,6 +243,7 @@ def cmd_window(args: argparse.Namespace) -> int:
     if stream is None or requests is None:
         print("hmi window: no runtime address: give --ipc-stream and --ipc-requests", file=sys.stderr)
         return EXIT_CONFIG
+    _log_to_file("window")
     from hmi.ui.app import run_window
 
     if args.machine and args.machine not in project.machines:
@@ -273,6 +287,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
         print("hmi sim: nothing to serve (--opcua-port 0 and no --mqtt-host)", file=sys.stderr)
         return EXIT_CONFIG
 
+    _log_to_file("plant")
     from hmi.sim.runner import PlantRunner
 
     runner = PlantRunner(plant, args.rate, args.speed, opcua=opcua, mqtt=mqtt, freeze_gc=True)
@@ -514,6 +529,15 @@ def cmd_model_info(args: argparse.Namespace) -> int:
     return EXIT_OK if check.ok else EXIT_FAILURE
 
 
+def cmd_self_test(args: argparse.Namespace) -> int:
+    from hmi.selftest import run_self_test
+
+    if not args.verbose:
+        # The summary is the output; library chatter would push it off the screen.
+        logging.getLogger().setLevel(logging.WARNING)
+    return run_self_test(keep=args.keep, timeout_s=args.timeout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hmi", description="HMI/SCADA workstation for machine digital twins")
     parser.add_argument("--version", action="version", version=f"hmi {__version__}")
@@ -649,11 +673,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a project file")
     p.add_argument("file")
     p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser(
+        "self-test",
+        help="check this installation end to end, without a display (also: hmi --self-test)",
+        description="Load the demo project, start its plant, connect over OPC UA, show live values in an offscreen "
+        "window, write a value, load every 3D model, record to a temporary historian, replay it and verify the "
+        "audit chain. Exits 0 when every step passed, 1 naming the step that failed.",
+    )
+    p.add_argument("--keep", action="store_true", help="keep the temporary folder (historian, logs) and print it")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="S", help="time limit of each step (default 60)")
+    p.set_defaults(func=cmd_self_test)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--self-test" in argv and all(a.startswith("-") for a in argv[: argv.index("--self-test")]):
+        # What an installer or a support call runs first: `hmi --self-test`.
+        argv[argv.index("--self-test")] = "self-test"
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     return int(args.func(args))

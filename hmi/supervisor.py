@@ -22,13 +22,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hmi.config.models import Project
+from hmi.config.models import Project, SimulatorConfig
 from hmi.paths import hmi_command
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.1
 STOP_GRACE_S = 5.0
+# A runtime exits with this when another process records into the project's historian;
+# restarting it would only fail again, so the supervisor stops instead.
+EXIT_HISTORIAN_IN_USE = 3
 
 
 def free_tcp_port(host: str = "127.0.0.1") -> int:
@@ -41,6 +44,12 @@ def port_in_use(address: str) -> bool:
     """True if something already listens on a tcp://host:port (or host, port) address."""
     host, _, port = address.removeprefix("tcp://").rpartition(":")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        if os.name == "posix":
+            # Connections of a just-closed instance linger in TIME_WAIT for a minute; its
+            # servers would bind anyway (ZeroMQ and asyncio set SO_REUSEADDR), so must the
+            # check. Windows binds over TIME_WAIT anyway, and there the option would let a
+            # bind succeed on a port that is really in use.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, int(port)))
         except OSError:
@@ -61,6 +70,15 @@ def _die_with_parent() -> Callable[[], None] | None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
     return set_pdeathsig
+
+
+def plant_args(sim: SimulatorConfig) -> list[str]:
+    """`hmi` arguments that serve the project's embedded demo plant."""
+    args = ["sim", "--opcua-port", str(sim.opcua_port), "--rate", str(sim.rate_hz), "--speed", str(sim.speed)]
+    args += ["--seed", str(sim.seed)]
+    if sim.machines:
+        args += ["--machines", ",".join(sim.machines)]
+    return args
 
 
 @dataclass
@@ -94,22 +112,8 @@ class Supervisor:
         self.request_address = request_address or f"tcp://{host}:{free_tcp_port()}"
         ipc = ["--ipc-stream", self.stream_address, "--ipc-requests", self.request_address]
         self.children: list[Child] = []
-        sim = project.simulator
-        if sim.enabled if with_sim is None else with_sim:
-            argv = [
-                "sim",
-                "--opcua-port",
-                str(sim.opcua_port),
-                "--rate",
-                str(sim.rate_hz),
-                "--speed",
-                str(sim.speed),
-                "--seed",
-                str(sim.seed),
-            ]
-            if sim.machines:
-                argv += ["--machines", ",".join(sim.machines)]
-            self.children.append(Child("plant", hmi_command(*argv), "restart"))
+        if project.simulator.enabled if with_sim is None else with_sim:
+            self.children.append(Child("plant", hmi_command(*plant_args(project.simulator)), "restart"))
         self.children.append(
             Child("runtime", hmi_command("run", "--project", str(project_path), "--headless", *ipc), "restart")
         )
@@ -140,6 +144,14 @@ class Supervisor:
             needed.append(f"127.0.0.1:{self.project.simulator.opcua_port}")
         return [address for address in needed if port_in_use(address)]
 
+    def historian_in_use(self) -> str | None:
+        """Why the runtime could not record into the project's historian now (None if it can)."""
+        from hmi.historian.dialect import dialect_for, url_for
+
+        url = url_for(self.project.historian.url)
+        lock = dialect_for(url).writer_lock(url)
+        return lock.in_use() if lock is not None else None
+
     def run(self) -> int:
         busy = self.busy_ports()
         if busy:
@@ -150,6 +162,11 @@ class Supervisor:
                 self.project_path,
             )
             return 1
+        if any(c.name == "runtime" for c in self.children):
+            problem = self.historian_in_use()
+            if problem:
+                log.error("%s", problem)
+                return 1
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self.request_stop)
         for child in self.children:
@@ -175,6 +192,11 @@ class Supervisor:
             child.process = None
             if child.on_exit == "stop-all" and code == 0:
                 log.info("%s closed; stopping", child.name)
+                self._stopping = True
+                return
+            if child.name == "runtime" and code == EXIT_HISTORIAN_IN_USE:
+                log.error("the runtime cannot record: another process holds the historian; stopping")
+                self.exit_code = 1
                 self._stopping = True
                 return
             child.crashes.append(now)

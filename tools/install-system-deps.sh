@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install the Debian/Ubuntu packages the app (and, with --test, the tests) need, only
-# those missing. Called by `make run` and `make test`; safe to run again.
+# Install the Debian/Ubuntu packages the app (and, with --test, the tests; with --package,
+# `make package`) need, only those missing. Called by `make run`, `make test` and
+# `make package`; safe to run again.
 set -euo pipefail
 
 # Qt's xcb platform plugin (Qt >= 6.5), OpenGL through Mesa (llvmpipe when there is no
@@ -13,10 +14,14 @@ RUN_PACKAGES=(
 )
 # A virtual X server for the window tests, a real MQTT broker, and screenshots.
 TEST_PACKAGES=(xvfb xauth mosquitto)
+# `make package`: PyInstaller needs objdump, build.spec strip and readelf (all binutils).
+PACKAGE_PACKAGES=(binutils)
 
 want=("${RUN_PACKAGES[@]}")
 if [[ "${1:-}" == "--test" ]]; then
   want+=("${TEST_PACKAGES[@]}")
+elif [[ "${1:-}" == "--package" ]]; then
+  want+=("${PACKAGE_PACKAGES[@]}")
 fi
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from hmi.paths import expand_data_url
+
+if TYPE_CHECKING:
+    from hmi.historian.lock import WriterLock
 
 
 def _json_default(value: object) -> object:
@@ -81,6 +84,11 @@ class Dialect:
 
     def after_open(self, connection: sa.Connection) -> None:
         """Once per writer connection, after the schema is in place."""
+
+    def writer_lock(self, url: str) -> WriterLock | None:
+        """The lock that keeps a second process from recording into the same database;
+        None where the server itself arbitrates between writers."""
+        return None
 
     def before_close(self, connection: sa.Connection) -> None:
         """On a clean shutdown of the writer."""

@@ -8,17 +8,21 @@
   rowid table with a secondary index.
 - Decimation runs one indexed MIN/MAX query per pixel bucket: no sort, and the statement
   is cached, which beat a GROUP BY on the bucket expression (it sorts) by about 2x here.
+- One process records into a file at a time (hmi/historian/lock.py): readers need no lock.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from hmi.historian.dialect import Dialect
+
+if TYPE_CHECKING:
+    from hmi.historian.lock import WriterLock
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -30,6 +34,14 @@ TABLE_OPTIONS: dict[str, dict[str, Any]] = {
 
 def url_for_file(path: Path) -> str:
     return f"sqlite:///{path.expanduser().resolve().as_posix()}"
+
+
+def _database_file(url: str) -> Path | None:
+    """The file a SQLite URL names (None for an in-memory database)."""
+    database = sa.engine.make_url(url).database or ""
+    if database.startswith("file:"):
+        database = database[5:].split("?", 1)[0]
+    return Path(database) if database and database != ":memory:" else None
 
 
 class SqliteDialect(Dialect):
@@ -55,10 +67,14 @@ class SqliteDialect(Dialect):
         return super().create_engine(url)
 
     def database_exists(self, url: str) -> bool:
-        database = sa.engine.make_url(url).database or ""
-        if database.startswith("file:"):
-            database = database[5:].split("?", 1)[0]
-        return bool(database) and database != ":memory:" and Path(database).is_file()
+        database = _database_file(url)
+        return database is not None and database.is_file()
+
+    def writer_lock(self, url: str) -> WriterLock | None:
+        from hmi.historian.lock import WriterLock  # schema imports this module while it loads
+
+        database = _database_file(url)
+        return WriterLock(database.resolve()) if database is not None else None
 
     def configure(self, engine: sa.Engine) -> None:
         @sa.event.listens_for(engine, "connect")

@@ -31,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -43,10 +43,13 @@ from hmi.core.quality import Quality
 from hmi.core.samples import SampleBatch, now_ns
 from hmi.core.tags import DataType, TagRegistry, TagSpec
 from hmi.historian import schema as s
-from hmi.historian.dialect import Dialect
+from hmi.historian.dialect import Dialect, dialect_for, url_for
 from hmi.historian.retention import purge_steps
 from hmi.historian.shifts import ShiftCalendar, ShiftDefinition
 from hmi.historian.storage import StorageFilter, StorageMode, StoragePolicy
+
+if TYPE_CHECKING:
+    from hmi.historian.lock import WriterLock
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +139,7 @@ class HistorianWriter:
         self._flush_requested = False
         self._retention_requested = False
         self._thread: threading.Thread | None = None
+        self._lock: WriterLock | None = None
 
         self._bus: TagBus | None = None
         self._subscriptions: list[Subscription] = []
@@ -201,8 +205,14 @@ class HistorianWriter:
         self.submit_events(events)
 
     def start(self) -> None:
+        """Start the writer thread; raises HistorianInUse (hmi.historian.lock) if another
+        process records into the same file (its lock is held until the thread ends)."""
         if self._thread is not None:
             return
+        url = url_for(self.target)
+        self._lock = dialect_for(url).writer_lock(url)
+        if self._lock is not None:
+            self._lock.acquire()
         self._thread = threading.Thread(target=self._run, name="historian-writer", daemon=True)
         self._thread.start()
 
@@ -312,6 +322,8 @@ class HistorianWriter:
                     time.sleep(1.0)
         finally:
             self._close_connection(clean=True)
+            if self._lock is not None:
+                self._lock.release()
 
     def _loop(self) -> None:
         next_status = 0.0

@@ -104,7 +104,12 @@ class IpcClient:
             if self._wake_send is None:
                 self._wake_send = self._ctx.socket(zmq.PAIR)
                 self._wake_send.connect(self._wake_address)
-            self._wake_send.send(b"", zmq.NOBLOCK)
+            try:
+                self._wake_send.send(b"", zmq.NOBLOCK)
+            except zmq.Again:
+                # No peer: the client thread has already ended (stop() raced it, which a
+                # loaded machine makes likely), or its queue is full and it is awake anyway.
+                pass
 
     # -- client thread ----------------------------------------------------------------------
 

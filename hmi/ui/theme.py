@@ -5,10 +5,11 @@ One place for every colour, so the whole window stays consistent.
 
 from __future__ import annotations
 
-from PySide6.QtGui import QColor, QFont, QPalette
+from PySide6.QtGui import QColor, QFont, QIcon, QPalette
 from PySide6.QtWidgets import QApplication
 
 from hmi.core.quality import Quality
+from hmi.paths import install_root
 
 BACKGROUND = "#d4d4d4"
 PANEL = "#e0e0e0"
@@ -50,6 +51,9 @@ QUALITY_LABEL = {
 
 def apply_theme(app: QApplication) -> None:
     app.setStyle("Fusion")
+    icon = install_root() / "resources" / "hmi.png"  # drawn by tools/make_icon.py
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
     palette = QPalette()
     palette.setColor(QPalette.ColorRole.Window, QColor(BACKGROUND))
     palette.setColor(QPalette.ColorRole.Base, QColor(PANEL))
