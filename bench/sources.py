@@ -40,6 +40,7 @@ from hmi.config.models import MqttConnection, OpcUaConnection
 from hmi.core.bus import TagBus
 from hmi.core.samples import SampleBatch
 from hmi.core.tags import TagSpec
+from hmi.gcfreeze import freeze_startup_objects
 from hmi.sources.mqtt import MqttSource
 from hmi.sources.opcua import OpcUaSource
 
@@ -206,8 +207,40 @@ def mqtt_ingest(broker: Broker, count: int, values: int, repeats: int = 3) -> tu
     return raw, ours
 
 
-def mqtt_latency(broker: Broker, rate: float = 1000.0, seconds: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
-    """(app-added ns, publish->bus ns) per message at `rate` messages/s of 8-value JSON."""
+_LATENCY_PUBLISHER = """
+import json, sys, time
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+port, rate, count = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+from hmi.core.sockets import disable_nagle
+pub = paho.Client(CallbackAPIVersion.VERSION2)
+pub.on_socket_open = disable_nagle  # as the demo plant's publisher does
+pub.connect("127.0.0.1", port)
+pub.loop_start()
+sent = []
+period = 1.0 / rate
+start = time.monotonic()
+for i in range(count):
+    delay = start + i * period - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+    body = json.dumps({"seq": i, **{f"s{k:02d}": float(i) for k in range(7)}})
+    sent.append(time.monotonic_ns())
+    pub.publish("lat/m1/telemetry", body, qos=0)
+time.sleep(0.3)
+pub.loop_stop()
+pub.disconnect()
+print(json.dumps(sent))
+"""
+
+
+def mqtt_latency(broker: Broker, rate: float = 1000.0, seconds: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
+    """(app-added ns, publish->bus ns) per message at `rate` messages/s of 8-value JSON.
+
+    The publisher is its own process, as a gateway or PLC would be: in the source's process
+    its paho thread would compete for the GIL and add its own scheduling to the figure.
+    Both processes read CLOCK_MONOTONIC (`time.monotonic_ns`), so their times compare.
+    """
     bus = TagBus()
     tags = [TagSpec(f"m1.s{k:02d}", connection="b") for k in range(7)] + [TagSpec("m1.seq", connection="b")]
     conn = MqttConnection.model_validate(
@@ -222,53 +255,54 @@ def mqtt_latency(broker: Broker, rate: float = 1000.0, seconds: float = 3.0) -> 
     )
     source = MqttSource("b", conn, tags, bus)
     entered: dict[int, int] = {}
-    added: list[int] = []
-    end_to_end: list[int] = []
+    arrived: dict[int, int] = {}
     original = source._on_message
 
     def timed(client: Any, userdata: Any, msg: Any) -> None:
-        entered[int(json.loads(msg.payload)["seq"])] = time.perf_counter_ns()
+        entered[int(json.loads(msg.payload)["seq"])] = time.monotonic_ns()
         original(client, userdata, msg)
 
     source._on_message = timed  # type: ignore[method-assign]
-    sent: dict[int, int] = {}
     seq_id = bus.registry.id_of("m1.seq")
 
     def on_batch(batch: SampleBatch) -> None:
-        now = time.perf_counter_ns()
+        now = time.monotonic_ns()
         for tag_id, _, value, quality in batch.rows():
             if tag_id == seq_id and quality == 0:  # not the COMM_LOST mark at the end
-                added.append(now - entered[int(value)])
-                end_to_end.append(now - sent[int(value)])
+                arrived[int(value)] = now
 
     bus.subscribe(on_batch)
+    count = int(rate * seconds)
 
-    async def run() -> None:
+    async def run() -> list[int]:
         stop = asyncio.Event()
         task = asyncio.create_task(source.run(stop))
         while not source.connected:
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.3)
-        pub = paho.Client(CallbackAPIVersion.VERSION2)
-        pub.connect("127.0.0.1", broker.port)
-        pub.loop_start()
-        period = 1.0 / rate
-        start = time.perf_counter()
-        for i in range(int(rate * seconds)):
-            delay = start + i * period - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            body = {"seq": i, **{f"s{k:02d}": float(i) for k in range(7)}}
-            sent[i] = time.perf_counter_ns()
-            pub.publish("lat/m1/telemetry", json.dumps(body), qos=0)
-        await asyncio.sleep(0.5)
-        pub.loop_stop()
-        pub.disconnect()
+        freeze_startup_objects()  # as the runtime's process does once it runs
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _LATENCY_PUBLISHER,
+            str(broker.port),
+            str(rate),
+            str(count),
+            stdout=subprocess.PIPE,
+        )
+        out, _ = await proc.communicate()
         stop.set()
         await task
+        return json.loads(out)
 
-    asyncio.run(run())
-    return np.asarray(added), np.asarray(end_to_end)
+    sent = asyncio.run(run())
+    got = sorted(arrived)
+    lost = count - len(got)
+    if lost:
+        print(f"  ({lost} of {count} latency messages did not arrive)")
+    added = np.asarray([arrived[i] - entered[i] for i in got])
+    end_to_end = np.asarray([arrived[i] - sent[i] for i in got])
+    return added, end_to_end
 
 
 # -- OPC UA ---------------------------------------------------------------------------------

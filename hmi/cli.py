@@ -221,7 +221,7 @@ def _run_headless(args: argparse.Namespace, project: Project) -> int:
                 loop.add_signal_handler(sig, stop.set)
             except (NotImplementedError, RuntimeError):  # Windows
                 signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
-        await runtime.run(stop, args.duration)
+        await runtime.run(stop, args.duration, freeze_gc=True)
 
     try:
         asyncio.run(main())

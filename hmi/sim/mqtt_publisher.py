@@ -31,6 +31,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from hmi.core.sockets import disable_nagle
 from hmi.sim.base import UnknownFault
 from hmi.sim.plant import SYNTHETIC_ID, Plant, PlantEvent
 
@@ -133,6 +134,7 @@ class PlantMqttPublisher:
                 client.tls_insecure_set(True)
         client.reconnect_delay_set(1, 10)
         client.on_connect = self._on_connect
+        client.on_socket_open = disable_nagle
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe

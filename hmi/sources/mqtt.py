@@ -46,6 +46,7 @@ from hmi.core.bus import TagBus
 from hmi.core.events import Event, EventCategory, Severity
 from hmi.core.quality import Quality
 from hmi.core.samples import SampleBatch, now_ns
+from hmi.core.sockets import disable_nagle
 from hmi.core.tags import TAG_NAME_RE, DataType, TagSpec
 from hmi.sources import sparkplug
 from hmi.sources.backoff import Backoff
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 _FLUSH_ROWS = 4096
 _FLUSH_S = 0.002
 _QUIET_CHECK_ROWS = 256
+_BURST_PACKETS = 64
 _IDLE_TIMEOUT_S = 0.25
 _BACKOFF_FIRST_S = 0.25
 _TOPIC_CACHE_MAX = 10_000
@@ -741,6 +743,7 @@ class MqttSource:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.on_socket_open = disable_nagle
         return client
 
     def _path(self, relative: str | None) -> str | None:
@@ -919,6 +922,15 @@ class MqttSource:
             if rows.ids or self._events:
                 timeout = max(0.0, rows.since + _FLUSH_S - time.monotonic())
             rc = client.loop(timeout)
+            # Packets already buffered are read without another trip through loop(), whose
+            # select over two sockets, write and housekeeping cost more than the read itself.
+            burst = 0
+            sock = client.socket()
+            while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and burst < _BURST_PACKETS and _readable(sock):
+                rc = client.loop_read()
+                burst += 1
+                if rows.ids and (len(rows.ids) >= _FLUSH_ROWS or time.monotonic() - rows.since >= _FLUSH_S):
+                    break  # the flush below bounds how long a decoded row waits
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._flush()
                 if self.last_error == "" and rc != MQTTErrorCode.MQTT_ERR_CONN_LOST:

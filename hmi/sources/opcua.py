@@ -18,9 +18,10 @@ asyncua 2.1's supervisor reconnects with a fixed doubling from 1 s and no jitter
 in a control room would hammer a restarted server in lock step), retries security and
 identity failures forever without a way to tell the operator, and does not retry the first
 connect at all. So we run the loop: connect with exponential backoff and jitter, and use
-asyncua's supervisor only as the watchdog (`auto_reconnect=False`: it probes the server
-state every `watchdog_interval_s` and reports a loss through `connection_lost_callback`),
-plus our own keep-alive check on every subscription. On a loss every tag turns COMM_LOST at
+asyncua's supervisor only to report a closed transport (`auto_reconnect=False`,
+`connection_lost_callback`); a hung server is found by our own keep-alive check on every
+subscription (and a state read every `watchdog_interval_s` on a connection without
+subscriptions). On a loss every tag turns COMM_LOST at
 once and a system event is published. What we do take from asyncua is the protocol part of
 recovery: after reconnecting, the old subscriptions are offered to the new session with
 TransferSubscriptions and the gap is filled with Republish (our own short version of
@@ -68,6 +69,7 @@ log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _BACKOFF_FIRST_S = 0.25
 _HEALTH_PERIOD_S = 1.0
+_ASYNCUA_PROBE_OFF_S = 3600.0  # see _make_client
 
 # Status codes that mean the server refused who we are rather than what we sent.
 _IDENTITY_CODES = {
@@ -427,7 +429,12 @@ class OpcUaSource:
 
     async def _make_client(self) -> Client:
         c = self.config
-        client = Client(c.endpoint, timeout=c.timeout_s, watchdog_intervall=c.watchdog_interval_s)
+        # asyncua's supervisor stays only for what it sees at once (the transport closing); its
+        # periodic probe gives up after one watchdog interval, and a busy server streaming
+        # thousands of notifications a second answered it later than that here and was taken
+        # for lost. The subscriptions' keep-alives (`_keepalive_watchdog`) tell a live server
+        # from a hung one instead; it probes only connections without subscriptions.
+        client = Client(c.endpoint, timeout=c.timeout_s, watchdog_intervall=_ASYNCUA_PROBE_OFF_S)
         client.session_timeout = int(c.session_timeout_s * 1000)
         client.application_uri = c.application_uri or default_application_uri()
         client.name = client.description = "HMI"
@@ -486,7 +493,7 @@ class OpcUaSource:
             waiters = [
                 asyncio.ensure_future(stop.wait()),
                 asyncio.ensure_future(self._lost.wait()),
-                asyncio.ensure_future(self._keepalive_watchdog()),
+                asyncio.ensure_future(self._keepalive_watchdog(client)),
             ]
             if transferred:
                 waiters.append(asyncio.ensure_future(self._confirm_after_transfer(client)))
@@ -497,6 +504,10 @@ class OpcUaSource:
                     w.cancel()
         finally:
             self._client = None
+            if self.connected and not stop.is_set():
+                # Now, not after the disconnect below, which waits up to 2 s on a hung server.
+                self._mark_comm_lost("connection lost", publish_event=True)
+                self.connected = False
             try:
                 await asyncio.wait_for(client.disconnect(), 2.0)
             except Exception:  # the peer may already be gone; nothing to save
@@ -505,8 +516,12 @@ class OpcUaSource:
             self._mark_comm_lost("stopped", publish_event=False)
             self.connected = False
 
-    async def _keepalive_watchdog(self) -> None:
-        """Return when a subscription has sent neither data nor keep-alive for two periods."""
+    async def _keepalive_watchdog(self, client: Client) -> None:
+        """Return when the connection is lost: a subscription has sent neither data nor
+        keep-alive for two periods, or, on a connection without subscriptions (nothing to
+        keep alive), the server does not answer a read of its state within the request timeout."""
+        interval = self.config.watchdog_interval_s
+        next_probe = time.monotonic() + interval
         while True:
             await asyncio.sleep(0.25)
             now = time.monotonic()
@@ -517,6 +532,13 @@ class OpcUaSource:
                         "%s: no publish response for %.1f s (keep-alive %.1f s)", self.name, now - last, sub.keepalive_s
                     )
                     return
+            if not self._subscriptions and now >= next_probe:
+                try:
+                    await asyncio.wait_for(client.nodes.server_state.read_value(), self.config.timeout_s)
+                except (OSError, TimeoutError, ua.UaError, ConnectionError) as exc:
+                    log.warning("%s: the server did not answer a state read: %r", self.name, exc)
+                    return
+                next_probe = time.monotonic() + interval
 
     async def _restore_or_create(self, client: Client, namespaces: list[str]) -> bool:
         """Transfer the previous session's subscriptions if the server still has them, else create anew."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 import time
@@ -96,6 +97,80 @@ def test_killed_server_comm_lost_then_recovers_without_loss(tmp_path: Path) -> N
     first, second = runs(good)  # one unbroken run per connected period: nothing lost, nothing twice
     assert first[0] <= 2 and second[0] >= 10_000
     assert len(good) == len(set(good))
+
+
+def test_frozen_server_is_noticed_by_the_keep_alive_then_recovers(tmp_path: Path) -> None:
+    """A server that hangs without closing its socket (SIGSTOP: a PLC stuck in a loop) sends no
+    keep-alive: its tags turn COMM_LOST within two keep-alive periods (plus the check's half-second
+    margin), and come back GOOD once it runs again."""
+    port = free_port()
+    proc = start_peer(port, tmp_path, start=0)
+    bus = TagBus()
+    collector = Collector(bus)
+    conn = OpcUaConnection(
+        kind="opcua",
+        endpoint=f"opc.tcp://127.0.0.1:{port}/test",
+        publishing_interval_ms=50,
+        watchdog_interval_s=KEEPALIVE_S,
+        timeout_s=2.0,
+        reconnect_max_delay_s=1.0,
+    )
+    source = OpcUaSource("plc", conn, [COUNTER], bus)
+
+    async def scenario() -> None:
+        async with running(source):
+            await async_wait_until(lambda: len(collector.values("test.counter")) >= 20, 15, source.last_error)
+            proc.send_signal(signal.SIGSTOP)
+            frozen = time.monotonic()
+            await async_wait_until(lambda: collector.latest("test.counter")[1] == Quality.COMM_LOST, 5)
+            assert time.monotonic() - frozen <= 2 * KEEPALIVE_S + 0.5 + 0.5
+            before = len(collector.values("test.counter"))
+            proc.send_signal(signal.SIGCONT)
+            await async_wait_until(lambda: collector.latest("test.counter")[1] == Quality.GOOD, 15)
+            await async_wait_until(lambda: len(collector.values("test.counter")) >= before + 20, 10)
+
+    try:
+        run_async(scenario(), timeout=60)
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.kill()
+        proc.wait()
+    good = collector.values("test.counter")
+    assert len(good) == len(set(good))  # nothing delivered twice across the freeze
+
+
+def test_frozen_server_without_subscriptions_is_noticed_by_the_state_probe(tmp_path: Path) -> None:
+    """A connection with no tags (kept for browsing and writes) has no keep-alive to watch: a
+    state read every watchdog interval, failing after the request timeout, notices the hang."""
+    port = free_port()
+    proc = start_peer(port, tmp_path, start=0)
+    conn = OpcUaConnection(
+        kind="opcua",
+        endpoint=f"opc.tcp://127.0.0.1:{port}/test",
+        watchdog_interval_s=KEEPALIVE_S,
+        timeout_s=1.0,
+        reconnect_max_delay_s=1.0,
+    )
+    source = OpcUaSource("plc", conn, [], TagBus())
+
+    async def scenario() -> None:
+        async with running(source):
+            await async_wait_until(lambda: source.connected, 15, source.last_error)
+            await asyncio.sleep(2 * KEEPALIVE_S)
+            assert source.connected  # an answering server is not probed into a loss
+            proc.send_signal(signal.SIGSTOP)
+            frozen = time.monotonic()
+            await async_wait_until(lambda: not source.connected, 5)
+            assert time.monotonic() - frozen <= KEEPALIVE_S + conn.timeout_s + 0.5
+            proc.send_signal(signal.SIGCONT)
+            await async_wait_until(lambda: source.connected, 15, source.last_error)
+
+    try:
+        run_async(scenario(), timeout=60)
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.kill()
+        proc.wait()
 
 
 class CuttableProxy:
