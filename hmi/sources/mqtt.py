@@ -58,7 +58,6 @@ log = logging.getLogger(__name__)
 
 _FLUSH_ROWS = 4096
 _FLUSH_S = 0.002
-_QUIET_CHECK_ROWS = 256
 _BURST_PACKETS = 64
 _IDLE_TIMEOUT_S = 0.25
 _BACKOFF_FIRST_S = 0.25
@@ -924,29 +923,29 @@ class MqttSource:
             rc = client.loop(timeout)
             # Packets already buffered are read without another trip through loop(), whose
             # select over two sockets, write and housekeeping cost more than the read itself.
-            burst = 0
+            # The same select tells when the socket is quiet, i.e. when rows should leave now.
             sock = client.socket()
-            while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and burst < _BURST_PACKETS and _readable(sock):
-                rc = client.loop_read()
-                burst += 1
+            burst = 0
+            quiet = False
+            while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and burst < _BURST_PACKETS:
                 if rows.ids and (len(rows.ids) >= _FLUSH_ROWS or time.monotonic() - rows.since >= _FLUSH_S):
                     break  # the flush below bounds how long a decoded row waits
+                if not _readable(sock):
+                    quiet = True
+                    break
+                rc = client.loop_read()
+                burst += 1
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._flush()
                 if self.last_error == "" and rc != MQTTErrorCode.MQTT_ERR_CONN_LOST:
                     self.last_error = f"connection ended: {paho.error_string(rc)}"
                 return
-            pending = len(rows.ids)
-            if pending or self._events:
-                now = time.monotonic()
-                # Under load rows pile up and go out every _FLUSH_S; a lone message goes out as soon
-                # as the socket is quiet (the select is skipped once a burst is under way).
-                if (
-                    pending >= _FLUSH_ROWS
-                    or now - rows.since >= _FLUSH_S
-                    or (pending < _QUIET_CHECK_ROWS and not _readable(client.socket()))
-                ):
-                    self._flush()
+            # Under load rows pile up and go out every _FLUSH_S or _FLUSH_ROWS; a lone message
+            # goes out as soon as the socket is quiet.
+            if (rows.ids or self._events) and (
+                quiet or len(rows.ids) >= _FLUSH_ROWS or time.monotonic() - rows.since >= _FLUSH_S
+            ):
+                self._flush()
             if not self._silent_checked:
                 self._warn_silent_topics()
 

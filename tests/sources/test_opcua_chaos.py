@@ -55,21 +55,25 @@ def runs(values: list[float]) -> list[list[float]]:
     return out
 
 
+def counter_source(port: int, tags: list[TagSpec], **connection: float) -> tuple[OpcUaSource, Collector]:
+    """The source under test on the peer at `port`, keep-alive KEEPALIVE_S, quick reconnects."""
+    bus = TagBus()
+    conn = OpcUaConnection(
+        kind="opcua",
+        endpoint=f"opc.tcp://127.0.0.1:{port}/test",
+        watchdog_interval_s=KEEPALIVE_S,
+        reconnect_max_delay_s=1.0,
+        **connection,
+    )
+    return OpcUaSource("plc", conn, tags, bus), Collector(bus)
+
+
 def test_killed_server_comm_lost_then_recovers_without_loss(tmp_path: Path) -> None:
     """Killing the server turns tags COMM_LOST within two keep-alives; after a restart 5 s later they are GOOD,
     and every value the server published while we were connected arrived exactly once."""
     port = free_port()
     proc = start_peer(port, tmp_path, start=0)
-    bus = TagBus()
-    collector = Collector(bus)
-    conn = OpcUaConnection(
-        kind="opcua",
-        endpoint=f"opc.tcp://127.0.0.1:{port}/test",
-        publishing_interval_ms=50,
-        watchdog_interval_s=KEEPALIVE_S,
-        reconnect_max_delay_s=1.0,
-    )
-    source = OpcUaSource("plc", conn, [COUNTER], bus)
+    source, collector = counter_source(port, [COUNTER], publishing_interval_ms=50)
 
     async def scenario() -> None:
         nonlocal proc
@@ -105,17 +109,7 @@ def test_frozen_server_is_noticed_by_the_keep_alive_then_recovers(tmp_path: Path
     margin), and come back GOOD once it runs again."""
     port = free_port()
     proc = start_peer(port, tmp_path, start=0)
-    bus = TagBus()
-    collector = Collector(bus)
-    conn = OpcUaConnection(
-        kind="opcua",
-        endpoint=f"opc.tcp://127.0.0.1:{port}/test",
-        publishing_interval_ms=50,
-        watchdog_interval_s=KEEPALIVE_S,
-        timeout_s=2.0,
-        reconnect_max_delay_s=1.0,
-    )
-    source = OpcUaSource("plc", conn, [COUNTER], bus)
+    source, collector = counter_source(port, [COUNTER], publishing_interval_ms=50, timeout_s=2.0)
 
     async def scenario() -> None:
         async with running(source):
@@ -144,14 +138,7 @@ def test_frozen_server_without_subscriptions_is_noticed_by_the_state_probe(tmp_p
     state read every watchdog interval, failing after the request timeout, notices the hang."""
     port = free_port()
     proc = start_peer(port, tmp_path, start=0)
-    conn = OpcUaConnection(
-        kind="opcua",
-        endpoint=f"opc.tcp://127.0.0.1:{port}/test",
-        watchdog_interval_s=KEEPALIVE_S,
-        timeout_s=1.0,
-        reconnect_max_delay_s=1.0,
-    )
-    source = OpcUaSource("plc", conn, [], TagBus())
+    source, _ = counter_source(port, [], timeout_s=1.0)
 
     async def scenario() -> None:
         async with running(source):
@@ -161,7 +148,7 @@ def test_frozen_server_without_subscriptions_is_noticed_by_the_state_probe(tmp_p
             proc.send_signal(signal.SIGSTOP)
             frozen = time.monotonic()
             await async_wait_until(lambda: not source.connected, 5)
-            assert time.monotonic() - frozen <= KEEPALIVE_S + conn.timeout_s + 0.5
+            assert time.monotonic() - frozen <= KEEPALIVE_S + source.config.timeout_s + 0.5
             proc.send_signal(signal.SIGCONT)
             await async_wait_until(lambda: source.connected, 15, source.last_error)
 
