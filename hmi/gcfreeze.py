@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 
+FREEZE_AFTER_START_S = 10.0  # a process's start-up is over: sources connected, first frames drawn
+
 
 def freeze_startup_objects() -> None:
     """Collect once, then move everything alive into the permanent generation.

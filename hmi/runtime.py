@@ -24,7 +24,7 @@ from hmi.core.events import Event, EventCategory
 from hmi.core.quality import Quality
 from hmi.core.samples import SampleBatch
 from hmi.core.tags import DataType, TagSpec
-from hmi.gcfreeze import freeze_startup_objects
+from hmi.gcfreeze import FREEZE_AFTER_START_S, freeze_startup_objects
 from hmi.historian.writer import HistorianWriter
 from hmi.ipc.publisher import IpcPublisher
 from hmi.security.audit import AuditError, AuditTrail
@@ -36,8 +36,6 @@ from hmi.twin.advisories import ADVISORY_SETTINGS, advisory_definitions
 from hmi.twin.service import TwinService
 
 log = logging.getLogger(__name__)
-
-_FREEZE_AGAIN_AFTER_S = 10.0  # by then the sources have connected and built their own tables
 
 ALARM_TICK_S = 0.1  # how late an on/off delay or a shelf expiry may be seen at most
 WRITE_TIMEOUT_S = 10.0
@@ -192,12 +190,12 @@ class Runtime:
         """Acquire, evaluate and record until `stop` is set (or for `duration_s`).
 
         With `freeze_gc` (the runtime in a process of its own), start-up objects are frozen out
-        of the garbage collector now and again once the sources have had time to connect."""
+        of the garbage collector once the sources have had time to connect (not at once: the
+        collection it takes would delay the first samples)."""
         stop = stop or asyncio.Event()
         self._loop = asyncio.get_running_loop()
         if freeze_gc:
-            freeze_startup_objects()
-            self._loop.call_later(_FREEZE_AGAIN_AFTER_S, freeze_startup_objects)
+            self._loop.call_later(FREEZE_AFTER_START_S, freeze_startup_objects)
         self.historian.start()
         if self.publisher is not None:
             self.publisher.start()

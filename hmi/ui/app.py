@@ -13,7 +13,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QWidget
 
 from hmi.config.models import Project
-from hmi.gcfreeze import freeze_startup_objects
+from hmi.gcfreeze import FREEZE_AFTER_START_S, freeze_startup_objects
 from hmi.historian.reader import HistoryLookup
 from hmi.ipc.client import IpcClient
 from hmi.ipc.mirror import BusMirror
@@ -79,7 +79,8 @@ def run_window(
         window.show_machine(machine)
     window.show()
     client.start()
-    freeze_startup_objects()  # a full collection over Qt's wrappers and the models stalled frames
+    # After the first frames: a full collection over Qt's wrappers and the models stalled frames.
+    loop.call_later(FREEZE_AFTER_START_S, freeze_startup_objects)
 
     heartbeat = quit_on_signals(app)
     finish_after(app, window, screenshot, exit_after_s, default_s=6.0)
