@@ -20,6 +20,7 @@ from hmi.core.alarms import AlarmDefinition, AlarmEngine, Condition, Priority
 from hmi.core.bus import TagBus
 from hmi.core.samples import SampleBatch, now_ns
 from hmi.core.tags import TagRegistry, TagSpec
+from hmi.gcfreeze import freeze_startup_objects
 from hmi.ipc.publisher import IpcPublisher
 from hmi.supervisor import free_tcp_port
 
@@ -73,6 +74,7 @@ def window_side() -> None:
     panel.show()
     banner.show()
     client.start()
+    freeze_startup_objects()  # as the window does FREEZE_AFTER_START_S after start: the flood comes later
     stalls: list[float] = []
     last = [time.perf_counter()]
 
