@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from hmi.scene.builder import GltfBuilder, Mesh  # noqa: E402
-from hmi.scene.transforms import quat_from_axis_angle, rotation_about  # noqa: E402
+from hmi.scene.transforms import quat_from_axis_angle, trs_matrix  # noqa: E402
 
 GENERATOR = "hmi tools/make_models.py 1"
 MAX_TRIANGLES = 20_000
@@ -153,6 +153,12 @@ def sphere(radius: float, rings: int = 12, segments: int = 24) -> Mesh:
             c, d = (r + 1) * n + s + 1, (r + 1) * n + s
             idx += [[a, d, c], [a, c, b]]
     return Mesh(normal * radius, normal, np.array(idx))
+
+
+def rotation_about(axis: str, angle_rad: float) -> np.ndarray:
+    """Through a quaternion, as the committed models were built (the view's Rodrigues form
+    differs in the last bits, which would change every file)."""
+    return trs_matrix(rotation=quat_from_axis_angle(axis, angle_rad))
 
 
 def along(mesh: Mesh, axis: str) -> Mesh:

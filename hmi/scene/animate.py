@@ -105,6 +105,11 @@ def condition_holds(action: VisibleAction, value: float) -> bool:
     return value <= ref
 
 
+def _then(motion: np.ndarray | None, step: np.ndarray) -> np.ndarray:
+    """`motion` followed by `step` in the part's frame; None is the identity."""
+    return step if motion is None else motion @ step
+
+
 @dataclass
 class _BindingState:
     angle: float = 0.0  # radians, continuous rotation
@@ -185,7 +190,7 @@ class MachineAnimator:
         alarm_colour = self._alarm_colour(alarm)
         for i, (binding, node) in enumerate(zip(self.bindings, self.nodes, strict=True)):
             state = self._state[i]
-            m = motion.get(node, np.eye(4))
+            m = motion.get(node)  # None: no motion yet (identity), saves a product per part
             if binding.rotate is not None:
                 r = binding.rotate
                 reading = readings.get(r.tag, NO_READING)
@@ -200,18 +205,21 @@ class MachineAnimator:
                         raw = reading.value * r.scale + r.offset
                         state.last_angle = math.radians(raw) if r.unit == "deg" else raw
                     angle = state.last_angle
-                m = m @ rotation_about(r.axis, angle)
+                m = _then(m, rotation_about(r.axis, angle))
             if binding.translate is not None:
-                m = m @ translation_along(
-                    binding.translate.axis, self._distance(binding.translate, state, readings, dt, frame)
+                m = _then(
+                    m,
+                    translation_along(
+                        binding.translate.axis, self._distance(binding.translate, state, readings, dt, frame)
+                    ),
                 )
             if binding.shake is not None:
                 s = binding.shake
                 reading = readings.get(s.tag, NO_READING)
                 if reading.good and reading.value > s.above:
-                    m = m @ self._shake(s.style, s.amplitude, s.frequency_hz, state, dt)
+                    m = _then(m, self._shake(s.style, s.amplitude, s.frequency_hz, state, dt))
                     frame.continuous = True
-            if binding.rotate or binding.translate or binding.shake:
+            if m is not None:
                 motion[node] = m
             if binding.colour is not None:
                 reading = readings.get(binding.colour.tag, NO_READING)

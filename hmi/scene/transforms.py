@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -75,15 +76,38 @@ def trs_matrix(
     return m
 
 
+@lru_cache(maxsize=256)
+def _unit_axis_cached(axis: str | tuple[float, ...]) -> tuple[float, float, float]:
+    x, y, z = axis_vector(axis)
+    return float(x), float(y), float(z)
+
+
+def _unit_axis(axis: str | Sequence[float]) -> tuple[float, float, float]:
+    """axis_vector as a tuple, cached: the 3D view asks for the same few axes every frame."""
+    return _unit_axis_cached(axis if isinstance(axis, str) else tuple(float(v) for v in axis))
+
+
 def rotation_about(axis: str | Sequence[float], angle_rad: float) -> np.ndarray:
-    """A 4x4 rotation about `axis` through the origin (a node's pivot)."""
-    return trs_matrix(rotation=quat_from_axis_angle(axis, angle_rad))
+    """A 4x4 rotation about `axis` through the origin (a node's pivot). Rodrigues' formula
+    in plain floats: one array per call (the view builds one per bound part per frame)."""
+    x, y, z = _unit_axis(axis)
+    c, s = math.cos(angle_rad), math.sin(angle_rad)
+    t = 1.0 - c
+    return np.array(
+        [
+            [t * x * x + c, t * x * y - s * z, t * x * z + s * y, 0.0],
+            [t * x * y + s * z, t * y * y + c, t * y * z - s * x, 0.0],
+            [t * x * z - s * y, t * y * z + s * x, t * z * z + c, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ]
+    )
 
 
 def translation_along(axis: str | Sequence[float], distance: float) -> np.ndarray:
-    m = np.eye(4)
-    m[:3, 3] = axis_vector(axis) * distance
-    return m
+    x, y, z = _unit_axis(axis)
+    return np.array(
+        [[1.0, 0.0, 0.0, x * distance], [0.0, 1.0, 0.0, y * distance], [0.0, 0.0, 1.0, z * distance], [0, 0, 0, 1.0]]
+    )
 
 
 def gltf_matrix(values: Sequence[float]) -> np.ndarray:

@@ -78,6 +78,10 @@ PRESET_DIRECTIONS = {  # world is Y up; the demo models face +Z
 }
 ALARM_COLOURS = {Priority(value).label: colour for value, colour in theme.ALARM_COLOURS.items()}
 CLICK_SLOP_PX = 4
+# The depth range comes from the visible parts' bounds, padded so that moving parts stay
+# inside between refreshes: walking every actor's bounds each frame was 2 % of a frame.
+CLIP_REFRESH_S = 0.5
+CLIP_PAD = 0.25  # of the bounds' diagonal, on each side
 
 
 def _rgb(colour: str) -> tuple[float, float, float]:
@@ -158,6 +162,7 @@ class SceneView(QWidget):
         self._machines: dict[str, _Machine] = {}
         self._current: str | None = None
         self._dirty = True
+        self._clip: tuple[vtkRenderer, int, float, tuple[float, ...]] | None = None  # see _reset_clipping_range
         self._closed = False
         self._generation = 0
         self._press_pos: tuple[int, int] | None = None
@@ -684,10 +689,32 @@ class SceneView(QWidget):
     def _render(self) -> None:
         scene = self._scene()
         renderer = scene.renderer if scene is not None else self._empty_renderer
-        renderer.ResetCameraClippingRange()
+        self._reset_clipping_range(renderer)
         self.renders += 1
         self._dirty = False
         self.render_window.Render()
+
+    def _reset_clipping_range(self, renderer: vtkRenderer) -> None:
+        """Near and far planes around the padded bounds of the visible parts, refreshed when
+        the camera moved, the renderer changed or CLIP_REFRESH_S passed. `_clip` holds the
+        renderer, the camera's time stamp after the last reset, when to refresh, and the bounds."""
+        camera = renderer.GetActiveCamera()
+        now = time.monotonic()
+        clip = self._clip
+        if clip is None or clip[0] is not renderer or clip[1] != camera.GetMTime() or now >= clip[2]:
+            bounds = renderer.ComputeVisiblePropBounds()
+            if not all(math.isfinite(b) for b in bounds) or bounds[0] > bounds[1]:
+                renderer.ResetCameraClippingRange()
+                self._clip = None
+                return
+            pad = CLIP_PAD * math.dist(bounds[0::2], bounds[1::2])
+            padded = tuple(b + (pad if i % 2 else -pad) for i, b in enumerate(bounds))
+            renderer.ResetCameraClippingRange(*padded)
+            self._clip = (renderer, camera.GetMTime(), now + CLIP_REFRESH_S, padded)
+        else:
+            renderer.ResetCameraClippingRange(*clip[3])
+            # Setting the range may touch the camera's time stamp itself: only a move after this counts.
+            self._clip = (renderer, camera.GetMTime(), clip[2], clip[3])
 
     # -- camera and interaction ----------------------------------------------------------------------------
 
