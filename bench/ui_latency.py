@@ -11,6 +11,7 @@ publish -> paint (end to end). Needs a display (Xvfb) and mosquitto.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -19,6 +20,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import numpy as np
 
 from bench.common import percentiles_ms, print_table
 from hmi.supervisor import free_tcp_port
@@ -117,7 +120,8 @@ def main() -> dict[str, float]:
         def on_batch(batch) -> None:  # IPC thread
             now = time.perf_counter()
             for v in batch.values[batch.tag_ids == tag_id]:
-                arrived.setdefault(int(v), now)
+                if math.isfinite(v):  # the link going down at the end sends NaN (COMM_LOST)
+                    arrived.setdefault(int(v), now)
 
         window.bus.subscribe(on_batch)
         trend = window.trend
@@ -126,8 +130,9 @@ def main() -> dict[str, float]:
         def refresh(*args, **kwargs):  # what the next paint will show
             drew = original_refresh(*args, **kwargs)
             _ts, values, _ = trend.buffers.get(tag_id)
-            if values.shape[0]:
-                drawn_up_to[0] = int(values[-1])
+            finite = values[np.isfinite(values)]
+            if finite.shape[0]:
+                drawn_up_to[0] = int(finite[-1])
             return drew
 
         trend.refresh = refresh
