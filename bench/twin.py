@@ -35,7 +35,7 @@ from hmi.twin.service import TwinService
 REPO = Path(__file__).resolve().parent.parent
 WARMUP_S = 8.0
 WINDOW_S = 30.0
-ROUNDS = 2
+ROUNDS = 4
 
 
 def _free_port() -> int:

@@ -246,6 +246,33 @@ def test_json_loads_pitfalls_never_reach_the_bus_as_good() -> None:
         parse_json(b"[" * 50_000 + b"]" * 50_000)
 
 
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(
+    value=_JSON_VALUES,
+    before=st.sampled_from(["", " ", "\n\t", "\ufeff"]),
+    after=st.sampled_from(["", " ", "\r\n", "x", ",1", "}"]),
+    encoding=st.sampled_from(["utf-8", "utf-16", "utf-8-sig"]),
+)
+def test_parse_json_accepts_and_refuses_exactly_what_json_loads_does(
+    value: Any, before: str, after: str, encoding: str
+) -> None:
+    """The fast path (the C scanner on the decoded text) must not widen or narrow json.loads."""
+    payload = (before + json.dumps(value) + after).encode(encoding)
+    try:
+        expected = json.dumps(json.loads(payload))
+    except ValueError:
+        with pytest.raises(ValueError):
+            parse_json(payload)
+        return
+    assert json.dumps(parse_json(payload)) == expected
+
+
 def test_payload_timestamps_in_any_unit() -> None:
     """Payload times in s, ms, µs, ns or ISO 8601 with a zone all become ns since the epoch."""
     ns = 1_700_000_000_000_000_000
