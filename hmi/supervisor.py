@@ -129,7 +129,10 @@ class Supervisor:
 
     def _start(self, child: Child) -> None:
         env = dict(os.environ, HMI_SUPERVISED="1", HMI_RUN_STARTED=str(self.started_at))
-        child.process = subprocess.Popen(child.argv, env=env, preexec_fn=_die_with_parent())
+        # A session of its own: Ctrl-C in the terminal (or a signal to the whole process group)
+        # reaches the supervisor only, which stops the children in order (_stop_all); the
+        # children still end with the supervisor, by the parent-death signal.
+        child.process = subprocess.Popen(child.argv, env=env, preexec_fn=_die_with_parent(), start_new_session=True)
         child.starts += 1
         child.restart_at = None
         log.info("%s started (pid %d)", child.name, child.process.pid)
@@ -206,18 +209,23 @@ class Supervisor:
             child.restart_at = now + delay
 
     def _stop_all(self) -> None:
-        # Window first (it may be saving its layout), then the runtime (it flushes the
-        # historian), then the plant.
-        running = [c for c in reversed(self.children) if c.process is not None and c.process.poll() is None]
-        for child in running:
-            assert child.process is not None
-            child.process.terminate()
-        deadline = time.monotonic() + STOP_GRACE_S
-        for child in running:
-            assert child.process is not None
-            try:
-                child.process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop in %.0f s; killing it", child.name, STOP_GRACE_S)
-                child.process.kill()
-                child.process.wait()
+        # Window and runtime first (the window may be saving its layout, the runtime flushes
+        # the historian and closes its OPC UA sessions), the plant only when they are gone:
+        # stopped together, the runtime's session close met a plant already closed, which
+        # asyncua logs as an error with a traceback on every normal exit.
+        consumers = [c for c in reversed(self.children) if c.name != "plant"]
+        plant = [c for c in self.children if c.name == "plant"]
+        for group in (consumers, plant):
+            deadline = time.monotonic() + STOP_GRACE_S
+            running = [c for c in group if c.process is not None and c.process.poll() is None]
+            for child in running:
+                assert child.process is not None
+                child.process.terminate()
+            for child in running:
+                assert child.process is not None
+                try:
+                    child.process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+                except subprocess.TimeoutExpired:
+                    log.warning("%s did not stop in %.0f s; killing it", child.name, STOP_GRACE_S)
+                    child.process.kill()
+                    child.process.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -113,3 +114,36 @@ def test_a_second_instance_of_the_same_project_refuses_clearly(tmp_path: Path) -
     assert proc.returncode == 1
     assert f"127.0.0.1:{stream} is already in use" in out
     assert "hmi window --project" in out
+
+
+def test_ctrl_c_stops_the_application_in_order_without_errors(tmp_path: Path) -> None:
+    """Ctrl-C in the terminal signals the whole process group: the supervisor alone gets it
+    and stops window and runtime before the plant, so no session close meets a closed server."""
+    project = write_demo_project(tmp_path, free_port(), stream_port=free_port(), request_port=free_port())
+    supervisor = hmi_process(
+        "run",
+        "--project",
+        str(project),
+        env={"QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "xcb")},
+        start_new_session=True,  # its own process group, as a shell gives `make run`
+    )
+    lines: list[str] = []
+    assert supervisor.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(supervisor.stdout), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    try:
+        parent = psutil.Process(supervisor.pid)
+        wait_until(lambda: len(children_by_role(parent)) == 3, 20, message="supervisor did not start its children")
+        wait_until(lambda: any("first live frame" in line for line in lines), 60, message="no live frame")
+        children = parent.children(recursive=True)
+        os.killpg(supervisor.pid, signal.SIGINT)
+        supervisor.wait(30)
+    finally:
+        stop_process(supervisor, timeout=15)
+        reader.join(10)
+    out = "".join(lines)
+    assert supervisor.returncode == 0, out
+    _gone, alive = psutil.wait_procs(children, timeout=5)
+    assert not alive, f"children left running: {alive}"
+    problems = [line for line in out.splitlines() if " ERROR " in line or line.startswith("Traceback")]
+    assert not problems, "\n".join(problems)
