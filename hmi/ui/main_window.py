@@ -68,6 +68,7 @@ TREND_FPS = 30
 TABLE_HZ = 5
 OVERVIEW_HZ = 2
 TREND_CAPACITY = 60_000  # samples per pen: 100 minutes at 10 Hz
+MACHINES_DOCK_MAX_PX = 360
 LAYOUT_VERSION = 1  # bump when the docks change, so an old saved layout is not applied
 
 LIMIT_CONDITIONS = ("hi", "hihi", "lo", "lolo")
@@ -190,7 +191,9 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.docks["journal"], self.docks["advisories"])
         self.docks["trends"].raise_()
         self.docks["alarms"].raise_()
-        self.resizeDocks([self.docks["machines"]], [260], Qt.Orientation.Horizontal)
+        # Wide enough for every tile's signal names, within reason on a small screen.
+        machines_width = min(max(self.overview.natural_width(), 260), MACHINES_DOCK_MAX_PX)
+        self.resizeDocks([self.docks["machines"]], [machines_width], Qt.Orientation.Horizontal)
         self.resizeDocks([self.docks["trends"]], [620], Qt.Orientation.Horizontal)
         self.resizeDocks([self.docks["alarms"]], [260], Qt.Orientation.Vertical)
         self._default_state = self.saveState(LAYOUT_VERSION)
@@ -372,6 +375,10 @@ class MainWindow(QMainWindow):
         state = settings.value("state")
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
+        elif (screen := self.screen()) is not None:
+            # First start on this workstation: the whole screen, as a control-room display is
+            # used (maximising is the window manager's job, and Xvfb or a kiosk may have none).
+            self.setGeometry(screen.availableGeometry())
         if isinstance(state, QByteArray) and not self.restoreState(state, LAYOUT_VERSION):
             log.info("saved window layout is from another version; using the default")
 

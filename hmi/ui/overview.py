@@ -65,6 +65,7 @@ class MachineTile(QFrame):
         grid.setHorizontalSpacing(8)
         grid.setVerticalSpacing(0)
         self.values: list[KeyValue] = []
+        self._grid = grid
         for row, spec in enumerate(key_specs[:MAX_KEY_VALUES]):
             name = QLabel(spec.signal.replace("_", " "))
             name.setStyleSheet(f"color: {theme.TEXT_DIM};")
@@ -84,6 +85,21 @@ class MachineTile(QFrame):
         grid.setColumnStretch(0, 1)
         layout.addLayout(grid)
         self._apply_style()
+
+    def natural_width(self) -> int:
+        """The width at which no signal name, value or unit is clipped."""
+        metrics = self.fontMetrics()
+        grid = self._grid
+        columns = [0, 0, 0]
+        for row in range(grid.rowCount()):
+            for col in range(3):
+                item = grid.itemAtPosition(row, col)
+                label = item.widget() if item is not None else None
+                if isinstance(label, QLabel):
+                    columns[col] = max(columns[col], metrics.horizontalAdvance(label.text()), label.minimumWidth())
+        margins = self.layout().contentsMargins()  # a long title is clipped, with its tooltip
+        body = sum(columns) + 2 * grid.horizontalSpacing()
+        return body + margins.left() + margins.right() + 2 * self.frameWidth()
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
         self.clicked.emit(self.machine_id)
@@ -171,6 +187,12 @@ class MachineOverview(QScrollArea):
             self.tiles[machine_id] = tile
         self._layout.addStretch(1)
         self.setWidget(inner)
+
+    def natural_width(self) -> int:
+        """The dock width at which every tile shows its names whole (plus the scroll bar)."""
+        margins = self._layout.contentsMargins()
+        tiles = max((t.natural_width() for t in self.tiles.values()), default=self.minimumWidth())
+        return tiles + margins.left() + margins.right() + self.verticalScrollBar().sizeHint().width()
 
     def _on_tile_clicked(self, machine_id: str) -> None:
         self.select(machine_id)
