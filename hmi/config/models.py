@@ -176,6 +176,9 @@ class MqttSubscription(Strict):
     machine: str = "{topic[1]}"  # status: the machine a status message is about
     online: str = "online"  # status payloads
     offline: str = "offline"
+    # sparkplugb: on a sequence gap, an unknown alias or data from a node whose birth was
+    # missed, publish the "Node Control/Rebirth" NCMD (at most every 10 s per edge node).
+    request_rebirth: bool = True
 
     @field_validator("topic")
     @classmethod

@@ -61,6 +61,7 @@ _FLUSH_ROWS = 4096
 _FLUSH_S = 0.002
 _BURST_PACKETS = 64
 _ACK_EVERY_PACKETS = 16  # below Mosquitto's default in-flight window of 20 QoS 1 messages
+_REBIRTH_MIN_INTERVAL_S = 10.0  # per edge node: a birth takes a moment to arrive
 _IDLE_TIMEOUT_S = 0.25
 _BACKOFF_FIRST_S = 0.25
 _TOPIC_CACHE_MAX = 10_000
@@ -280,6 +281,8 @@ class _Route:
 @dataclass(slots=True)
 class _EdgeNode:
     seq: int | None = None
+    born: bool = False  # its NBIRTH was seen: aliases and sequence are known
+    rebirth_asked_at: float = -math.inf
     aliases: dict[int, str] = field(default_factory=dict)
     devices: dict[str, dict[int, str]] = field(default_factory=dict)
 
@@ -655,6 +658,7 @@ class MqttSource:
         key = (parsed.group, parsed.node)
         node = self._edge_nodes.setdefault(key, _EdgeNode())
         kind = parsed.message_type
+        missing: list[str] = []  # why the node's births must be asked for again
         device = parsed.device or parsed.node
         machine = snake(device)
         # Sequence numbers run 0..255 per edge node across all its messages; a birth restarts them.
@@ -663,6 +667,7 @@ class MqttSource:
                 node.seq = message.seq
             elif node.seq is not None and message.seq != (node.seq + 1) % 256:
                 self._reject(topic, "sequence gap", f"seq {message.seq} after {node.seq}: messages were lost")
+                missing.append(f"sequence gap: {message.seq} after {node.seq}")
                 node.seq = message.seq
             else:
                 node.seq = message.seq
@@ -678,6 +683,9 @@ class MqttSource:
         if kind == "NBIRTH":
             node.aliases = {m.alias: m.name for m in message.metrics if m.alias is not None and m.name}
             node.devices.clear()
+            node.born = True
+        elif not node.born:
+            missing.append("its birth certificate was not seen (the HMI started after it)")
         elif kind == "DBIRTH":
             node.devices[device] = {m.alias: m.name for m in message.metrics if m.alias is not None and m.name}
         aliases = node.aliases if parsed.device is None else node.devices.get(device, {})
@@ -689,6 +697,8 @@ class MqttSource:
             name = m.name if m.name is not None else aliases.get(m.alias) if m.alias is not None else None
             if name is None:
                 self._reject(topic, "unknown alias", f"alias {m.alias} without a birth certificate")
+                if not missing:
+                    missing.append(f"unknown alias {m.alias}")
                 continue
             cache_key = (f"{parsed.group}/{device}", name)
             tag_id = self._name_cache.get(cache_key)
@@ -721,6 +731,19 @@ class MqttSource:
                 self._bad(tag_id, ts, topic, "type")
             else:
                 self._put(tag_id, ts, m.value, topic)
+        if missing and sub.request_rebirth:
+            self._request_rebirth(parsed, node, missing[0])
+
+    def _request_rebirth(self, parsed: sparkplug.Topic, node: _EdgeNode, reason: str) -> None:
+        """Ask the edge node for its births again (Sparkplug B's host duty), at a limited rate."""
+        now = time.monotonic()
+        client = self._client
+        if client is None or now - node.rebirth_asked_at < _REBIRTH_MIN_INTERVAL_S:
+            return
+        node.rebirth_asked_at = now
+        topic = f"spBv1.0/{parsed.group}/NCMD/{parsed.node}"
+        client.publish(topic, sparkplug.encode_rebirth_request(time.time_ns() // 1_000_000), qos=0)
+        log.info("%s: asked edge node %s/%s for a rebirth: %s", self.name, parsed.group, parsed.node, reason)
 
     # -- crossing to the bus: the one place paho's thread hands batches over ---------------------
 

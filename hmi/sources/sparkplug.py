@@ -121,6 +121,29 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
             raise SparkplugError("varint longer than 64 bits")
 
 
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+REBIRTH_METRIC = "Node Control/Rebirth"
+
+
+def encode_rebirth_request(timestamp_ms: int) -> bytes:
+    """The NCMD payload a host sends to make an edge node publish its births again: one
+    Boolean metric "Node Control/Rebirth" = true (the same bytes as Eclipse Tahu's host)."""
+    name = REBIRTH_METRIC.encode()
+    metric = b"\x0a" + _encode_varint(len(name)) + name + b"\x20\x0b" + b"\x70\x01"  # name, Boolean, true
+    return b"\x08" + _encode_varint(timestamp_ms) + b"\x12" + _encode_varint(len(metric)) + metric
+
+
 def _fields(buf: bytes) -> list[tuple[int, int, Any]]:
     """(field number, wire type, raw value) for every field of one message."""
     out = []

@@ -374,3 +374,52 @@ def test_broker_killed_then_restarted(mosquitto_broker: Any) -> None:
     run_async(scenario(), timeout=90)
     assert collector.values("cnc01.n") == [float(n) for n in [*range(50), *range(1000, 1050)]]
     assert source.connects == 2
+
+
+def test_sparkplug_host_asks_a_node_it_joined_late_for_a_rebirth(mosquitto_broker: Any) -> None:
+    """Alias-only DDATA from an edge node whose births the HMI missed: the source publishes the
+    rebirth NCMD once (not per message), and the births that answer it make the aliases resolve."""
+    from hmi.sources import sparkplug
+    from tests.sources.test_mqtt_payloads import captured
+
+    broker = mosquitto_broker()
+    bus = TagBus()
+    collector = Collector(bus)
+    sub = {"topic": "spBv1.0/Acceptance/#", "format": "sparkplugb", "tag": "{device}.{metric}", "create_tags": True}
+    source = MqttSource("broker", mqtt_conn(broker, subscriptions=[sub]), [], bus)
+    commands: list[tuple[str, bytes]] = []
+    listener = paho.Client(CallbackAPIVersion.VERSION2)
+    listener.on_message = lambda c, u, m: commands.append((m.topic, m.payload))
+    listener.connect(broker.host, broker.port)
+    listener.subscribe("spBv1.0/+/NCMD/+")
+    listener.loop_start()
+    publisher = Publisher(broker.host, broker.port)
+    messages = [(topic, payload) for topic, payload, _ in captured()]
+    tahu_data = [m for m in messages if m[0] == "spBv1.0/Acceptance/DDATA/TahuEdge/CNC01"]
+    tahu_rebirth = messages[13:15]  # the NBIRTH and DBIRTH Tahu's node sent after the captured NCMD
+    assert [t.split("/")[2] for t, _ in tahu_rebirth] == ["NBIRTH", "DBIRTH"]
+
+    async def scenario() -> None:
+        async with running(source):
+            await async_wait_until(lambda: source.connected, 10, source.last_error)
+            await asyncio.sleep(0.3)  # the subscription is in place
+            publisher.send(*tahu_data[0])
+            await async_wait_until(lambda: commands, 5, "no rebirth request")
+            publisher.send(*tahu_data[1])
+            await asyncio.sleep(0.5)
+            assert len(commands) == 1, "one request per edge node, not one per message"
+            assert not collector.values("cnc01.spindle_speed", None), "aliases cannot resolve before a birth"
+            for topic, payload in tahu_rebirth:
+                publisher.send(topic, payload)
+            publisher.send(*tahu_data[2])
+            await async_wait_until(lambda: collector.values("cnc01.spindle_speed"), 5, "aliases still unresolved")
+
+    try:
+        run_async(scenario())
+    finally:
+        listener.loop_stop()
+        publisher.close()
+    topic, payload = commands[0]
+    assert topic == "spBv1.0/Acceptance/NCMD/TahuEdge"
+    request = sparkplug.decode_payload(payload)
+    assert [(m.name, m.type_name, m.value) for m in request.metrics] == [("Node Control/Rebirth", "Boolean", True)]

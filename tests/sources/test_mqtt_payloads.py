@@ -130,6 +130,15 @@ def test_sparkplug_capture_through_the_source() -> None:
     assert h.reasons().get("sequence gap", 0) >= 1 and "unknown alias" not in h.reasons()
 
 
+def test_rebirth_request_is_byte_for_byte_what_tahus_host_sends() -> None:
+    """The captured NCMD of Eclipse Tahu's host application, rebuilt from its timestamp."""
+    topic, payload, _ = captured()[12]
+    assert topic == "spBv1.0/Acceptance/NCMD/TahuEdge"
+    timestamp = sparkplug.decode_payload(payload).timestamp
+    assert timestamp is not None
+    assert sparkplug.encode_rebirth_request(timestamp) == payload
+
+
 def encode_metric(alias: int, datatype: int, value: float | None) -> bytes:
     """A minimal Sparkplug B metric: alias, datatype, and a double_value or is_null."""
 
