@@ -39,13 +39,18 @@ BEARING_WEAR_S = 600.0  # bearing wear develops fully in 10 simulated minutes
 CAVITATION_ONSET_S = 30.0
 SAG_V = 60.0  # undervoltage: 400 V -> 340 V
 SAG_TAU_S = 3.0
+BLOCKAGE_ONSET_S = 60.0  # a suction valve or strainer closes off over a minute
+BLOCKED_SUCTION_K = 2.2e-4  # its extra loss when fully developed, bar per (m³/h)²: -0.6 bar at 52 m³/h
+MISALIGNMENT_VIBRATION = 1.5  # a misaligned coupling: vibration ×2.5, at once (after maintenance)
+MISALIGNMENT_TAU_S = 2.0
 
 
-def operating_flow(speed_ratio: float, head_factor: float = 1.0) -> float:
-    """Flow (m³/h) where the pump curve meets the loop's system curve."""
+def operating_flow(speed_ratio: float, head_factor: float = 1.0, extra_resistance: float = 0.0) -> float:
+    """Flow (m³/h) where the pump curve meets the loop's system curve (plus any throttling,
+    m per (m³/h)²)."""
     if speed_ratio <= 0:
         return 0.0
-    return math.sqrt(SHUTOFF_HEAD_M * head_factor * speed_ratio * speed_ratio / (CURVE_K + SYSTEM_R))
+    return math.sqrt(SHUTOFF_HEAD_M * head_factor * speed_ratio * speed_ratio / (CURVE_K + SYSTEM_R + extra_resistance))
 
 
 def pump_head(flow: float, speed_ratio: float, head_factor: float = 1.0) -> float:
@@ -96,7 +101,8 @@ class CentrifugalPump(MachineSim):
             -1,
             4,
             "Suction pressure (gauge)",
-            physics="2.0 bar expansion vessel − suction line loss ∝ Q² (×13 and noisy with cavitation)",
+            physics="2.0 bar expansion vessel − suction line loss ∝ Q² (×13 and noisy with cavitation,"
+            " + a calm throttling loss with a blocked suction)",
         ),
         SignalSpec(
             "discharge_pressure",
@@ -112,7 +118,8 @@ class CentrifugalPump(MachineSim):
             0,
             20,
             "Bearing housing vibration (RMS velocity)",
-            physics="(0.2 + 1.0 × n/n_rated) mm/s, ×(1 + 4·w^1.5) with bearing wear w, + broadband with cavitation",
+            physics="(0.2 + 1.0 × n/n_rated) mm/s, ×(1 + 4·w^1.5) with bearing wear w, ×2.5 misaligned,"
+            " + broadband with cavitation",
         ),
         SignalSpec(
             "bearing_temperature",
@@ -150,6 +157,16 @@ class CentrifugalPump(MachineSim):
             " turn noisy, head breaks down 18 % so flow drops ~10 %, vibration rises",
             ("suction_pressure", "discharge_pressure", "flow", "vibration_rms", "motor_current"),
         ),
+        "blocked_suction": FaultSpec(
+            "a suction valve is closed off (or the strainer blocks) over 60 s, without cavitating: suction"
+            " pressure falls 0.6 bar, flow ~6 %, pressures stay calm and vibration normal",
+            ("suction_pressure", "discharge_pressure", "flow", "motor_current"),
+        ),
+        "misalignment": FaultSpec(
+            "the coupling runs misaligned (as after maintenance): vibration steps up ×2.5 at once and stays,"
+            " bearing temperature and flow unchanged",
+            ("vibration_rms",),
+        ),
         "undervoltage": FaultSpec(
             "the supply sags from 400 V to 340 V (τ 3 s): the motor runs short of flux, its current rises ~8 % and"
             " the speed droops 1 %",
@@ -169,6 +186,7 @@ class CentrifugalPump(MachineSim):
         self.sag = 0.0
         self.supply = RATED_VOLT
         self.cavitation = 0.0
+        self.misalignment = 0.0
         self.head = pump_head(self.flow, 1.0)
         self.current = 0.0
         self.vibration = 0.0
@@ -197,14 +215,18 @@ class CentrifugalPump(MachineSim):
         self.cavitation = 0.0 if cav_age is None else min(cav_age / CAVITATION_ONSET_S, 1.0)
         c = self.cavitation
         head_factor = 1.0 - 0.18 * c
-        self.flow = first_order(self.flow, operating_flow(s, head_factor), FLOW_TAU_S, dt)
+        blocked_age = self.fault_age("blocked_suction")
+        blocked = 0.0 if blocked_age is None else min(blocked_age / BLOCKAGE_ONSET_S, 1.0)
+        throttle_bar = BLOCKED_SUCTION_K * blocked  # per (m³/h)², on the suction side
+        throttle_head = throttle_bar * 1e5 / (RHO * G)
+        self.flow = first_order(self.flow, operating_flow(s, head_factor, throttle_head), FLOW_TAU_S, dt)
         self.head = pump_head(self.flow, s, head_factor)
 
         wear_age = self.fault_age("bearing_wear")
         wear = 0.0 if wear_age is None else min(wear_age / BEARING_WEAR_S, 1.0)
 
         # Pressures: suction side set by the expansion vessel, discharge = suction + ρgH.
-        suction_loss = SUCTION_K * self.flow * self.flow * (1.0 + 12.0 * c)
+        suction_loss = (SUCTION_K * (1.0 + 12.0 * c) + throttle_bar) * self.flow * self.flow
         self.p_suction = TANK_BAR - suction_loss + (0.005 + 0.06 * c) * self.normal()
         dp = RHO * G * self.head / 1e5
         self.p_discharge = self.p_suction + dp + (0.01 + 0.25 * c) * self.normal()
@@ -224,7 +246,9 @@ class CentrifugalPump(MachineSim):
         else:
             self.current = 0.0
 
-        wear_factor = 1.0 + 4.0 * wear**1.5
+        misaligned = 1.0 if "misalignment" in self.active_faults else 0.0
+        self.misalignment = first_order(self.misalignment, misaligned, MISALIGNMENT_TAU_S, dt)
+        wear_factor = (1.0 + 4.0 * wear**1.5) * (1.0 + MISALIGNMENT_VIBRATION * self.misalignment)
         cav_vibration = 2.5 * c * (1.0 + 0.4 * abs(self.normal()))
         self.vibration = (0.2 + 1.0 * s) * wear_factor * (1.0 + 0.04 * self.normal()) + cav_vibration
         if s <= 1e-3:

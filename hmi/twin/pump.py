@@ -354,14 +354,19 @@ class PumpModel(TwinModel):
 
     def _vibration_trend_pct_per_min(self, center: float) -> float:
         """How fast the smoothed vibration grows, in % of its baseline per minute: the smaller
-        of the slopes over the two halves of the trend window. A growing fault (wear) rises in
-        both; a step (misalignment after maintenance) only while it passes the middle."""
+        of the slopes over the two halves of the trend window, per minute, in % of the window's
+        level (at least the baseline). A growing fault (wear) rises in both halves; a step
+        (misalignment after maintenance) only while it passes the middle."""
         if len(self.trend) < (self.trend.maxlen or 0) or not center > 0:
             return 0.0
         data = np.array(self.trend)
         half = data.shape[0] // 2
         slopes = [_slope(part[:, 0], part[:, 1]) for part in (data[:half], data[half:])]
-        return min(slopes) * 60.0 / center * 100.0
+        # Relative to the level now, not only the baseline: after a step (misalignment) the
+        # level is 2-3 × the baseline and so is its noise, whose random slopes would read as
+        # growth against the old baseline.
+        level = max(center, float(np.mean(data[:, 1])))
+        return min(slopes) * 60.0 / level * 100.0
 
     # -- advisories -----------------------------------------------------------------------------
 

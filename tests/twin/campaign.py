@@ -21,6 +21,8 @@ FAULTS: dict[str, tuple[str, str, float]] = {
     "cavitation": ("pump01", "cavitation", 30.0),
     "undervoltage": ("pump01", "undervoltage", 30.0),
     "bearing_wear": ("pump01", "bearing_wear", 180.0),
+    "blocked_suction": ("pump01", "blocked_suction", 120.0),  # 60 s onset, 20 s on-delay
+    "misalignment": ("pump01", "misalignment", 480.0),  # a step: 300 s on-delay after the trend settles
     "tool_wear": ("cnc01", "tool_wear", 600.0),
 }
 SHIFT_S = 8 * 3600.0
