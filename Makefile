@@ -27,7 +27,7 @@ bench: sysdeps-test $(STAMP_DEV)
 
 # Long soak and load runs, kept out of `make test`.
 soak: sysdeps-test $(STAMP_DEV)
-	$(PY) -m pytest -m soak -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -m soak -p no:cacheprovider -o faulthandler_timeout=0 $(PYTEST_ARGS)
 
 sysdeps:
 	PYTHON=$(PYTHON) tools/install-system-deps.sh
