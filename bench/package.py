@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     if not exe.is_file():
         print(f"\nInstaller: no bundle at {bundle}: run `make package` first")
         return
-    ensure_display()
+    ensure_display(until_exit=True)  # this process only starts the clients
 
     internal = bundle / "_internal"
     parts = {name: folder_mb(internal / name) for name in ("vtkmodules", "PySide6", "numpy.libs")}

@@ -15,6 +15,7 @@ over still parts instead.
 from __future__ import annotations
 
 import argparse
+import atexit
 import math
 import os
 import shutil
@@ -40,17 +41,22 @@ PARTS = {
 }
 
 
-def ensure_display() -> None:
-    """Use $DISPLAY, or start a private Xvfb (24-bit, room for 1280x800). It runs with
-    -terminate and ends when this process's last X connection closes: stopping it while
-    Qt is still connected would make Xlib exit the process with status 1."""
+def ensure_display(until_exit: bool = False) -> None:
+    """Use $DISPLAY, or start a private Xvfb (24-bit, room for 1280x800).
+
+    By default it runs with -terminate and ends when this process's last X connection
+    closes: stopping it while Qt is still connected would make Xlib exit the process with
+    status 1. A benchmark whose own process never connects (it only starts clients, such as
+    bench/package.py) passes `until_exit=True`: the server then stays up until this process
+    exits (with -terminate the first client's exit would end it for all later runs)."""
     if os.environ.get("DISPLAY"):
         return
     if shutil.which("Xvfb") is None:
         raise SystemExit("no DISPLAY and no Xvfb: install xvfb (tools/install-system-deps.sh --test)")
     read, write = os.pipe()
-    subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write), "-screen", "0", "1920x1200x24", "-nolisten", "tcp", "-terminate"],
+    server = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write), "-screen", "0", "1920x1200x24", "-nolisten", "tcp"]
+        + ([] if until_exit else ["-terminate"]),
         pass_fds=(write,),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -58,6 +64,8 @@ def ensure_display() -> None:
     os.close(write)
     with os.fdopen(read) as pipe:
         os.environ["DISPLAY"] = f":{pipe.readline().strip()}"
+    if until_exit:
+        atexit.register(server.terminate)
 
 
 class ModelBench:
