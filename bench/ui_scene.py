@@ -178,13 +178,17 @@ class ModelBench:
         frames = 0
         start = time.perf_counter()
         while time.perf_counter() - start < seconds:
-            for matrix, values in self.poses[frames % POSES]:
-                matrix.DeepCopy(values)
-                matrix.Modified()
-            self.renderer.ResetCameraClippingRange()
-            self.window.Render()
+            self._bare_parts_frame(frames)
             frames += 1
         return frames / (time.perf_counter() - start)
+
+    def _bare_parts_frame(self, k: int) -> None:
+        """Pose k of the precomputed motion into the bare window's matrices, then render."""
+        for matrix, values in self.poses[k % POSES]:
+            matrix.DeepCopy(values)
+            matrix.Modified()
+        self.renderer.ResetCameraClippingRange()
+        self.window.Render()
 
     def interleaved_ratio(self, frames: int = 100) -> float:
         """Bare frames and view frames taken turn about, one each, timed separately: the
@@ -199,11 +203,7 @@ class ModelBench:
         bare_s = view_s = 0.0
         for k in range(frames):
             start = time.perf_counter()
-            for matrix, values in self.poses[k % POSES]:
-                matrix.DeepCopy(values)
-                matrix.Modified()
-            self.renderer.ResetCameraClippingRange()
-            self.window.Render()
+            self._bare_parts_frame(k)
             middle = time.perf_counter()
             bare_s += middle - start
             renders = self.view.renders

@@ -106,7 +106,12 @@ def rotation_about(axis: str | Sequence[float], angle_rad: float) -> np.ndarray:
 def translation_along(axis: str | Sequence[float], distance: float) -> np.ndarray:
     x, y, z = _unit_axis(axis)
     return np.array(
-        [[1.0, 0.0, 0.0, x * distance], [0.0, 1.0, 0.0, y * distance], [0.0, 0.0, 1.0, z * distance], [0, 0, 0, 1.0]]
+        [
+            [1.0, 0.0, 0.0, x * distance],
+            [0.0, 1.0, 0.0, y * distance],
+            [0.0, 0.0, 1.0, z * distance],
+            [0.0, 0.0, 0.0, 1.0],
+        ]
     )
 
 

@@ -213,6 +213,9 @@ class _Rows:
     __slots__ = ("count", "ids", "q_lens", "q_runs", "since", "texts", "ts_lens", "ts_runs", "values")
 
     def __init__(self) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
         self.ids = array("i")
         self.values: list[float] = []
         self.ts_runs: list[int] = []
@@ -224,21 +227,19 @@ class _Rows:
         self.count = 0
 
     def add(self, tag_id: int, ts: int, value: float, quality: int) -> None:
-        if not self.count:
-            self.since = time.monotonic()
         self.ids.append(tag_id)
         self.values.append(value)
         self._runs(ts, quality, 1)
 
     def add_message(self, plan_ids: array[int], ts: int, values: list[float]) -> None:
         """A whole message of good values for the tags in `plan_ids`, in order."""
-        if not self.count:
-            self.since = time.monotonic()
         self.ids.extend(plan_ids)
         self.values.extend(values)
         self._runs(ts, 0, len(values))
 
     def _runs(self, ts: int, quality: int, n: int) -> None:
+        if not self.count:
+            self.since = time.monotonic()  # the first row waiting: the flush deadline counts from here
         self.count += n
         if self.ts_runs and self.ts_runs[-1] == ts:
             self.ts_lens[-1] += n
@@ -263,7 +264,7 @@ class _Rows:
             np.repeat(np.asarray(self.q_runs, np.uint8), self.q_lens),
             self.texts or None,
         )
-        self.__init__()  # type: ignore[misc]
+        self._clear()
         return batch
 
 
