@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import psutil
 from PySide6.QtCore import QByteArray, QPoint, QSettings, Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QImage, QKeySequence, QPainter
+from PySide6.QtGui import QAction, QCloseEvent, QImage, QKeySequence, QPainter, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -69,7 +69,7 @@ TABLE_HZ = 5
 OVERVIEW_HZ = 2
 TREND_CAPACITY = 60_000  # samples per pen: 100 minutes at 10 Hz
 MACHINES_DOCK_MAX_PX = 360
-LAYOUT_VERSION = 1  # bump when the docks change, so an old saved layout is not applied
+LAYOUT_VERSION = 2  # bump when the docks change, so an old saved layout is not applied
 
 LIMIT_CONDITIONS = ("hi", "hihi", "lo", "lolo")
 PRIORITY_COLOURS = {
@@ -191,12 +191,8 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.docks["journal"], self.docks["advisories"])
         self.docks["trends"].raise_()
         self.docks["alarms"].raise_()
-        # Wide enough for every tile's signal names, within reason on a small screen.
-        machines_width = min(max(self.overview.natural_width(), 260), MACHINES_DOCK_MAX_PX)
-        self.resizeDocks([self.docks["machines"]], [machines_width], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["trends"]], [620], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["alarms"]], [260], Qt.Orientation.Vertical)
-        self._default_state = self.saveState(LAYOUT_VERSION)
+        self._size_docks_when_shown = True  # unless a saved layout is restored
+        self._default_state = self._size_docks()
 
         self._build_status_bar()
         self._build_menus()
@@ -282,8 +278,11 @@ class MainWindow(QMainWindow):
         reset = QPushButton("Reset view")
         reset.clicked.connect(self.reset_view)
         row.addWidget(reset)
-        self.picked_label = QLabel("Click a part to see its tags")
+        self.picked_label = QLabel()
         self.picked_label.setStyleSheet(f"color: {theme.TEXT_DIM};")
+        # Clipped rather than holding the 3D view wide: the docks beside it come first.
+        self.picked_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self._show_picked("Click a part to see its tags")
         row.addWidget(self.picked_label, 1)
         return bar
 
@@ -379,8 +378,28 @@ class MainWindow(QMainWindow):
             # First start on this workstation: the whole screen, as a control-room display is
             # used (maximising is the window manager's job, and Xvfb or a kiosk may have none).
             self.setGeometry(screen.availableGeometry())
-        if isinstance(state, QByteArray) and not self.restoreState(state, LAYOUT_VERSION):
-            log.info("saved window layout is from another version; using the default")
+        if isinstance(state, QByteArray):
+            if self.restoreState(state, LAYOUT_VERSION):
+                self._size_docks_when_shown = False
+            else:
+                log.info("saved window layout is from another version; using the default")
+
+    def _size_docks(self) -> QByteArray:
+        """The default dock sizes; returns the layout they make (what "Reset layout" restores)."""
+        # Wide enough for every tile's signal names, within reason on a small screen.
+        machines_width = min(max(self.overview.natural_width(), 260), MACHINES_DOCK_MAX_PX)
+        self.resizeDocks([self.docks["machines"]], [machines_width], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["trends"]], [620], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["alarms"]], [260], Qt.Orientation.Vertical)
+        return self.saveState(LAYOUT_VERSION)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self._size_docks_when_shown:
+            # Sizes set before the first show are redistributed when the window takes its
+            # final size (a restored geometry squeezed the machines dock to 210 px): again now.
+            self._size_docks_when_shown = False
+            QTimer.singleShot(0, lambda: setattr(self, "_default_state", self._size_docks()))
 
     def save_layout(self) -> None:
         settings = self._settings()
@@ -448,9 +467,13 @@ class MainWindow(QMainWindow):
         if self.scene is not None:
             self.scene.reset_view()
 
+    def _show_picked(self, text: str) -> None:
+        self.picked_label.setText(text)
+        self.picked_label.setToolTip(text)  # the label may be clipped
+
     def _on_part_picked(self, machine: str, node: str, tags: list[str]) -> None:
         if not tags:
-            self.picked_label.setText(f"{node}: no tags bound")
+            self._show_picked(f"{node}: no tags bound")
             return
         parts = []
         for tag in tags:
@@ -458,7 +481,7 @@ class MainWindow(QMainWindow):
             spec = self._specs.get(tag)
             value = format_tag_value(latest.value, spec) if latest is not None and spec is not None else "—"
             parts.append(f"{tag} = {value} {spec.unit if spec else ''}".rstrip())
-        self.picked_label.setText(f"{node}: " + ";  ".join(parts))
+        self._show_picked(f"{node}: " + ";  ".join(parts))
         self.tag_browser.filter.setText(f"{machine}.")
 
     # -- alarms on machines and trends -------------------------------------------------------------

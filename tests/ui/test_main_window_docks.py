@@ -206,3 +206,15 @@ def test_keyboard_shortcuts(qtbot, open_window) -> None:
     assert actions["F10"] == "Silence horn"
     assert actions["Ctrl+Shift+A"] == "Acknowledge all visible…"
     assert {"Ctrl+1", "Ctrl+5", "Ctrl+0", "Ctrl+L"} <= set(actions)
+
+
+def test_default_layout_shows_tile_names_whole_in_a_1500_px_window(qtbot, open_window) -> None:
+    """At the window size of a first start on a small desktop, the default layout gives the
+    machines dock the width its tiles' signal names need (the 3D view's hint yields first)."""
+    window = open_window(load_project(DEMO_PROJECT))
+    window.resize(1500, 920)
+    qtbot.waitUntil(lambda: window.width() == 1500, timeout=5000)
+    window._size_docks()
+    needed = window.overview.natural_width()
+    qtbot.waitUntil(lambda: window.docks["machines"].width() >= needed, timeout=5000)
+    assert window.docks["trends"].width() >= 600
