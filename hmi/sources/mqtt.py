@@ -65,7 +65,7 @@ _REBIRTH_MIN_INTERVAL_S = 10.0  # per edge node: a birth takes a moment to arriv
 _IDLE_TIMEOUT_S = 0.25
 _BACKOFF_FIRST_S = 0.25
 _TOPIC_CACHE_MAX = 10_000
-_MAX_JSON_DEPTH = 32
+_MAX_EXACT_INT = 2**53  # the largest int a float64 holds exactly
 _TEMPLATE_FIELD = re.compile(r"\{(\w+)(?:\[(\d+)\])?\}")
 
 
@@ -313,14 +313,15 @@ class MqttSource:
         self.last_error = ""
         self.notifications = 0
         self._ratelog = RateLimitedLog(log)
+        self._max_payload = config.max_payload_bytes
         self._rows = _Rows()
         self._events: list[Event] = []
         self._exact: dict[str, list[_Route]] = {}
         self._wild: list[tuple[str, _Route]] = []
         self._topic_cache: dict[str, list[_Route]] = {}
         self._name_cache: dict[tuple[str, str], int] = {}  # (topic, key) -> tag id, -1 unknown
-        self._json_keys: dict[str, dict[str, int]] = {}  # topic -> JSON key -> tag id, -1 unknown
-        self._json_plans: dict[str, dict[tuple[str, ...], Any]] = {}  # topic -> key tuple -> fast plan
+        # topic -> (JSON key -> tag id or -1 unknown, key tuple -> fast plan)
+        self._json_topics: dict[str, tuple[dict[str, int], dict[tuple[str, ...], Any]]] = {}
         self._numeric = {i for i, t in self._datatype.items() if t in (DataType.FLOAT, DataType.INT)}
         self._edge_nodes: dict[tuple[str, str], _EdgeNode] = {}
         self._online_ids: dict[str, int] = {}
@@ -397,7 +398,7 @@ class MqttSource:
         topic = msg.topic
         try:
             payload = msg.payload
-            if len(payload) > self.config.max_payload_bytes:
+            if len(payload) > self._max_payload:
                 self._reject(topic, "oversize", f"{len(payload)} bytes > max_payload_bytes")
                 return
             routes = self._routes_for(topic)
@@ -419,7 +420,10 @@ class MqttSource:
                     self._decode_status(topic, payload, route.sub, received)  # type: ignore[arg-type]
                 else:
                     self._decode_sparkplug(topic, payload, route.sub, received)  # type: ignore[arg-type]
-            self.health.received(1, self._rows.count - before)
+            # health.received() inlined (this is the hot path); the pump stamps last_message_at.
+            health = self.health
+            health.messages += 1
+            health.values += self._rows.count - before
         except PayloadError as exc:
             self._reject(topic, str(exc).split(" (")[0], str(exc))
         except Exception as exc:  # a decoder bug must not reach paho's thread
@@ -436,6 +440,11 @@ class MqttSource:
         """One value for a tag, checked against the tag's data type."""
         dtype = self._datatype.get(tag_id, DataType.FLOAT)
         rows = self._rows
+        if type(value) is int and not -_MAX_EXACT_INT <= value <= _MAX_EXACT_INT:
+            try:
+                value = float(value)
+            except OverflowError:  # beyond a float: non-finite, as json.loads makes of 1e400
+                value = math.inf
         if type(value) is float or type(value) is int:
             if value - value != 0:  # NaN, Infinity, and 1e400 (which json.loads reads as inf)
                 self._bad(tag_id, ts, topic, "non-finite number")
@@ -444,8 +453,6 @@ class MqttSource:
             elif dtype == DataType.BOOL and value not in (0, 1):
                 self._bad(tag_id, ts, topic, "type")
             else:
-                if type(value) is int and abs(value) > 2**53:
-                    value = float(value)
                 rows.add(tag_id, ts, float(value), quality)
         elif type(value) is bool:
             if dtype == DataType.STRING:
@@ -496,18 +503,15 @@ class MqttSource:
             raise PayloadError("JSON is not an object")
         ts_key = sub.timestamp_key
         ts = self._payload_time(doc, ts_key, topic, received)
-        keys = self._json_keys.get(topic)
-        if keys is None:
-            if len(self._json_keys) >= _TOPIC_CACHE_MAX:
-                self._json_keys.clear()  # bounded: a flood of distinct topics must not grow memory
-                self._json_plans.clear()
-            keys = self._json_keys[topic] = {}
+        state = self._json_topics.get(topic)
+        if state is None:
+            if len(self._json_topics) >= _TOPIC_CACHE_MAX:
+                self._json_topics.clear()  # bounded: a flood of distinct topics must not grow memory
+            state = self._json_topics[topic] = ({}, {})
+        keys, plans = state
         rows = self._rows
         # Fast path: the same keys as before, all mapping to numeric tags, all values finite
         # numbers. Then the whole message is a few C-level list operations, not a loop.
-        plans = self._json_plans.get(topic)
-        if plans is None:
-            plans = self._json_plans[topic] = {}
         shape = tuple(doc)
         plan = plans.get(shape, _NO_PLAN)
         if plan is _NO_PLAN:
@@ -519,11 +523,12 @@ class MqttSource:
             vals = list(doc.values())
             if ts_pos >= 0:
                 del vals[ts_pos]
-            # fsum refuses strings, None, lists and objects (TypeError) and overflows on ints
-            # beyond a float; bools pass, as 1.0/0.0, which is what the loop below makes of a
-            # bool for a numeric tag, too.
+            # A float sum refuses strings, None, lists and objects (TypeError) and ints beyond
+            # a float (OverflowError); NaN and infinities (and finite values whose sum
+            # overflows) leave a non-finite total and take the checked loop below. Bools pass,
+            # as 1.0/0.0, which is what the loop makes of a bool for a numeric tag, too.
             try:
-                total = math.fsum(vals)
+                total = sum(vals, 0.0)
             except (TypeError, OverflowError):
                 total = math.nan
             if total - total == 0:
@@ -532,12 +537,13 @@ class MqttSource:
         numeric = self._numeric
         for key, value in doc.items():
             tag_id = keys.get(key)
-            # The hot path: a known numeric tag and a finite float or int (bools are not `float`/`int` here).
+            # The hot path: a known numeric tag and a finite float or an int a float holds exactly
+            # (bools are not `float`/`int` here; bigger ints take _put, which converts them).
             if (
                 tag_id is not None
                 and tag_id >= 0
                 and tag_id in numeric
-                and (type(value) is float or type(value) is int)
+                and (type(value) is float or (type(value) is int and -_MAX_EXACT_INT <= value <= _MAX_EXACT_INT))
             ):
                 if value - value == 0:  # finite: inf - inf and nan - nan are nan
                     rows.add(tag_id, ts, value, 0)
@@ -761,7 +767,14 @@ class MqttSource:
 
     def _flush(self) -> None:
         if self._rows.count:
-            self._hand_over(self._rows.take())
+            try:
+                batch = self._rows.take()
+            except Exception:  # a decoder bug: rows that cannot become a batch must not block all later ones
+                log.exception("%s: dropped %d decoded values that could not form a batch", self.name, self._rows.count)
+                self.health.reject("(decoded rows)", "decoder error", self._rows.count)
+                self._rows._clear()
+                batch = None
+            self._hand_over(batch)
         if self._events:
             events, self._events = self._events, []
             self._hand_over(None, events)
@@ -983,6 +996,8 @@ class MqttSource:
     def _pump(self, client: paho.Client) -> None:
         """Run paho's loop until the connection ends, flushing coalesced rows as described above."""
         rows = self._rows
+        health = self.health
+        counted = health.messages
         while not self._stopping.is_set():
             timeout = _IDLE_TIMEOUT_S
             if rows.count or self._events:
@@ -1004,6 +1019,9 @@ class MqttSource:
                 burst += 1
                 if burst % _ACK_EVERY_PACKETS == 0 and client.want_write():
                     rc = client.loop_write()  # acknowledge, so the broker keeps sending
+            if health.messages != counted:  # once per burst, not per message
+                counted = health.messages
+                health.last_message_at = time.monotonic()
             if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and client.want_write():
                 rc = client.loop_write()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:

@@ -190,6 +190,7 @@ BAD_PAYLOADS: dict[str, tuple[bytes, str, bool]] = {
     "NaN": (b'{"speed": NaN}', "non-finite number", True),
     "Infinity": (b'{"speed": -Infinity}', "non-finite number", True),
     "1e400 overflows": (b'{"speed": 1e400}', "non-finite number", True),
+    "int beyond a float": (b'{"speed": 1' + b"0" * 400 + b"}", "non-finite number", True),
     "deeply nested": (b'{"speed": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "JSON nested too deeply", False),
     "top level not an object": (b"[1, 2, 3]", "JSON is not an object", False),
     "string for a number": (b'{"speed": "fast"}', "type", True),
@@ -311,3 +312,40 @@ HARNESS = Harness(
 def test_capture_files_are_where_the_tests_expect_them() -> None:
     """The shared Sparkplug captures are present (the decoder tests above would otherwise prove nothing)."""
     assert Path(SPARKPLUG / "README.md").exists()
+
+
+_TELEMETRY_VALUES = st.one_of(
+    st.floats(),  # NaN and infinities included
+    st.integers(min_value=-(2**1100), max_value=2**1100),  # beyond a float, too
+    st.booleans(),
+    st.none(),
+    st.text(max_size=4),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@given(messages=st.lists(st.tuples(_TELEMETRY_VALUES, _TELEMETRY_VALUES), min_size=1, max_size=6))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_repeated_message_shape_decodes_as_the_first_message_does(messages: list[tuple[Any, Any]]) -> None:
+    """From the second message with the same keys on, a topic takes the planned fast path; what reaches
+    the bus (values, qualities, reasons counted) must be exactly what a fresh source makes of each message."""
+    tags = [TagSpec("cnc01.speed", connection="broker"), TagSpec("cnc01.feed", connection="broker")]
+    warm = Harness(tags, subscriptions=[TELEMETRY])
+    warm.feed("factory/cnc01/telemetry", b'{"ts": 1700000000000, "speed": 1.0, "feed": 2}')  # plans the shape
+    for i, (speed, feed) in enumerate(messages):
+        body = json.dumps({"ts": 1_700_000_000_001 + i, "speed": speed, "feed": feed}).encode()
+        fresh = Harness(tags, subscriptions=[TELEMETRY])  # no plan yet: decodes key by key
+        fresh.feed("factory/cnc01/telemetry", body)
+        before = len(warm.collector.rows)
+        warm.feed("factory/cnc01/telemetry", body)
+        assert warm.collector.rows[before:] == fresh.collector.rows or (
+            # NaN != NaN: compare the rows' text instead
+            repr(warm.collector.rows[before:]) == repr(fresh.collector.rows)
+        )
+    fresh_reasons: dict[str, int] = {}
+    for i, (speed, feed) in enumerate(messages):
+        fresh = Harness(tags, subscriptions=[TELEMETRY])
+        fresh.feed("factory/cnc01/telemetry", json.dumps({"ts": 1_700_000_000_001 + i, "speed": speed, "feed": feed}))
+        for reason, n in fresh.reasons().items():
+            fresh_reasons[reason] = fresh_reasons.get(reason, 0) + n
+    assert warm.reasons() == fresh_reasons
