@@ -6,6 +6,8 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hmi.core.bus import TagBus
 from hmi.core.events import Event, EventCategory
@@ -151,3 +153,17 @@ def test_unsubscribe_stops_delivery() -> None:
 def test_batch_arrays_must_have_equal_length() -> None:
     with pytest.raises(ValueError, match="differ in length"):
         SampleBatch(np.zeros(2, np.int32), np.zeros(3, np.int64), np.zeros(2), np.zeros(2, np.uint8))
+
+
+@given(st.lists(st.lists(st.integers(0, 7), min_size=1, max_size=40), min_size=1, max_size=5))
+def test_latest_is_the_last_row_of_each_tag_for_any_batches(batches: list[list[int]]) -> None:
+    """Whatever the order and repetition of ids in a batch, the latest value is the tag's last row."""
+    bus = make_bus(8)
+    expected: dict[int, float] = {}
+    row = 0
+    for ids in batches:
+        values = [float(row + i) for i in range(len(ids))]
+        row += len(ids)
+        bus.publish(SampleBatch.from_arrays(ids, list(range(1, len(ids) + 1)), values))
+        expected.update(zip(ids, values, strict=True))
+    assert {i: bus.latest(i).value for i in range(8) if bus.latest(i) is not None} == expected
