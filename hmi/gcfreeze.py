@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import gc
+import linecache
 
 FREEZE_AFTER_START_S = 10.0  # a process's start-up is over: sources connected, first frames drawn
 
 
 def freeze_startup_objects() -> None:
-    """Collect once, then move everything alive into the permanent generation.
+    """Drop cached source lines, collect once, then move everything alive into the permanent generation.
 
     Each process here holds a few hundred thousand long-lived objects after start-up (asyncua's
     type tables and address space, SQLAlchemy, pydantic models, Qt wrappers). A full collection
@@ -17,5 +18,9 @@ def freeze_startup_objects() -> None:
     usual. Call it again once a later phase (e.g. connecting) has built its own long-lived
     objects.
     """
+    # Source lines read during start-up are garbage now: PySide6's import hook reads the
+    # source of every module imported after it (inspect.getsource, kept in linecache), 10-19 MB
+    # in the window. Tracebacks read the lines they need again.
+    linecache.clearcache()
     gc.collect()
     gc.freeze()
