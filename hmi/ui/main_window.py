@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 TREND_FPS = 30
 TABLE_HZ = 5
 OVERVIEW_HZ = 2
-TREND_CAPACITY = 60_000  # samples per pen: 100 minutes at 10 Hz
+TREND_CAPACITY = 40_000  # per pen: 66 min at 10 Hz, past the 1 h span; 8 h backfills from the historian
 MACHINES_DOCK_MAX_PX = 360
 LAYOUT_VERSION = 2  # bump when the docks change, so an old saved layout is not applied
 
