@@ -66,6 +66,22 @@ from hmi.sources.writes import NotConnected, WriteRejected, WriteResult, check_l
 
 log = logging.getLogger(__name__)
 
+
+class _LostConnectionIsNotACrash(logging.Filter):
+    """asyncua's publish loop logs a closed connection as "Publish iteration crashed" at ERROR,
+    with a traceback, until the session is closed. The source reports that loss itself (the
+    tags turn COMM_LOST, an event, a warning line), so only a real crash stays an ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ConnectionError) and str(record.msg).startswith("Publish iteration crashed"):
+            log.debug("asyncua's publish loop ended with the connection: %r", exc)
+            return False
+        return True
+
+
+logging.getLogger("asyncua.client.ua_session.UaSession").addFilter(_LostConnectionIsNotACrash())
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _BACKOFF_FIRST_S = 0.25
 _HEALTH_PERIOD_S = 1.0
