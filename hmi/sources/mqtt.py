@@ -79,10 +79,10 @@ class PayloadError(ValueError):
 # -- payload decoding (pure functions, any thread) ------------------------------------------
 
 
-_SCAN_JSON = json.JSONDecoder().scan_once
+_SCAN_JSON = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner; typeshed omits it
 
 
-def parse_json(payload: bytes) -> Any:
+def parse_json(payload: bytes | bytearray) -> Any:
     """json.loads with the errors it can raise turned into reasons.
 
     json.loads reads NaN, Infinity and 1e400 (as inf) without complaint; the source checks
@@ -110,7 +110,7 @@ def parse_json(payload: bytes) -> Any:
         raise PayloadError(f"invalid JSON ({str(exc)[:60]})") from None
 
 
-def parse_plain(payload: bytes) -> float | bool | str:
+def parse_plain(payload: bytes | bytearray) -> float | bool | str:
     """A bare value: a number, true/false, or text."""
     try:
         text = payload.decode("utf-8").strip()
@@ -352,12 +352,12 @@ class MqttSource:
             if not spec.address:
                 continue  # filled by a subscription's template
             path = spec.extra.get("json_path")
-            route = by_topic.get(spec.address)
-            if route is None:
-                route = by_topic[spec.address] = _Route("tag", spec.address)
-                self._add_route(spec.address, route)
+            tag_route = by_topic.get(spec.address)
+            if tag_route is None:
+                tag_route = by_topic[spec.address] = _Route("tag", spec.address)
+                self._add_route(spec.address, tag_route)
                 self._filters.append((spec.address, 0))
-            route.tags.append((tag_id, compile_json_path(str(path)) if path else None))
+            tag_route.tags.append((tag_id, compile_json_path(str(path)) if path else None))
 
     def _add_route(self, topic: str, route: _Route) -> None:
         if "+" in topic or "#" in topic:
@@ -601,7 +601,7 @@ class MqttSource:
             raise PayloadError("unknown tag")
         self._put(tag_id, received, parse_plain(payload), topic)
 
-    def _decode_tags(self, topic: str, payload: bytes, route: _Route, received: int) -> None:
+    def _decode_tags(self, topic: str, payload: bytes | bytearray, route: _Route, received: int) -> None:
         doc: Any = None
         for tag_id, path in route.tags:
             if path is None:

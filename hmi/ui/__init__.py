@@ -28,7 +28,7 @@ def _source_mentions_pyside(module: object) -> bool:
 def _tame_pyside_import_hook() -> None:
     feature = sys.modules.get("shibokensupport.feature")
     if feature is not None and hasattr(feature, "_mod_uses_pyside"):
-        feature._mod_uses_pyside = _source_mentions_pyside
+        setattr(feature, "_mod_uses_pyside", _source_mentions_pyside)  # noqa: B010  (a module only known at run time)
 
 
 _tame_pyside_import_hook()
