@@ -26,8 +26,10 @@ bench: sysdeps-test $(STAMP_DEV)
 	xvfb-run -a -s "-screen 0 1920x1080x24" $(PY) -m bench $(BENCH)
 
 # Long soak and load runs, kept out of `make test`.
+# The memory soak runs in a runner of its own without Qt or VTK loaded (see tests/soak).
 soak: sysdeps-test $(STAMP_DEV)
-	$(PY) -m pytest -m soak -p no:cacheprovider -o faulthandler_timeout=0 $(PYTEST_ARGS)
+	$(PY) -m pytest -m soak -p no:pytest-qt -p no:cacheprovider -o faulthandler_timeout=0 tests/soak $(PYTEST_ARGS)
+	$(PY) -m pytest -m soak -p no:cacheprovider -o faulthandler_timeout=0 --ignore=tests/soak $(PYTEST_ARGS)
 
 sysdeps:
 	PYTHON=$(PYTHON) tools/install-system-deps.sh
