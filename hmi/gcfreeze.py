@@ -18,9 +18,10 @@ def freeze_startup_objects() -> None:
     usual. Call it again once a later phase (e.g. connecting) has built its own long-lived
     objects.
     """
-    # Source lines read during start-up are garbage now: PySide6's import hook reads the
-    # source of every module imported after it (inspect.getsource, kept in linecache), 10-19 MB
-    # in the window. Tracebacks read the lines they need again.
+    # Source lines read during start-up (inspect, warnings, tracebacks) are not needed again;
+    # a traceback reads what it needs anew. (The window's bulk, PySide6's import hook reading
+    # every module, is avoided in hmi/ui/__init__.py: freed this late, the lines only left
+    # fragmented pymalloc arenas behind.)
     linecache.clearcache()
     gc.collect()
     gc.freeze()
