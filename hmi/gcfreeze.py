@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import gc
-import linecache
 
 FREEZE_AFTER_START_S = 10.0  # a process's start-up is over: sources connected, first frames drawn
 
 
 def freeze_startup_objects() -> None:
-    """Drop cached source lines, collect once, then move everything alive into the permanent generation.
+    """Collect once, then move everything alive into the permanent generation.
 
     Each process here holds a few hundred thousand long-lived objects after start-up (asyncua's
     type tables and address space, SQLAlchemy, pydantic models, Qt wrappers). A full collection
@@ -18,10 +17,5 @@ def freeze_startup_objects() -> None:
     usual. Call it again once a later phase (e.g. connecting) has built its own long-lived
     objects.
     """
-    # Source lines read during start-up (inspect, warnings, tracebacks) are not needed again;
-    # a traceback reads what it needs anew. (The window's bulk, PySide6's import hook reading
-    # every module, is avoided in hmi/ui/__init__.py: freed this late, the lines only left
-    # fragmented pymalloc arenas behind.)
-    linecache.clearcache()
     gc.collect()
     gc.freeze()
