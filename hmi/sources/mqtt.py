@@ -420,10 +420,7 @@ class MqttSource:
                     self._decode_status(topic, payload, route.sub, received)  # type: ignore[arg-type]
                 else:
                     self._decode_sparkplug(topic, payload, route.sub, received)  # type: ignore[arg-type]
-            # health.received() inlined (this is the hot path); the pump stamps last_message_at.
-            health = self.health
-            health.messages += 1
-            health.values += self._rows.count - before
+            self.health.received(1, self._rows.count - before)
         except PayloadError as exc:
             self._reject(topic, str(exc).split(" (")[0], str(exc))
         except Exception as exc:  # a decoder bug must not reach paho's thread
@@ -996,8 +993,6 @@ class MqttSource:
     def _pump(self, client: paho.Client) -> None:
         """Run paho's loop until the connection ends, flushing coalesced rows as described above."""
         rows = self._rows
-        health = self.health
-        counted = health.messages
         while not self._stopping.is_set():
             timeout = _IDLE_TIMEOUT_S
             if rows.count or self._events:
@@ -1019,9 +1014,6 @@ class MqttSource:
                 burst += 1
                 if burst % _ACK_EVERY_PACKETS == 0 and client.want_write():
                     rc = client.loop_write()  # acknowledge, so the broker keeps sending
-            if health.messages != counted:  # once per burst, not per message
-                counted = health.messages
-                health.last_message_at = time.monotonic()
             if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and client.want_write():
                 rc = client.loop_write()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
