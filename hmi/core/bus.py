@@ -158,10 +158,12 @@ class TagBus:
             # Arrival order decides "latest": the last row of each tag in the batch. ufunc.at
             # applies every row in order (a fancy assignment with repeated ids does not promise
             # which one wins) and costs a quarter of np.unique's sort.
+            # Only the batch's own ids are read and reset, never the whole registry.
             last_row = self._last_row
-            np.maximum.at(last_row, ids, np.arange(ids.shape[0]))
-            unique_ids = np.flatnonzero(last_row >= 0)
-            last = last_row[unique_ids]
+            rows = np.arange(ids.shape[0])
+            np.maximum.at(last_row, ids, rows)
+            last = np.flatnonzero(last_row[ids] == rows)
+            unique_ids = ids[last]
             last_row[unique_ids] = -1
         self._values[unique_ids] = batch.values[last]
         self._ts[unique_ids] = batch.ts_ns[last]
