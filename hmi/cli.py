@@ -118,11 +118,35 @@ def _read_password(args: argparse.Namespace, prompt: str = "Password: ") -> str:
     return first
 
 
+def _cli_operator() -> tuple[str, str]:
+    """Who changes users from the command line, which has no login: (OS user@host, host)."""
+    import getpass
+    import socket
+
+    host = socket.gethostname()
+    try:
+        os_user = getpass.getuser()
+    except Exception:  # no login name in the environment or the password database
+        os_user = f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return f"{os_user}@{host}", host
+
+
 def cmd_users(args: argparse.Namespace) -> int:
+    from hmi.security.audit import AuditError, AuditTrail
     from hmi.security.roles import Role
     from hmi.security.users import UserError, UserStore
 
     store = UserStore()
+    by, station = _cli_operator()
+    trail: AuditTrail | None = None
+    if getattr(args, "project", None):
+        # Opened before the change, so a bad --project changes nothing.
+        project = _load(Path(args.project))
+        try:
+            trail = AuditTrail(project.historian.url)
+        except AuditError as exc:
+            print(f"hmi users: {exc}; nothing changed", file=sys.stderr)
+            return EXIT_FAILURE
     try:
         if args.action == "list":
             users = store.users()
@@ -136,22 +160,37 @@ def cmd_users(args: argparse.Namespace) -> int:
             role = Role.parse(args.role)
             if role != Role.ADMIN and not any(u.role == Role.ADMIN for u in store.users()):
                 raise UserError("the first user must be an admin (--role admin)")
-            store.add(args.name, role, _read_password(args))
+            store.add(args.name, role, _read_password(args), by, station)
             print(f"user {args.name!r} added as {role.label}")
         elif args.action == "passwd":
             if store.get(args.name) is None:
                 raise UserError(f"no user {args.name!r}")
-            store.set_password(args.name, _read_password(args, "New password: "))
+            store.set_password(args.name, _read_password(args, "New password: "), by, station)
             print(f"password of {args.name!r} changed")
         elif args.action in ("disable", "enable"):
-            store.set_disabled(args.name, args.action == "disable")
+            store.set_disabled(args.name, args.action == "disable", by, station)
             print(f"user {args.name!r} {args.action}d")
         elif args.action == "role":
-            store.set_role(args.name, Role.parse(args.role))
+            store.set_role(args.name, Role.parse(args.role), by, station)
             print(f"user {args.name!r} is now {args.role}")
+        if trail is not None and store.last_change is not None:
+            # The change is in users.json's change log already; this puts it in the project's
+            # trail too (a running runtime then publishes its event without recording it twice).
+            try:
+                trail.append([store.last_change.audit_entry()])
+            except Exception as exc:
+                print(
+                    f"hmi users: the change was made and is in the change log of {store.path}, but the audit "
+                    f"trail of {args.project} cannot be written: {exc.__class__.__name__}: {exc}",
+                    file=sys.stderr,
+                )
+                return EXIT_FAILURE
     except (UserError, ValueError) as exc:
         print(f"hmi users: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    finally:
+        if trail is not None:
+            trail.close()
     return EXIT_OK
 
 
@@ -628,6 +667,11 @@ def build_parser() -> argparse.ArgumentParser:
             u.add_argument("--role", required=True, help="viewer, operator, engineer or admin")
         if action in ("add", "passwd"):
             u.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+        u.add_argument(
+            "--project",
+            metavar="FILE",
+            help="also record the change (and who made it: the OS user and host) in this project's audit trail",
+        )
     p.set_defaults(func=cmd_users)
 
     p = sub.add_parser("audit", help="check or list the audit trail")

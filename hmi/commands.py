@@ -35,9 +35,10 @@ from hmi.core.bus import TagBus
 from hmi.core.events import Event, EventCategory, Severity
 from hmi.core.samples import SampleBatch
 from hmi.core.tags import DataType, TagSpec
-from hmi.security.audit import AuditEntry, AuditError, AuditTrail
+from hmi.security.audit import AuditEntry, AuditError, AuditTrail, operator_event
 from hmi.security.roles import REQUIRED_ROLE, Action, may
 from hmi.security.sessions import LoginRefused, Session, Sessions
+from hmi.security.users import UserError
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +177,26 @@ def _refused(message: str) -> dict[str, Any]:
     return {"ok": False, "error": message}
 
 
+def station_of(command: dict[str, Any]) -> str:
+    """Where a command comes from: the window's station (host and display), as it says.
+
+    The one place the runtime reads it; an authenticated channel will set it here later."""
+    return str(command.get("station") or "")[:100]
+
+
+# Method calls on the plant: (method name, arguments) -> outcome. None: the runtime has none.
+MethodCaller = Callable[[str, list[Any]], WriteOutcome]
+
+USERS_CHECK_S = 2.0  # how often the runtime looks for user changes made with `hmi users`
+
+
 class OperatorCommands:
-    """Command handlers for windows. `handle()` returns None for commands it does not know."""
+    """Command handlers for windows. `handle()` returns None for commands it does not know.
+
+    Every action, done or refused, goes through `_record(entries)`: the audit entries are
+    written and the same entries are published as OPERATOR events (hmi.security.audit
+    .operator_event), so the audit trail, the historian's events table and the windows'
+    journal tell one story; an entry that could not be audited is still published, marked so."""
 
     def __init__(
         self,
@@ -189,15 +208,18 @@ class OperatorCommands:
         reload: Callable[[], str] | None = None,
         clock: Callable[[], int] = time.time_ns,
         advisories: AlarmService | None = None,
+        caller: MethodCaller | None = None,
     ) -> None:
         """`advisories` is the twin's advisory engine: its advisories are acknowledged,
-        shelved and audited with the same commands as alarms (they are told apart by name)."""
+        shelved and audited with the same commands as alarms (they are told apart by name).
+        `caller` carries method calls to the plant (none yet: calls are then refused)."""
         self.sessions = sessions
         self.audit = audit
         self.bus = bus
         self.alarms = alarms
         self.advisories = advisories
         self.writer = writer
+        self.caller = caller
         self.reload = reload
         self.clock = clock
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -212,28 +234,74 @@ class OperatorCommands:
             "unshelve": self._unshelve,
             "out_of_service": self._out_of_service,
             "write": self._write,
+            "call": self._call,
             "reload_config": self._reload,
         }
+        # User changes before the runtime started are not its to announce (users.json is the
+        # workstation's, shared by every project; its change log keeps them); later ones are.
+        self.users_check_s = USERS_CHECK_S
+        self._users_checked = time.monotonic()
+        try:
+            self._users_stamp = sessions.users.stamp()
+            self._users_seq = sessions.users.last_change_seq()
+        except UserError as exc:
+            log.error("%s", exc)
+            self._users_stamp, self._users_seq = None, 0
 
     def handle(self, command: dict[str, Any]) -> dict[str, Any] | None:
+        self._record_ended_sessions(self.clock())
         handler = self._handlers.get(str(command.get("command")))
         return handler(command) if handler is not None else None
 
-    # -- audit ---------------------------------------------------------------------------
+    def tick(self, now_ns: int | None = None) -> None:
+        """Timer entry point (the runtime's alarm timer): record the end of sessions left idle,
+        and user changes made with `hmi users` since the last look."""
+        self._record_ended_sessions(self.clock() if now_ns is None else now_ns)
+        if time.monotonic() - self._users_checked >= self.users_check_s:
+            self._users_checked = time.monotonic()
+            self._record_user_changes()
 
-    def _audit(self, entries: list[AuditEntry]) -> str | None:
-        """Write `entries`; an error message if the audit trail cannot take them."""
+    # -- audit and operator events ---------------------------------------------------------
+
+    def _record(self, entries: list[AuditEntry]) -> str | None:
+        """THE path for an operator action: write `entries` to the audit trail and publish each
+        as an OPERATOR event. Returns None, or why the audit trail could not take them (the
+        events are published anyway, marked so, with a system event saying the trail failed).
+        Call it without holding an engine lock (publishing reaches every bus subscriber)."""
+        now = self.clock()
+        entries = [e.stamped(now) for e in entries]  # one time for the record and its event
+        problem: str | None = None
         if self.audit is None:
-            return "the audit trail is not available"
-        try:
-            self.audit.append(entries)
-        except (AuditError, Exception) as exc:  # a full disk must not crash the request thread
-            log.error("audit trail write failed: %s", exc)
-            return f"the audit trail cannot be written ({exc.__class__.__name__}); action not done"
-        return None
+            problem = "the audit trail is not available"
+        else:
+            try:
+                self.audit.append(entries)
+            except (AuditError, Exception) as exc:  # a full disk must not crash the request thread
+                log.error("audit trail write failed: %s", exc)
+                # What happens to the action is the caller's to say (alarm actions go ahead).
+                problem = f"the audit trail cannot be written ({exc.__class__.__name__})"
+        self._publish(entries, problem)
+        if problem is not None and entries:
+            self._audit_failed(problem)
+        return problem
 
-    def _session(self, command: dict[str, Any], action: Action, target: str) -> Session | dict[str, Any]:
-        """The session allowed to do `action`, or a refusal reply (audited when a user is known)."""
+    def _publish(self, entries: list[AuditEntry], audit_problem: str | None = None) -> None:
+        if entries:
+            self.bus.publish_events([operator_event(e, audit_problem) for e in entries])
+
+    def _audit_failed(self, problem: str) -> None:
+        self.bus.publish_events([Event(EventCategory.SYSTEM, "audit", f"Audit trail: {problem}", Severity.ERROR)])
+
+    def _session(
+        self,
+        command: dict[str, Any],
+        action: Action,
+        targets: str | list[str],
+        details: dict[str, Any] | None = None,
+        kind: str | None = None,
+    ) -> Session | dict[str, Any]:
+        """The session allowed to do `action`, or a refusal reply (recorded as `kind`, default
+        the action, one entry per target, when a user is known)."""
         session = self.sessions.resolve(command.get("session"), self.clock())
         if session is None:
             return _refused("not logged in (or the session ended): log in again")
@@ -242,7 +310,9 @@ class OperatorCommands:
             message = (
                 f"{action.replace('_', ' ')} needs the {needed.label} role; {session.user} is {session.role.label}"
             )
-            self._audit([AuditEntry(str(action), session.user, target, "refused", {"reason": message})])
+            facts = {**(details or {}), "station": station_of(command), "reason": message}
+            names = [targets] if isinstance(targets, str) else targets
+            self._record([AuditEntry(kind or str(action), session.user, n, "refused", facts) for n in names])
             return _refused(message)
         return session
 
@@ -250,19 +320,23 @@ class OperatorCommands:
 
     def _login(self, command: dict[str, Any]) -> dict[str, Any]:
         name = str(command.get("user", "")).strip().lower()
+        station = station_of(command)
         now = self.clock()
         try:
-            session = self.sessions.login(name, str(command.get("password", "")), now)
+            session = self.sessions.login(name, str(command.get("password", "")), now, station)
         except LoginRefused as exc:
             failures = self.sessions.throttle.failures(name)
-            self._audit(
-                [AuditEntry("login_failed", name, "", "refused", {"reason": str(exc), "failures": failures}, now)]
-            )
+            details = {"station": station, "reason": str(exc), "failures": failures}
+            self._record([AuditEntry("login_failed", name, "session", "refused", details, now)])
             return _refused(str(exc))
-        error = self._audit([AuditEntry("login", session.user, "", "ok", {"role": session.role.label}, now)])
-        if error:
+        details = {"station": station, "role": session.role.label}
+        problem = self._record([AuditEntry("login", session.user, "session", "ok", details, now)])
+        if problem:
+            # A login that cannot be audited is undone, and that is recorded (as far as it can be).
             self.sessions.logout(session.token)
-            return _refused(error)
+            reason = f"{problem}: a login that cannot be audited is not kept"
+            self._record([AuditEntry("logout", session.user, "session", "ok", {"station": station, "reason": reason})])
+            return _refused(reason)
         return {
             "ok": True,
             "session": session.token,
@@ -275,15 +349,68 @@ class OperatorCommands:
         session = self.sessions.logout(str(command.get("session", "")))
         if session is None:
             return {"ok": True}
-        reason = str(command.get("reason", "user"))
-        self._audit([AuditEntry("logout", session.user, "", "ok", {"reason": reason})])
+        details = {
+            "station": station_of(command) or session.station,
+            "reason": str(command.get("reason", "user"))[:100],
+        }
+        self._record([AuditEntry("logout", session.user, "session", "ok", details)])
         return {"ok": True}
+
+    def _record_ended_sessions(self, now_ns: int) -> None:
+        """Sessions the runtime ended for being idle: each a logout, from where it logged in."""
+        ended = self.sessions.take_ended(now_ns)
+        if ended:
+            self._record(
+                [
+                    AuditEntry("logout", s.user, "session", "ok", {"station": s.station, "reason": "session ended"})
+                    for s in ended
+                ]
+            )
 
     def _touch(self, command: dict[str, Any]) -> dict[str, Any]:
         session = self.sessions.resolve(command.get("session"), self.clock())
         if session is None:
             return _refused("not logged in (or the session ended)")
         return {"ok": True, "user": session.user, "role": session.role.label}
+
+    # -- user changes -----------------------------------------------------------------------
+
+    def _record_user_changes(self) -> None:
+        """Changes `hmi users` made since the last look, as operator events (and audit records
+        unless the CLI already wrote them into this trail with --project). The users file is
+        replaced on every change, so an unchanged stamp means nothing to read."""
+        users = self.sessions.users
+        stamp = users.stamp()
+        if stamp == self._users_stamp:
+            return
+        self._users_stamp = stamp
+        try:
+            changes = users.changes(self._users_seq)
+            last = users.last_change_seq()
+        except UserError as exc:
+            log.error("user changes not recorded: %s", exc)
+            return
+        if last < self._users_seq:
+            log.warning("%s was replaced by a file with a shorter change log; following its end", users.path)
+            self._users_seq = last
+            return
+        if not changes:
+            return
+        self._users_seq = changes[-1].seq
+        entries = [c.audit_entry() for c in changes]
+        audited = self._audited_user_changes(entries)
+        self._record([e for e in entries if _change_key(e) not in audited])
+        self._publish([e for e in entries if _change_key(e) in audited])
+
+    def _audited_user_changes(self, entries: list[AuditEntry]) -> set[tuple[str, int, Any]]:
+        if self.audit is None:
+            return set()
+        try:
+            records = self.audit.records_since(min(e.ts_ns for e in entries), {e.kind for e in entries})
+        except Exception as exc:
+            log.error("could not read the audit trail: %s", exc)
+            return set()
+        return {(r.kind, r.ts_ns, r.details_dict().get("change")) for r in records}
 
     # -- alarms ---------------------------------------------------------------------------------
 
@@ -309,16 +436,19 @@ class OperatorCommands:
         action: Action,
         run: Callable[[AlarmEngine, str, Session, int], list[Record]],
         details: dict[str, Any],
+        kind: str | None = None,
     ) -> dict[str, Any]:
+        """`kind`: what the audit trail calls it (default: the action)."""
         if self.alarms is None and self.advisories is None:
             return _refused("this runtime has no alarms")
         names = self._names(command)
         if not names:
             return _refused("no alarm given")
-        target = names[0] if len(names) == 1 else f"{len(names)} alarms"
-        session = self._session(command, action, target)
+        kind = kind or str(action)
+        session = self._session(command, action, names, details, kind)
         if isinstance(session, dict):
             return session
+        details = {**details, "station": station_of(command)}
         now = self.clock()
         done: list[str] = []
         errors: dict[str, str] = {}
@@ -332,24 +462,22 @@ class OperatorCommands:
                         done.append(name)
                     except AlarmCommandError as exc:
                         errors[name] = str(exc)
-                entries = [
-                    AuditEntry(str(action), session.user, name, "ok", details, now) for name in group if name in done
-                ]
-                entries += [
-                    AuditEntry(str(action), session.user, name, "refused", {**details, "reason": errors[name]}, now)
-                    for name in group
-                    if name in errors
-                ]
-                problem = self._audit(entries) or problem
+            # One entry (and event) per alarm, so the journal can be filtered by alarm.
+            entries = [
+                AuditEntry(kind, session.user, name, "ok", details, now)
+                if name in done
+                else AuditEntry(kind, session.user, name, "refused", {**details, "reason": errors[name]}, now)
+                for name in group
+            ]
+            problem = self._record(entries) or problem
             service.publish(records)
         reply: dict[str, Any] = {"ok": not errors or bool(done), "done": done, "errors": errors}
         if errors and not done:
             reply["error"] = next(iter(errors.values())) if len(errors) == 1 else f"{len(errors)} alarms refused"
         if problem is not None:
             # Alarm handling keeps working when the audit store fails (a full disk must not
-            # stop acknowledgements); the failure is said loudly instead.
+            # stop acknowledgements); the failure is said loudly instead (by _record too).
             reply["audit_error"] = problem
-            self._audit_failed(problem)
         return reply
 
     def _by_service(self, names: list[str]) -> list[tuple[AlarmService, list[str]]]:
@@ -366,9 +494,6 @@ class OperatorCommands:
             assert service is not None
             groups.append((service, other))
         return groups
-
-    def _audit_failed(self, problem: str) -> None:
-        self.bus.publish_events([Event(EventCategory.SYSTEM, "audit", f"Audit trail: {problem}", Severity.ERROR)])
 
     def _acknowledge(self, command: dict[str, Any]) -> dict[str, Any]:
         comment = str(command.get("comment", ""))
@@ -418,9 +543,10 @@ class OperatorCommands:
             Action.OUT_OF_SERVICE,
             lambda engine, name, s, now: engine.set_out_of_service(name, s.user, now, out, reason),
             {"reason": reason, "out": out},
+            kind="out_of_service" if out else "return_to_service",
         )
 
-    # -- writes -------------------------------------------------------------------------------------
+    # -- writes and method calls ------------------------------------------------------------------
 
     def _write(self, command: dict[str, Any]) -> dict[str, Any]:
         tag = str(command.get("tag", ""))
@@ -430,7 +556,11 @@ class OperatorCommands:
         raw_value = command.get("value")
         latest = self.bus.latest(tag) if tag in self.bus.registry else None
         old = latest.value if latest is not None else None
-        details: dict[str, Any] = {"old": _json_value(old), "new": _json_value(raw_value)}
+        details: dict[str, Any] = {
+            "station": station_of(command),
+            "old": _json_value(old),
+            "new": _json_value(raw_value),
+        }
         if command.get("context"):
             # Why the operator writes, e.g. the advisory whose recommendation this carries out.
             details["context"] = str(command["context"])[:500]
@@ -440,24 +570,56 @@ class OperatorCommands:
                 raise ValueError(f"unknown tag {tag!r}")
             value = check_write(spec, raw_value)
         except ValueError as exc:
-            details["reason"] = str(exc)
-            self._audit([AuditEntry("write", session.user, tag, "refused", details)])
+            self._record([AuditEntry("write", session.user, tag, "refused", {**details, "reason": str(exc)})])
             return _refused(str(exc))
-        if self.writer is None:
-            outcome = WriteOutcome(False, "BadNotSupported", "this runtime cannot write to the plant")
+        writer = self.writer
+        act = (lambda: writer(spec, value)) if writer is not None else None
+        reply = self._carry_out(session, "write", tag, details, act, "this runtime cannot write to the plant")
+        return {**reply, "old": details["old"]} if "status" in reply else reply
+
+    def _call(self, command: dict[str, Any]) -> dict[str, Any]:
+        method = str(command.get("method", ""))
+        session = self._session(command, Action.WRITE, method)  # a call acts on the plant like a write
+        if isinstance(session, dict):
+            return session
+        arguments = command.get("arguments", [])
+        details: dict[str, Any] = {"station": station_of(command), "arguments": arguments}
+        if not method or not isinstance(arguments, list):
+            reason = "a call names a method and gives its arguments as a list"
+            self._record([AuditEntry("call", session.user, method, "refused", {**details, "reason": reason})])
+            return _refused(reason)
+        caller = self.caller
+        act = (lambda: caller(method, arguments)) if caller is not None else None
+        return self._carry_out(session, "call", method, details, act, "this runtime cannot call methods on the plant")
+
+    def _carry_out(
+        self,
+        session: Session,
+        kind: str,
+        target: str,
+        details: dict[str, Any],
+        act: Callable[[], WriteOutcome] | None,
+        unavailable: str,
+    ) -> dict[str, Any]:
+        """Do a checked plant action (write, method call): recorded before it is sent
+        (`<kind>_request`) and after (`<kind>`, with the plant's status). One that cannot be
+        audited is not sent: an action the plant carried out is never missing from the trail."""
+        if act is None:
+            outcome = WriteOutcome(False, "BadNotSupported", unavailable)
         else:
-            # Audit the attempt first: a write the plant carried out is never missing from the trail.
-            problem = self._audit([AuditEntry("write_request", session.user, tag, "ok", details)])
+            problem = self._record([AuditEntry(f"{kind}_request", session.user, target, "ok", details)])
             if problem is not None:
-                return _refused(f"{problem}: a write that cannot be audited is not sent")
+                reason = f"{problem}: a {kind} that cannot be audited is not sent"
+                self._record([AuditEntry(kind, session.user, target, "refused", {**details, "reason": reason})])
+                return _refused(reason)
             try:
-                outcome = self.writer(spec, value)
+                outcome = act()
             except Exception as exc:
-                log.exception("write to %s failed", tag)
+                log.exception("%s %s failed", kind, target)
                 outcome = WriteOutcome(False, "BadInternalError", f"{exc.__class__.__name__}: {exc}")
-        details.update(status=outcome.status, message=outcome.message)
-        self._audit([AuditEntry("write", session.user, tag, "ok" if outcome.ok else "failed", details)])
-        reply = {"ok": outcome.ok, "status": outcome.status, "message": outcome.message, "old": details["old"]}
+        result = {**details, "status": outcome.status, "message": outcome.message}
+        self._record([AuditEntry(kind, session.user, target, "ok" if outcome.ok else "failed", result)])
+        reply: dict[str, Any] = {"ok": outcome.ok, "status": outcome.status, "message": outcome.message}
         if not outcome.ok:
             reply["error"] = f"{outcome.status}: {outcome.message}" if outcome.message else outcome.status
         return reply
@@ -465,18 +627,26 @@ class OperatorCommands:
     # -- configuration -----------------------------------------------------------------------------
 
     def _reload(self, command: dict[str, Any]) -> dict[str, Any]:
-        session = self._session(command, Action.RELOAD_CONFIG, "project")
+        session = self._session(command, Action.RELOAD_CONFIG, "project", kind="config_reload")
         if isinstance(session, dict):
             return session
         if self.reload is None:
             return _refused("this runtime cannot reload its configuration")
+        station = station_of(command)
         try:
             summary = self.reload()
         except Exception as exc:  # a ConfigError lists every problem
-            self._audit([AuditEntry("config_reload", session.user, "project", "failed", {"error": str(exc)})])
+            details = {"station": station, "error": str(exc)}
+            self._record([AuditEntry("config_reload", session.user, "project", "failed", details)])
             return _refused(f"the project file was not reloaded:\n{exc}")
-        self._audit([AuditEntry("config_reload", session.user, "project", "ok", {"summary": summary})])
+        details = {"station": station, "summary": summary}
+        self._record([AuditEntry("config_reload", session.user, "project", "ok", details)])
         return {"ok": True, "summary": summary}
+
+
+def _change_key(entry: AuditEntry) -> tuple[str, int, Any]:
+    """What identifies a user change in the audit trail, whoever wrote it."""
+    return entry.kind, entry.ts_ns, entry.details.get("change")
 
 
 def check_write(spec: TagSpec, value: Any) -> float | bool | str:

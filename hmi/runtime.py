@@ -233,6 +233,7 @@ class Runtime:
         while not stop.is_set():
             self.alarms.tick()
             self.advisories.tick()
+            self.commands.tick()  # idle sessions ended, user changes from `hmi users`
             try:
                 await asyncio.wait_for(stop.wait(), ALARM_TICK_S)
             except TimeoutError:

@@ -34,7 +34,7 @@ def test_operator_acknowledges_and_it_is_audited(rt: InProcessRuntime) -> None:
     ack = [e for e in rt.events if e.category == EventCategory.ALARM and e.details["cause"] == "acknowledged"]
     assert ack[0].user == "olga" and ack[0].details["comment"] == "coolant checked"
     assert audit_kinds(rt) == [
-        ("login", "olga", "", "ok"),
+        ("login", "olga", "session", "ok"),
         ("acknowledge", "olga", "cnc01.tool_temperature.hi", "ok"),
     ]
     assert rt.audit.verify() == (2, [])
@@ -66,7 +66,7 @@ def test_failed_logins_are_audited_and_throttled(rt: InProcessRuntime) -> None:
     reply = rt.handle({"command": "login", "user": "olga", "password": "correct horse"})
     assert not reply["ok"] and "too many failed logins" in reply["error"]
     kinds = audit_kinds(rt)
-    assert kinds == [("login_failed", "olga", "", "refused")] * 4
+    assert kinds == [("login_failed", "olga", "session", "refused")] * 4
 
 
 def test_shelve_needs_reason_and_limit_and_out_of_service_needs_engineer(rt: InProcessRuntime) -> None:
@@ -109,7 +109,7 @@ def test_write_checks_role_declaration_and_limits_and_audits_old_and_new(rt: InP
     assert [(r.user, r.outcome) for r in writes] == [
         ("vic", "refused"), ("olga", "refused"), ("olga", "refused"), ("olga", "ok"), ("olga", "failed"),
     ]  # fmt: skip
-    assert writes[3].details_dict() == {"old": 100.0, "new": 80, "status": "Good", "message": ""}
+    assert writes[3].details_dict() == {"station": "", "old": 100.0, "new": 80, "status": "Good", "message": ""}
     assert writes[4].details_dict()["status"] == "BadOutOfRange"
     assert rt.audit.verify()[1] == []
 

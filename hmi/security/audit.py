@@ -1,13 +1,18 @@
 """The audit trail: who did what, append-only and hash-chained, in the historian's file.
 
-Every login, failed login, logout, acknowledgement, shelve, write and config reload is a
-record. Each record holds the SHA-256 of the one before it, and its own hash covers its
+Every login, failed login, logout, alarm action (acknowledge, reset, shelve, unshelve, out of
+and return to service), write and method call (requested, and its result), config reload and
+user change is a record. Each record holds the SHA-256 of the one before it, and its own hash covers its
 sequence number, time, kind, user, target, outcome, details and that previous hash. The
 head (last sequence number and hash) is also kept in `audit_meta`, so deleting records
 from the end is found too. `verify` walks the chain in storage order and reports an
 edited record (its hash does not match its content), a deleted one (a gap in the
 sequence, or a previous-hash that matches nothing), and reordered ones (sequence numbers
 out of storage order).
+
+Every record is also an operator event (`operator_event`): the runtime publishes the event
+made from the very entry it wrote, so the journal (events table) and this trail tell the
+same story; the event says so when the entry could not be written.
 
 What a hash chain cannot do: someone who may write the file can rewrite every record
 after the one they changed and the head. `hmi audit verify` prints the head hash; noting
@@ -29,13 +34,14 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+from hmi.core.events import Event, EventCategory, Severity
 from hmi.paths import expand_data_url
 
 log = logging.getLogger(__name__)
@@ -78,12 +84,127 @@ class AuditError(Exception):
 class AuditEntry:
     """What to record. `outcome`: ok, refused (role, rule) or failed (the plant said no)."""
 
-    kind: str  # login, login_failed, logout, acknowledge, shelve, unshelve, out_of_service, write, ...
+    # login, login_failed, logout, acknowledge, reset, shelve, unshelve, out_of_service,
+    # return_to_service, write_request, write, call_request, call, config_reload, user_<change>
+    kind: str
     user: str
     target: str = ""
     outcome: str = "ok"
     details: dict[str, Any] = field(default_factory=dict)
     ts_ns: int = 0  # 0: now
+
+    def stamped(self, ts_ns: int) -> AuditEntry:
+        """This entry with its time set (kept if it has one), so its record and event agree."""
+        return self if self.ts_ns else replace(self, ts_ns=ts_ns)
+
+
+# -- operator events ---------------------------------------------------------------------------
+
+OPERATOR_EVENT_VERSION = 1
+
+# Where an entry without a target is about (login and logout concern the session).
+_DEFAULT_SOURCE = {"login": "session", "login_failed": "session", "logout": "session"}
+
+# What an auditor reads for a refused or failed action: "<what> refused: <why>".
+_NOUNS = {
+    "acknowledge": "acknowledgement of",
+    "reset": "reset of",
+    "shelve": "shelving of",
+    "unshelve": "unshelving of",
+    "out_of_service": "taking out of service of",
+    "return_to_service": "return to service of",
+    "write_request": "write to",
+    "write": "write to",
+    "call_request": "call of",
+    "call": "call of",
+    "config_reload": "reload of",
+    "login_failed": "login as",
+}
+
+
+def _value(value: Any) -> str:
+    return "(none)" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _duration(seconds: Any) -> str:
+    s = float(seconds or 0)
+    return f"{s / 3600:g} h" if s >= 3600 and s % 900 == 0 else f"{s / 60:g} min" if s >= 60 else f"{s:g} s"
+
+
+def _done_message(kind: str, user: str, target: str, d: dict[str, Any]) -> str:
+    """The sentence for an action that was done: "olga acknowledged cnc01.spindle_temp.hi"."""
+    done: dict[str, Callable[[], str]] = {
+        "login": lambda: f"{user} logged in as {d.get('role', '?')}",
+        "logout": lambda: {
+            "idle": f"{user} was logged out after being idle",
+            "session ended": f"{user}'s session ended (unused for the idle time)",
+        }.get(str(d.get("reason")), f"{user} logged out"),
+        "acknowledge": lambda: f"{user} acknowledged {target}",
+        "reset": lambda: f"{user} reset {target}",
+        "shelve": lambda: f"{user} shelved {target} for {_duration(d.get('duration_s'))}",
+        "unshelve": lambda: f"{user} unshelved {target}",
+        "out_of_service": lambda: f"{user} took {target} out of service",
+        "return_to_service": lambda: f"{user} returned {target} to service",
+        "write_request": lambda: (
+            f"{user} asked to write {_value(d.get('new'))} to {target} (was {_value(d.get('old'))})"
+        ),
+        "write": lambda: (
+            f"{user} wrote {_value(d.get('new'))} to {target} (was {_value(d.get('old'))}): {d.get('status', '')}"
+        ),
+        "call_request": lambda: f"{user} asked to call {target}({', '.join(map(_value, d.get('arguments', [])))})",
+        "call": lambda: f"{user} called {target}: {d.get('status', '')}",
+        "config_reload": lambda: f"{user} reloaded the project" + (f": {d['summary']}" if d.get("summary") else ""),
+        "user_add": lambda: f"{user} added user {d.get('name')} as {d.get('role')}",
+        "user_passwd": lambda: f"{user} changed the password of user {d.get('name')}",
+        "user_disable": lambda: f"{user} disabled user {d.get('name')}",
+        "user_enable": lambda: f"{user} enabled user {d.get('name')}",
+        "user_role": lambda: (
+            f"{user} changed the role of user {d.get('name')} from {d.get('old_role')} to {d.get('role')}"
+        ),
+    }
+    make = done.get(kind)
+    text = make() if make is not None else f"{user}: {kind.replace('_', ' ')} {target}".rstrip()
+    # A comment (acknowledge, reset, unshelve) or reason (shelve, out of service) is the why.
+    why = d.get("comment") or (d.get("reason") if kind not in ("logout",) else "")
+    return f"{text}: {why}" if why else text
+
+
+def operator_message(entry: AuditEntry) -> str:
+    """A sentence an auditor can read, made only from the entry."""
+    d = entry.details
+    target = entry.target or _DEFAULT_SOURCE.get(entry.kind, "")
+    if entry.outcome == "ok":
+        return _done_message(entry.kind, entry.user, target, d)
+    what = target if entry.kind != "login_failed" else entry.user
+    noun = _NOUNS.get(entry.kind, entry.kind.replace("_", " "))
+    why = d.get("reason") or d.get("error") or d.get("message") or d.get("status") or ""
+    if entry.kind in ("write", "call") and entry.outcome == "failed":
+        status, message = d.get("status", ""), d.get("message", "")
+        why = f"{status}: {message}" if status and message else status or message
+    return f"{noun} {what} {entry.outcome}" + (f": {why}" if why else "")
+
+
+def operator_event(entry: AuditEntry, audit_problem: str | None = None) -> Event:
+    """The OPERATOR event for `entry` (the same facts as its audit record). `audit_problem`:
+    why the entry could not be written to the audit trail; the event says so."""
+    details: dict[str, Any] = {
+        "version": OPERATOR_EVENT_VERSION,
+        "action": entry.kind,
+        "station": "",
+        "outcome": entry.outcome,
+        **entry.details,
+    }
+    if audit_problem is not None:
+        details.update(audited=False, audit_error=audit_problem)
+    return Event(
+        EventCategory.OPERATOR,
+        entry.target or _DEFAULT_SOURCE.get(entry.kind, ""),
+        operator_message(entry),
+        Severity.INFO if entry.outcome == "ok" else Severity.WARNING,
+        ts_ns=entry.ts_ns or time.time_ns(),
+        user=entry.user,
+        details=details,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +369,18 @@ class AuditTrail:
         query = sa.select(audit_records).where(audit_records.c.seq > after_seq).order_by(audit_records.c.id)
         if limit is not None:
             query = query.limit(limit)
+        return self._select(query)
+
+    def records_since(self, ts_ns: int, kinds: Iterable[str]) -> list[AuditRecord]:
+        """Records of `kinds` at or after `ts_ns` (by the time index: cheap on a long trail)."""
+        query = (
+            sa.select(audit_records)
+            .where(audit_records.c.ts >= ts_ns, audit_records.c.kind.in_(list(kinds)))
+            .order_by(audit_records.c.id)
+        )
+        return self._select(query)
+
+    def _select(self, query: sa.Select[Any]) -> list[AuditRecord]:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [

@@ -24,6 +24,7 @@ class Session:
     user: str
     role: Role
     started_ns: int
+    station: str = ""  # where the login came from (hmi.commands.station_of)
 
 
 class LoginRefused(Exception):
@@ -68,8 +69,10 @@ class Sessions:
         self._lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
         self._last_used: dict[str, int] = {}
+        # Sessions ended here for being idle, until `take_ended` hands them over to be recorded.
+        self._ended: list[Session] = []
 
-    def login(self, name: str, password: str, now_ns: int) -> Session:
+    def login(self, name: str, password: str, now_ns: int, station: str = "") -> Session:
         name = name.strip().lower()
         with self._lock:
             wait = self.throttle.locked_for_s(name, now_ns)
@@ -82,7 +85,7 @@ class Sessions:
                 self.throttle.failed(name, now_ns)
                 raise LoginRefused("wrong user name or password, or the user is disabled")
             self.throttle.succeeded(name)
-            session = Session(secrets.token_urlsafe(24), user.name, user.role, now_ns)
+            session = Session(secrets.token_urlsafe(24), user.name, user.role, now_ns, station)
             self._sessions[session.token] = session
             self._last_used[session.token] = now_ns
             return session
@@ -95,7 +98,8 @@ class Sessions:
             session = self._sessions.get(token)
             if session is None:
                 return None
-            if self.idle_timeout_s and now_ns - self._last_used[token] > self.idle_timeout_s * NS:
+            if self._idle(token, now_ns):
+                self._ended.append(session)
                 self._drop(token)
                 return None
             self._last_used[token] = now_ns
@@ -107,6 +111,19 @@ class Sessions:
             if session is not None:
                 self._drop(token)
             return session
+
+    def take_ended(self, now_ns: int) -> list[Session]:
+        """Sessions that ended for being idle (now, or when a command found them idle) since
+        the last call; each is handed over once, so its end is recorded once."""
+        with self._lock:
+            for token in [t for t in self._sessions if self._idle(t, now_ns)]:
+                self._ended.append(self._sessions[token])
+                self._drop(token)
+            ended, self._ended = self._ended, []
+            return ended
+
+    def _idle(self, token: str, now_ns: int) -> bool:
+        return bool(self.idle_timeout_s) and now_ns - self._last_used[token] > self.idle_timeout_s * NS
 
     def _drop(self, token: str) -> None:
         self._sessions.pop(token, None)

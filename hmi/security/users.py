@@ -6,6 +6,13 @@ how the first admin is made: there is no default password); and a historian copi
 machine for analysis carries no password hashes. The file is written atomically (temporary
 file, then rename) with owner-only permissions and carries a format version.
 
+Every change (add, password, disable, enable, role) is also appended to a change log in
+the same file, in the same atomic write: who made it (`by`: the OS user at the host for the
+CLI, which has no login) and from where. A user change is evidence, and the file is the one
+place every change passes through, whether or not a runtime or a project is involved; a
+running runtime turns changes it has not seen yet into operator events (hmi.commands).
+Version 1 files (no change log) are read as files with an empty log.
+
 Passwords are hashed with scrypt (hashlib, no extra dependency) with a random 16-byte salt
 per password; the parameters are stored with each hash so they can be raised later.
 """
@@ -22,13 +29,16 @@ import secrets
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from hmi.paths import data_dir
+from hmi.security.audit import AuditEntry
 from hmi.security.roles import Role
 
-USERS_FILE_VERSION = 1
+USERS_FILE_VERSION = 2  # 2: the change log ("changes")
+READABLE_VERSIONS = (1, 2)
 USERS_FILE = "users.json"
 MIN_PASSWORD_LENGTH = 8
 USER_NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
@@ -95,6 +105,42 @@ class User:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class UserChange:
+    """One entry of the change log. `action`: add, passwd, disable, enable or role; `name`: the
+    user changed; `by`: who changed it; `details`: role (and old_role), never a password hash."""
+
+    seq: int
+    ts_ns: int
+    action: str
+    name: str
+    by: str
+    station: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> UserChange:
+        return cls(
+            seq=int(data["seq"]),
+            ts_ns=int(data["ts_ns"]),
+            action=str(data["action"]),
+            name=str(data["name"]),
+            by=str(data.get("by", "")),
+            station=str(data.get("station", "")),
+            details=dict(data.get("details") or {}),
+        )
+
+    def audit_entry(self) -> AuditEntry:
+        """The audit entry (and so the operator event) for this change. `change` (the log's
+        sequence number) with the change's time identifies it: whoever records it, the CLI
+        into a project's trail or a runtime, records the same facts."""
+        details = {"name": self.name, "station": self.station, "change": self.seq, **self.details}
+        return AuditEntry(f"user_{self.action}", self.by, "users", "ok", details, self.ts_ns)
+
+
 def check_new_password(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise UserError(f"a password has at least {MIN_PASSWORD_LENGTH} characters")
@@ -108,25 +154,49 @@ class UserStore:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path if path is not None else data_dir() / USERS_FILE
         self._lock = threading.Lock()
+        self.last_change: UserChange | None = None  # made through this store (the CLI audits it)
 
     # -- reading ---------------------------------------------------------------------------
 
     def load(self) -> dict[str, User]:
+        return self._read()[0]
+
+    def changes(self, after_seq: int = 0) -> list[UserChange]:
+        """The change log after `after_seq`, oldest first."""
+        return [c for c in self._read()[1] if c.seq > after_seq]
+
+    def last_change_seq(self) -> int:
+        changes = self._read()[1]
+        return changes[-1].seq if changes else 0
+
+    def stamp(self) -> tuple[int, int, int] | None:
+        """Changes when the file does (it is replaced on every save): a cheap "anything new?"."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_ino, st.st_size
+
+    def _read(self) -> tuple[dict[str, User], list[UserChange]]:
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return {}
+            return {}, []
         try:
             data = json.loads(text)
             version = int(data.get("version", 0))
-            if version != USERS_FILE_VERSION:
-                raise UserError(f"{self.path}: users file version {version}; this program reads {USERS_FILE_VERSION}")
+            if version not in READABLE_VERSIONS:
+                raise UserError(
+                    f"{self.path}: users file version {version}; this program reads versions "
+                    f"{', '.join(map(str, READABLE_VERSIONS))}"
+                )
             users = [User.from_json(item) for item in data["users"]]
-        except (ValueError, KeyError, TypeError) as exc:
+            changes = [UserChange.from_json(item) for item in data.get("changes", [])]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             if isinstance(exc, UserError):
                 raise
             raise UserError(f"{self.path}: the users file is damaged ({exc})") from None
-        return {u.name: u for u in users}
+        return {u.name: u for u in users}, changes
 
     def users(self) -> list[User]:
         return sorted(self.load().values(), key=lambda u: u.name)
@@ -146,50 +216,59 @@ class UserStore:
 
     # -- changing ------------------------------------------------------------------------------
 
-    def add(self, name: str, role: Role, password: str) -> User:
+    # Every change names who made it (`by`) and from where (`station`); its change log
+    # entry is written with it, in one atomic save.
+
+    def add(self, name: str, role: Role, password: str, by: str = "", station: str = "") -> User:
         if not USER_NAME_RE.match(name):
             raise UserError(
                 "a user name is 1-32 characters: lower-case letters, digits, _ . - (starting with a letter)"
             )
         check_new_password(password)
         with self._lock:
-            users = self.load()
+            users, changes = self._read()
             if name in users:
                 raise UserError(f"user {name!r} exists already (use `hmi users passwd`)")
             now = time.time_ns()
             user = User(name, role, hash_password(password), False, now, now)
             users[name] = user
-            self._save(users)
+            self._save(users, changes, UserChange(0, now, "add", name, by, station, {"role": role.label}))
         return user
 
-    def set_password(self, name: str, password: str) -> User:
+    def set_password(self, name: str, password: str, by: str = "", station: str = "") -> User:
         check_new_password(password)
-        return self._change(name, password_hash=hash_password(password))
+        return self._change(name, "passwd", by, station, password_hash=hash_password(password))
 
-    def set_disabled(self, name: str, disabled: bool) -> User:
-        return self._change(name, disabled=disabled)
+    def set_disabled(self, name: str, disabled: bool, by: str = "", station: str = "") -> User:
+        return self._change(name, "disable" if disabled else "enable", by, station, disabled=disabled)
 
-    def set_role(self, name: str, role: Role) -> User:
-        return self._change(name, role=role)
+    def set_role(self, name: str, role: Role, by: str = "", station: str = "") -> User:
+        return self._change(name, "role", by, station, role=role)
 
-    def _change(self, name: str, **changes: object) -> User:
+    def _change(self, name: str, action: str, by: str, station: str, **changes: object) -> User:
         with self._lock:
-            users = self.load()
-            user = users.get(name)
-            if user is None:
+            users, log = self._read()
+            old = users.get(name)
+            if old is None:
                 raise UserError(f"no user {name!r}")
-            user = replace(user, changed_ns=time.time_ns(), **changes)  # type: ignore[arg-type]
+            now = time.time_ns()
+            user = replace(old, changed_ns=now, **changes)  # type: ignore[arg-type]
             users[name] = user
             if not any(u.role == Role.ADMIN and not u.disabled for u in users.values()):
                 raise UserError("this would leave no enabled admin")
-            self._save(users)
+            details = {"role": user.role.label}
+            if user.role != old.role:
+                details["old_role"] = old.role.label
+            self._save(users, log, UserChange(0, now, action, name, by, station, details))
         return user
 
-    def _save(self, users: dict[str, User]) -> None:
+    def _save(self, users: dict[str, User], changes: list[UserChange], change: UserChange) -> None:
+        change = replace(change, seq=(changes[-1].seq if changes else 0) + 1)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = {
             "version": USERS_FILE_VERSION,
             "users": [u.to_json() for u in sorted(users.values(), key=lambda u: u.name)],
+            "changes": [c.to_json() for c in [*changes, change]],
         }
         fd, tmp = tempfile.mkstemp(prefix=".users-", suffix=".json", dir=self.path.parent)
         try:
@@ -202,3 +281,4 @@ class UserStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        self.last_change = change

@@ -14,8 +14,11 @@ every input), and keeps the runtime's session alive while the operator is active
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import queue
+import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -62,6 +65,12 @@ class AlarmFeed(QObject):
         self._timer.start(POLL_MS)
         if mirror.link_up:
             self.request_snapshot()
+
+    @functools.cached_property
+    def station(self) -> str:
+        """Where this window runs, for the audit trail and the journal: host and X display
+        ("ws3:0"), computed once. The runtime takes it as given (hmi.commands.station_of)."""
+        return socket.gethostname() + os.environ.get("DISPLAY", "")
 
     def close(self) -> None:
         """Stop listening (UI thread). Call before dropping the feed, so that nothing of it is
@@ -111,9 +120,11 @@ class AlarmFeed(QObject):
             self.changed.emit()
 
     def send(self, command: dict[str, Any], on_reply: ReplyCallback | None = None, with_session: bool = True) -> None:
-        """Send `command` (with the session when logged in); `on_reply(reply)` runs on the UI thread."""
+        """Send `command` (with the session when logged in, and this window's station);
+        `on_reply(reply)` runs on the UI thread."""
+        command = {**command, "station": self.station}
         if with_session and self.session.token:
-            command = {**command, "session": self.session.token}
+            command["session"] = self.session.token
         if self.client is None or not self.mirror.link_up:
             if on_reply is not None:
                 on_reply({"ok": False, "error": "not connected to the runtime"})

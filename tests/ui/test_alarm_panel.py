@@ -216,7 +216,9 @@ def test_idle_logout(qtbot, win: Window) -> None:
     win.feed.session.idle_logout_s = 0.3
     qtbot.waitUntil(lambda: not win.feed.session.logged_in, timeout=5000)
     qtbot.waitUntil(lambda: win.rt.audit.records()[-1].kind == "logout", timeout=5000)
-    assert win.rt.audit.records()[-1].details_dict() == {"reason": "idle"}
+    # The window says where it runs (host and display); the runtime records it with the action.
+    station = win.feed.station
+    assert station and win.rt.audit.records()[-1].details_dict() == {"reason": "idle", "station": station}
 
 
 def test_journal_lists_and_exports_what_happened(qtbot, win: Window, tmp_path: Path) -> None:
