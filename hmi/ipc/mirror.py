@@ -4,7 +4,9 @@ The window's trends, table and 3D view subscribe to this bus exactly as the runt
 parts subscribe to the real one (and playback feeds the same kind of bus). Local tag ids
 stay stable across runtime restarts: remote ids are translated through one array.
 When the link to the runtime is lost, every tag turns COMM_LOST here, so nothing stale
-ever looks current.
+ever looks current. After a gap or a stall the client hands over a repair snapshot: only the
+values that differ from what this bus holds are republished (a trend gets no duplicate
+point), then the resync listeners re-fetch what they keep from events.
 """
 
 from __future__ import annotations
@@ -34,9 +36,15 @@ class BusMirror:
         self.link_up = False
         self.unknown_ids = 0
         self._link_listeners: list[Callable[[bool], None]] = []
+        self._resync_listeners: list[Callable[[], None]] = []
 
     def on_link_change(self, listener: Callable[[bool], None]) -> None:
         self._link_listeners.append(listener)
+
+    def on_resynced(self, listener: Callable[[], None]) -> None:
+        """`listener()` runs (IPC client thread) once a repair snapshot is applied: the stream
+        had a gap or a stall, so whatever is kept from events may have missed some."""
+        self._resync_listeners.append(listener)
 
     def _map(self, tags: list[tuple[int, TagSpec]]) -> None:
         with self._lock:
@@ -70,6 +78,15 @@ class BusMirror:
         self._map(tags)
         self.bus.publish(self._translate(batch))
 
+    def on_resync(self, tags: list[tuple[int, TagSpec]], batch: SampleBatch) -> None:
+        self._map(tags)  # tags announced in a lost message; known ones keep their ids
+        batch = self._translate(batch)
+        changed = self._differs(batch)
+        if changed.any():
+            self.bus.publish(batch.take(changed))
+        for listener in list(self._resync_listeners):
+            listener()
+
     def on_tags(self, tags: list[tuple[int, TagSpec]]) -> None:
         self._map(tags)
 
@@ -90,6 +107,25 @@ class BusMirror:
             self.bus.publish_events([Event(EventCategory.SYSTEM, "runtime", "Runtime connected")])
         for listener in list(self._link_listeners):
             listener(up)
+
+    def _differs(self, batch: SampleBatch) -> np.ndarray:
+        """Per row of `batch` (local ids): whether it differs from the bus's latest value of its tag."""
+        current = self.bus.snapshot()[0].batch
+        size = int(max(batch.tag_ids.max(initial=-1), current.tag_ids.max(initial=-1))) + 1
+        ts = np.zeros(size, np.int64)
+        values = np.full(size, np.nan)
+        quality = np.zeros(size, np.int64)
+        ts[current.tag_ids] = current.ts_ns
+        values[current.tag_ids] = current.values
+        quality[current.tag_ids] = current.quality
+        ids = batch.tag_ids
+        same_value = (values[ids] == batch.values) | (np.isnan(values[ids]) & np.isnan(batch.values))
+        differs = (ts[ids] != batch.ts_ns) | (quality[ids] != batch.quality) | ~same_value
+        if batch.texts or current.texts:
+            texts = {int(current.tag_ids[row]): text for row, text in (current.texts or {}).items()}
+            for row, text in (batch.texts or {}).items():
+                differs[row] |= texts.get(int(ids[row])) != text
+        return differs
 
     def _mark_all_comm_lost(self) -> None:
         snapshot, _ = self.bus.snapshot()

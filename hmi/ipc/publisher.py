@@ -5,7 +5,8 @@ those only append to an outbox under a lock (and take a sequence number), never 
 socket. One sender thread owns the PUB socket: it drains the outbox, merges runs of
 batches into one message and sends. One request thread owns the ROUTER socket. A slow
 window never slows the runtime: PUB drops beyond the high-water mark and the window sees
-the gap in the sequence numbers.
+the gap in the sequence numbers. No stream message spans the sequence number a snapshot
+was taken at, so a window can tell exactly which messages a snapshot already contains.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ MAX_MERGED_SAMPLES = 200_000
 # an alarm flood sent as one 10,000-event message would freeze its UI thread for ~80 ms.
 MAX_MERGED_EVENTS = 500
 
+# An outbox marker, never sent: a snapshot was taken at this sequence number, so no message
+# may merge items from both sides of it.
+_CUT = b""
+
 CommandHandler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -60,6 +65,11 @@ class IpcPublisher:
         self._subscriptions: list[Any] = []
         self.messages_sent = 0
         self.samples_sent = 0
+        # Test hook, off in production: while True, what the bus publishes is numbered but
+        # never sent, which is exactly the gap a window sees when PUB drops beyond SEND_HWM.
+        # It is read where items are numbered, on the publishing thread, so a test that sets
+        # it around a publish knows which items are lost.
+        self.discard_stream = False
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -105,6 +115,8 @@ class IpcPublisher:
     def _push(self, kind: bytes, payload: Any) -> None:
         with self._cond:
             self._seq += 1
+            if self.discard_stream:
+                return
             self._outbox.append((kind, self._seq, payload))
             self._cond.notify()
 
@@ -120,6 +132,13 @@ class IpcPublisher:
 
     def current_seq(self) -> int:
         with self._cond:
+            return self._seq
+
+    def _snapshot_seq(self) -> int:
+        """The sequence number a snapshot taken now is consistent with (read under the bus
+        lock), cutting the outbox there so that no stream message spans it."""
+        with self._cond:
+            self._outbox.append((_CUT, self._seq, None))
             return self._seq
 
     # -- sender thread ----------------------------------------------------------------------
@@ -201,7 +220,7 @@ class IpcPublisher:
         raise m.ProtocolError(f"unknown request {request[0]!r}")
 
     def snapshot_frames(self) -> list[Any]:
-        snapshot, seq = self.bus.snapshot(consistent_with=self.current_seq)
+        snapshot, seq = self.bus.snapshot(consistent_with=self._snapshot_seq)
         registry = self.bus.registry
         tags = [(i, registry.spec(i)) for i in range(len(registry))]
         batch = snapshot.batch
@@ -210,17 +229,30 @@ class IpcPublisher:
 
 
 def _merge_runs(pending: list[tuple[bytes, int, Any]]) -> list[list[tuple[bytes, int, Any]]]:
-    """Group consecutive items of the same kind (batches capped in size), keeping order."""
+    """Group consecutive items of the same kind (batches capped in size), keeping order.
+    A group never spans a snapshot's cut, nor a hole in the numbering (the test hook's
+    discarded items), which must show as a gap as a dropped message does."""
     groups: list[list[tuple[bytes, int, Any]]] = []
     size = 0
+    cut = False
     for item in pending:
         kind = item[0]
+        if kind == _CUT:
+            cut = True
+            continue
         n = len(item[2]) if kind in (m.KIND_BATCH, m.KIND_EVENTS) else 0
         limit = MAX_MERGED_SAMPLES if kind == m.KIND_BATCH else MAX_MERGED_EVENTS if kind == m.KIND_EVENTS else None
-        if groups and groups[-1][0][0] == kind and (limit is None or size + n <= limit):
+        if (
+            groups
+            and not cut
+            and groups[-1][0][0] == kind
+            and groups[-1][-1][1] + 1 == item[1]
+            and (limit is None or size + n <= limit)
+        ):
             groups[-1].append(item)
             size += n
         else:
             groups.append([item])
             size = n
+        cut = False
     return groups

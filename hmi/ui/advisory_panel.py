@@ -102,6 +102,7 @@ class AdvisoryPanel(QWidget):
 
         self._subscription = feed.mirror.bus.subscribe_events(self._on_events, name="advisory-panel")
         feed.mirror.on_link_change(self._on_link)
+        feed.mirror.on_resynced(self.request_snapshot)  # advisory transitions may be among the lost
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.refresh)
         self._timer.start(REFRESH_MS)

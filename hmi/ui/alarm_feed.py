@@ -2,7 +2,8 @@
 
 `AlarmFeed` keeps an AlarmList and an EventLog from the mirrored bus's event stream (the
 IPC thread applies events; nothing waits on the UI thread), fetches the runtime's alarm
-snapshot whenever the link comes up or the runtime restarted, and sends commands with the
+snapshot whenever the link comes up, the runtime restarted or the channel was repaired after
+a gap or a stall (events may have been lost), and sends commands with the
 session of the logged-in user. Replies cross to the UI thread in one place: the IPC thread
 puts them on a queue and emits `_reply_waiting` (no arguments: no Python object is handed
 through Qt's cross-thread event queue), and the UI thread drains the queue.
@@ -19,6 +20,7 @@ import logging
 import os
 import queue
 import socket
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -55,11 +57,14 @@ class AlarmFeed(QObject):
         self.events = EventLog()
         self.session = UserSession(self)
         self._seen_version = -1
+        self._snapshot_lock = threading.Lock()
         self._snapshot_pending = False
+        self._snapshot_again = False  # asked for while one was in flight, which may predate the reason
         self._replies: queue.SimpleQueue[tuple[ReplyCallback | None, Reply]] = queue.SimpleQueue()
         self._reply_waiting.connect(self._drain_replies)
         self._subscription = mirror.bus.subscribe_events(self._on_events, name="alarm-feed")
         mirror.on_link_change(self._on_link)
+        mirror.on_resynced(self.request_snapshot)
         self._timer = QTimer(self)
         self._timer.timeout.connect(self._poll)
         self._timer.start(POLL_MS)
@@ -94,20 +99,30 @@ class AlarmFeed(QObject):
             self.request_snapshot()
 
     def request_snapshot(self) -> None:
-        if self.client is None or self._snapshot_pending:
+        """Fetch the runtime's alarm states (any thread). One request at a time; asked again
+        while one is in flight, a second follows it, as the first may predate the loss."""
+        if self.client is None:
             return
-        self._snapshot_pending = True
+        with self._snapshot_lock:
+            if self._snapshot_pending:
+                self._snapshot_again = True
+                return
+            self._snapshot_pending = True
         future = self.client.send_command({"command": "alarms"})
 
         def done(f: Future[Reply]) -> None:
-            self._snapshot_pending = False
+            with self._snapshot_lock:
+                self._snapshot_pending = False
+                again, self._snapshot_again = self._snapshot_again, False
             try:
                 reply = f.result()
             except Exception as exc:
                 log.warning("alarm snapshot failed: %s", exc)
-                return
+                reply = {}
             if reply.get("ok"):
                 self.alarms.apply_snapshot(reply)
+            if again:
+                self.request_snapshot()
 
         future.add_done_callback(done)
 

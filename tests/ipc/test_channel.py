@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from hmi.core.bus import TagBus
 from hmi.core.events import Event, EventCategory
 from hmi.core.quality import Quality
-from hmi.core.samples import SampleBatch
+from hmi.core.samples import SampleBatch, now_ns
 from hmi.core.tags import DataType, TagRegistry, TagSpec
 from hmi.ipc.client import IpcClient
 from hmi.ipc.mirror import BusMirror
@@ -26,6 +28,31 @@ def addresses() -> tuple[str, str]:
 def runtime_bus() -> TagBus:
     specs = [TagSpec("m.a", "rpm"), TagSpec("m.b", "°C"), TagSpec("m.name", datatype=DataType.STRING)]
     return TagBus(TagRegistry(specs))
+
+
+@contextmanager
+def lost(publisher: IpcPublisher) -> Iterator[None]:
+    """What the runtime publishes inside this block never reaches a window (numbered, not
+    sent: the gap PUB leaves beyond its high-water mark)."""
+    publisher.discard_stream = True
+    try:
+        yield
+    finally:
+        publisher.discard_stream = False
+
+
+def latest_values(bus: TagBus) -> dict[str, tuple[float | str, int, Quality]]:
+    """Every tag's latest (value, time, quality), by name: what an operator sees."""
+    out = {}
+    for name in bus.registry.names():
+        latest = bus.latest(name)
+        if latest is not None:
+            out[name] = (latest.value, latest.ts_ns, latest.quality)
+    return out
+
+
+# The convergence the brief promises (1 s), plus the margin a loaded CI box needs (as above).
+CONVERGE_S = 1.0 + 0.3
 
 
 @pytest.fixture
@@ -169,6 +196,75 @@ def test_a_restarted_runtime_is_picked_up_with_a_fresh_snapshot() -> None:
             second.stop()
     finally:
         client.stop()
+
+
+def test_a_lost_comm_lost_mark_is_repaired_within_a_second(channel) -> None:
+    """A COMM_LOST mark lost on the way (a sequence gap) does not leave a GOOD-looking value:
+    the window takes a fresh snapshot and shows the runtime's quality within a second."""
+    bus, publisher, connect = channel
+    bus.publish(SampleBatch.from_arrays([0, 1], [1, 1], [1.0, 2.0]))
+    client, mirror = connect()
+    wait_until(lambda: mirror.link_up and mirror.bus.latest("m.b") is not None, 5)
+    with lost(publisher):
+        bus.publish(SampleBatch.from_arrays([0], [now_ns()], [1.0], Quality.COMM_LOST))
+    lost_at = time.monotonic()
+    wait_until(lambda: latest_values(mirror.bus) == latest_values(bus), 5, message="gap not repaired")
+    assert time.monotonic() - lost_at < CONVERGE_S
+    assert mirror.bus.latest("m.a").quality == Quality.COMM_LOST
+    assert client.stats.gaps == 1 and client.stats.repairs == 1
+    # Repaired, the stream goes on as before.
+    bus.publish(SampleBatch.from_arrays([0], [now_ns()], [3.0]))
+    wait_until(lambda: mirror.bus.latest("m.a").value == 3.0, 5)
+    assert mirror.bus.latest("m.a").quality == Quality.GOOD
+
+
+def test_a_stalled_stream_that_resumes_ends_with_the_true_qualities(channel) -> None:
+    """The runtime stalls longer than the link timeout (the window shows COMM_LOST), then the
+    same session resumes with no value changing: the window shows the true values again."""
+    bus, publisher, connect = channel
+    bus.publish(SampleBatch.from_arrays([0, 1], [1, 1], [1.0, 2.0], [Quality.GOOD, Quality.UNCERTAIN]))
+    client, mirror = connect()
+    wait_until(lambda: mirror.link_up and mirror.bus.latest("m.b") is not None, 5)
+    # Holding the sender's lock stalls the stream and its heartbeats, as a paused runtime
+    # process would, without losing anything (nothing is published meanwhile).
+    with publisher._cond:
+        wait_until(lambda: not mirror.link_up, 3, message="stall not noticed")
+        assert mirror.bus.latest("m.a").quality == Quality.COMM_LOST
+    resumed_at = time.monotonic()
+    wait_until(lambda: latest_values(mirror.bus) == latest_values(bus), 5, message="stale after the stall")
+    assert time.monotonic() - resumed_at < CONVERGE_S
+    assert mirror.bus.latest("m.b").quality == Quality.UNCERTAIN
+    assert client.stats.sessions == 1 and client.stats.repairs == 1
+
+
+def test_a_flood_of_gaps_takes_few_snapshots_and_never_goes_back(channel) -> None:
+    """Gaps every few milliseconds while a value climbs: repairs are rate-limited, no older
+    snapshot ever overwrites a newer streamed value, and the window ends on the last value."""
+    bus, publisher, connect = channel
+    client, mirror = connect()
+    wait_until(lambda: mirror.link_up, 5)
+    seen: list[float] = []
+
+    def slow_view(batch: SampleBatch) -> None:
+        # A slow view keeps the window behind the stream, so repair snapshots overtake
+        # stream messages that are older than them: those must not win.
+        seen.extend(batch.values[batch.tag_ids == 0].tolist())
+        time.sleep(0.003)
+
+    mirror.bus.subscribe(slow_view)
+    started = time.monotonic()
+    value = 0
+    while time.monotonic() - started < 1.0:
+        for lose in (False, True, False):
+            value += 1
+            with lost(publisher) if lose else nullcontext():
+                bus.publish(SampleBatch.from_arrays([0], [value], [float(value)]))
+        time.sleep(0.005)
+    wait_until(lambda: seen and seen[-1] == value, 5, message="the window did not reach the last value")
+    assert np.all(np.diff(np.asarray(seen)) > 0), "a value went back or repeated"
+    assert client.stats.gaps > 50
+    # One repair at a time and at most four a second, however many gaps.
+    assert 1 <= client.stats.repairs <= 6
 
 
 def test_a_second_runtime_on_a_taken_address_fails_clearly() -> None:
