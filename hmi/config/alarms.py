@@ -7,7 +7,7 @@ import itertools
 from typing import TYPE_CHECKING
 
 from hmi.core.alarms.engine import AlarmSettings
-from hmi.core.alarms.model import AlarmDefinition, Condition, Priority
+from hmi.core.alarms.model import AlarmDefinition, Condition, Priority, template_fields, unavailable_fields
 from hmi.core.expressions import parse_expression
 from hmi.core.tags import DataType
 
@@ -50,6 +50,11 @@ def alarm_problems(project: Project) -> list[Problem]:
                     problems.append(([*where, "suppress_when"], f"unknown tag {ref!r}"))
         if alarm.chatter_count == 1:
             problems.append(([*where, "chatter_count"], "chatter_count is 0 (off) or at least 2"))
+        if alarm.message:
+            available = ", ".join(sorted(template_fields(alarm.condition)))
+            for field in unavailable_fields(alarm.message, alarm.condition):
+                message = f"{{{field}}} is not available for a {alarm.condition} alarm ({name}); available: {available}"
+                problems.append(([*where, "message"], message))
         if alarm.limit is not None and alarm.condition.is_limit:
             if alarm.condition in limits.get(alarm.tag, {}):
                 other = limits[alarm.tag][alarm.condition][0]
@@ -89,6 +94,8 @@ def alarm_problems(project: Project) -> list[Problem]:
                 if deadband >= gap:
                     message = f"{tag}: deadband {deadband:g} of {cond} spans the gap of {gap:g} between {c1} and {c2}"
                     problems.append((["alarms", index, "deadband"], message))
+    if project.alarm_system.chatter_count == 1:
+        problems.append((["alarm_system", "chatter_count"], "chatter_count is 0 (off) or at least 2"))
     for position, machines in project.alarm_system.positions.items():
         for j, machine in enumerate(machines):
             if machine not in project.machines:
@@ -121,6 +128,7 @@ def alarm_definitions(project: Project) -> list[AlarmDefinition]:
                 suppress_when=alarm.suppress_when,
                 chatter_count=alarm.chatter_count,
                 chatter_window_s=alarm.chatter_window_s,
+                fleeting_s=alarm.fleeting_s,
                 unit=tag.unit if tag is not None else "",
                 description=tag.description if tag is not None else "",
             )
@@ -135,4 +143,7 @@ def alarm_settings(project: Project) -> AlarmSettings:
         flood_window_s=system.flood_window_s,
         max_shelve_s=system.max_shelve_s,
         positions={name: tuple(machines) for name, machines in system.positions.items()},
+        chatter_count=system.chatter_count,
+        chatter_window_s=system.chatter_window_s,
+        fleeting_s=system.fleeting_s,
     )

@@ -324,8 +324,10 @@ class AlarmConfig(Strict):
     direction: Literal["rise", "fall", "both"] = "both"
     states: list[float] = Field(default_factory=list)
     suppress_when: str | None = None
-    chatter_count: int = Field(default=0, ge=0, le=1000)
-    chatter_window_s: float = Field(default=60.0, gt=0, le=86400)
+    # Nuisance detection; unset: [alarm_system]'s setting, 0: off for this alarm.
+    chatter_count: int | None = Field(default=None, ge=0, le=1000)
+    chatter_window_s: float | None = Field(default=None, gt=0, le=86400)
+    fleeting_s: float | None = Field(default=None, ge=0, le=3600)
 
     @property
     def alarm_name(self) -> str:
@@ -371,12 +373,22 @@ class AlarmConfig(Strict):
 
 
 class AlarmSystemConfig(Strict):
-    """System-wide alarm settings: flood detection per operator position, shelving limit."""
+    """System-wide alarm settings: flood detection per operator position, shelving limit,
+    chattering and fleeting alarm detection (each alarm may set its own)."""
 
     flood_threshold: int = Field(default=10, ge=1)
     flood_window_s: float = Field(default=600.0, gt=0, le=86400)
     max_shelve_s: float = Field(default=8 * 3600.0, gt=0, le=7 * 86400)
     positions: dict[str, list[str]] = Field(default_factory=dict)
+    # ISA-18.2 (and PAS/EEMUA practice): 3 or more activations in a minute is chattering.
+    chatter_count: int = Field(default=3, ge=0, le=1000)
+    chatter_window_s: float = Field(default=60.0, gt=0, le=86400)
+    # Back to normal within a few seconds, before an operator could have responded: fleeting.
+    fleeting_s: float = Field(default=5.0, ge=0, le=3600)
+    # The window's horn: new alarms of this priority and above sound it, repeated every
+    # horn_repeat_s until silenced or acknowledged (hmi/ui/annunciator.py).
+    horn_min_priority: Literal["urgent", "high", "medium", "low"] = "high"
+    horn_repeat_s: float = Field(default=5.0, ge=1, le=600)
 
 
 class SecurityConfig(Strict):

@@ -54,7 +54,7 @@ def test_demo_alarms_become_engine_definitions() -> None:
         "utilities": ("pump01",),
     }
     belt = defs["conveyor01.belt_speed.deviation"]
-    assert (belt.setpoint_tag, belt.limit, belt.unit) == ("conveyor01.speed_setpoint", 0.08, "m/s")
+    assert (belt.setpoint_tag, belt.limit, belt.unit) == ("conveyor01.speed_setpoint", 0.05, "m/s")
 
 
 BROKEN = {
@@ -101,9 +101,32 @@ BROKEN = {
     "bad message field": (
         HI.replace("{value:.1f}", "{valu}"),
         [
-            "alarms[0].message: unknown field {valu} in the message (known: limit, machine, name, priority, setpoint, "
-            "tag, unit, value)"
+            "alarms[0].message: unknown field {valu} in the message (known: deviation, limit, machine, name, "
+            "priority, rate, setpoint, tag, unit, value)"
         ],
+    ),
+    "message field the condition does not provide": (
+        HI.replace("{value:.1f}", "{deviation:.1f} from {setpoint}"),
+        [
+            "alarms[0].message: {deviation} is not available for a hi alarm (cnc01.speed.hi); available: limit, "
+            "machine, name, priority, tag, unit, value",
+            "alarms[0].message: {setpoint} is not available for a hi alarm (cnc01.speed.hi); available: limit, "
+            "machine, name, priority, tag, unit, value",
+        ],
+    ),
+    "rate field on a deviation alarm": (
+        HI.replace('"hi"', '"deviation"')
+        .replace("limit = 80", 'limit = 5\nsetpoint_tag = "cnc01.sp"')
+        .replace("deadband = 2", "deadband = 1")
+        .replace("{value:.1f}", "{rate:.1f}"),
+        [
+            "alarms[0].message: {rate} is not available for a deviation alarm (cnc01.speed.deviation); available: "
+            "deviation, limit, machine, name, priority, setpoint, tag, unit, value"
+        ],
+    ),
+    "chatter count of one for the system": (
+        HI + "\n[alarm_system]\nchatter_count = 1\n",
+        ["alarm_system.chatter_count: chatter_count is 0 (off) or at least 2"],
     ),
     "suppression expression with a call": (
         HI + "suppress_when = \"__import__('os')\"\n",
@@ -140,6 +163,29 @@ def test_broken_alarm_config(tmp_path: Path, case: str) -> None:
     """Each broken alarm configuration is reported with its key path, exactly."""
     text, expected = BROKEN[case]
     assert errors(tmp_path, BASE + text) == expected
+
+
+def test_nuisance_detection_defaults_and_overrides(tmp_path: Path) -> None:
+    """Chattering (3 in 60 s) and fleeting (under 5 s) detection is on for every alarm unless
+    [alarm_system] or the alarm itself says otherwise; 0 turns it off."""
+    project = load_project(DEMO_PROJECT)
+    settings = alarm_settings(project)
+    assert (settings.chatter_count, settings.chatter_window_s, settings.fleeting_s) == (3, 60.0, 5.0)
+    text = BASE + HI + "chatter_count = 0\nfleeting_s = 2\n" + "\n[alarm_system]\nchatter_count = 4\nfleeting_s = 0\n"
+    path = tmp_path / "p.toml"
+    path.write_text(text, encoding="utf-8")
+    project = load_project(path)
+    settings = alarm_settings(project)
+    assert (settings.chatter_count, settings.chatter_window_s, settings.fleeting_s) == (4, 60.0, 0.0)
+    [hi] = alarm_definitions(project)
+    assert (hi.chatter_count, hi.chatter_window_s, hi.fleeting_s) == (0, None, 2.0)
+
+
+def test_demo_deviation_message_says_the_deviation() -> None:
+    """The demo's deviation alarm reports the deviation from its setpoint, not the measured value
+    (the operator read "off its setpoint by 0.92 m/s" at 0.92 against 1.0)."""
+    belt = {d.name: d for d in alarm_definitions(load_project(DEMO_PROJECT))}["conveyor01.belt_speed.deviation"]
+    assert belt.text(0.92, setpoint=1.0) == "Belt speed off its setpoint: -0.08 m/s (setpoint 1.00 m/s, allowed ±0.05)"
 
 
 def test_good_alarm_kinds_load(tmp_path: Path) -> None:

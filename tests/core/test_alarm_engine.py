@@ -184,15 +184,17 @@ def test_deviation_from_setpoint_tag() -> None:
 
 
 def test_rate_of_change_over_a_period() -> None:
-    """A rise of more than 5 °C/s measured over 1 s alarms; a slow rise does not."""
+    """A rise of more than 5 °C/s measured over 1 s alarms; a slow rise does not. The value is
+    the temperature; the message gives the rate."""
     rate = AlarmDefinition("cnc01.tool_temperature.rate", "cnc01.tool_temperature", Condition.RATE, limit=5.0,
-                           rate_period_s=1.0, direction="rise")  # fmt: skip
+                           rate_period_s=1.0, direction="rise", unit="°C")  # fmt: skip
     shift = Shift([rate])
     for i in range(10):
         assert shift.at(i * 0.5).feed("cnc01.tool_temperature", 20 + i) == []  # 2 °C/s
     out = shift.at(5.0).feed("cnc01.tool_temperature", 40)  # +11 °C in 0.5 s, 13 over the last second
     assert [t.to_state for t in out] == ["UNACK_ACTIVE"]
-    assert out[0].value == pytest.approx(12.0)  # (40 - 28) / 1 s
+    assert out[0].value == pytest.approx(40.0)
+    assert out[0].message == "cnc01.tool_temperature changing too fast: +12 °C/s (limit 5 °C/s)"  # (40 - 28) / 1 s
 
 
 def test_discrete_state_alarm() -> None:

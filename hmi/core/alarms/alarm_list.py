@@ -47,6 +47,8 @@ class AlarmList:
         self.epoch: int | None = None
         self.version = 0
         self.flood: dict[str, bool] = {}
+        # Chattering/fleeting counts of the runtime's engine (AlarmEngine.nuisance_counts), as of the snapshot.
+        self.nuisance: dict[str, int] = {}
         self.max_shelve_s = 8 * 3600.0
         self.needs_snapshot = True
         self.events_applied = 0
@@ -70,6 +72,7 @@ class AlarmList:
             self.epoch = epoch
             self.flood = {str(k): bool(v) for k, v in dict(reply.get("flood", {})).items()}
             self.max_shelve_s = float(reply.get("max_shelve_s", self.max_shelve_s))
+            self.nuisance = {str(k): int(v) for k, v in dict(reply.get("nuisance", {})).items()}
             self.needs_snapshot = False
             self.version += 1
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hmi.core.alarms.model import (
+    MODE_CAUSES,
     AlarmDefinition,
     AlarmState,
     AlarmStatus,
@@ -70,6 +71,13 @@ class AlarmSettings:
     flood_threshold: int = 10  # more than this many new alarms ...
     flood_window_s: float = 600.0  # ... within this window is a flood (ISA-18.2: 10 in 10 min)
     max_shelve_s: float = 8 * 3600.0
+    # Nuisance alarms (ISA-18.2, EEMUA 191), for alarms that do not set their own: this many
+    # activations within the window mark an alarm chattering (0: off); an activation that
+    # returns to normal sooner than fleeting_s marks it fleeting (0: off). Flags only: the
+    # alarm's states are not changed by them.
+    chatter_count: int = 3
+    chatter_window_s: float = 60.0
+    fleeting_s: float = 5.0
     # operator position -> the machines it watches; empty: one position "all" for every machine
     positions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -80,12 +88,17 @@ class _Alarm:
         "_tripped",
         "acked",
         "chatter",
+        "chatter_count",
+        "chatter_hold",
+        "chatter_window_ns",
         "chattering",
         "clear_thr",
         "cond",
         "counted",
         "d",
         "first_out",
+        "fleeting",
+        "fleeting_ns",
         "hist_t",
         "hist_v",
         "index",
@@ -94,6 +107,7 @@ class _Alarm:
         "message",
         "oos",
         "pending_at",
+        "pending_aux",
         "pending_value",
         "positions",
         "raw",
@@ -109,7 +123,7 @@ class _Alarm:
         "value",
     )
 
-    def __init__(self, index: int, d: AlarmDefinition, tag_id: int) -> None:
+    def __init__(self, index: int, d: AlarmDefinition, tag_id: int, settings: AlarmSettings) -> None:
         self.index = index
         self.d = d
         self.tag_id = tag_id
@@ -123,8 +137,18 @@ class _Alarm:
         self.reason = ""
         self.pending_at: int | None = None
         self.pending_value: float | None = None
+        self.pending_aux: float | None = None
         self.chatter: deque[int] = deque()
         self.chattering = False
+        self.fleeting = False
+        self.chatter_count = d.chatter_count if d.chatter_count is not None else settings.chatter_count
+        # The project-wide setting only flags and counts; an alarm that sets its own chatter_count
+        # is a known chatterer and is also held active through a quiet window (the chatter guard).
+        self.chatter_hold = bool(d.chatter_count)
+        window_s = d.chatter_window_s if d.chatter_window_s is not None else settings.chatter_window_s
+        self.chatter_window_ns = int(window_s * NS)
+        fleeting_s = d.fleeting_s if d.fleeting_s is not None else settings.fleeting_s
+        self.fleeting_ns = int(fleeting_s * NS)
         self.revision = 0
         self.first_out = False
         self.since_ns = 0
@@ -199,13 +223,15 @@ class AlarmEngine:
         self._flood_times: dict[str, deque[int]] = {}
         self._flood: dict[str, bool] = {}
         self.transitions = 0  # emitted so far (all kinds)
+        self._chattering_total = 0  # times an alarm became chattering since this engine started
+        self._fleeting_total = 0
         for definition in definitions:
             if definition.name in self._by_name:
                 raise ValueError(f"two alarms are named {definition.name!r}")
             tag_id = registry.get_id(definition.tag)
             if tag_id is None:
                 raise ValueError(f"alarm {definition.name}: unknown tag {definition.tag!r}")
-            alarm = _Alarm(len(self.alarms), definition, tag_id)
+            alarm = _Alarm(len(self.alarms), definition, tag_id, self.settings)
             alarm.positions = self._positions_of(definition.machine)
             self.alarms.append(alarm)
             self._by_name[definition.name] = alarm
@@ -324,6 +350,15 @@ class AlarmEngine:
     def flood_counts(self) -> dict[str, int]:
         return {p: len(times) for p, times in self._flood_times.items()}
 
+    def nuisance_counts(self) -> dict[str, int]:
+        """Chattering and fleeting alarms: flagged now, and how often flagged since this engine started."""
+        return {
+            "chattering": sum(1 for a in self.alarms if a.chattering),
+            "fleeting": sum(1 for a in self.alarms if a.fleeting),
+            "chattering_total": self._chattering_total,
+            "fleeting_total": self._fleeting_total,
+        }
+
     def unacknowledged(self) -> int:
         return sum(1 for a in self.alarms if not a.acked and a.mode == Mode.IN_SERVICE)
 
@@ -353,6 +388,7 @@ class AlarmEngine:
             first_out=a.first_out,
             latched=a.latched,
             chattering=a.chattering,
+            fleeting=a.fleeting,
             shelved_until_ns=a.shelved_until,
             reason=a.reason,
             user=a.last.user if a.last is not None else "",
@@ -377,7 +413,8 @@ class AlarmEngine:
             self._update_latest(batch, out)
         bad = batch.quality >= Quality.BAD
         x = np.where(bad, np.nan, batch.values) if bad.any() else batch.values
-        changes: list[tuple[int, int, bool, float]] = []  # (ts, alarm index, raw, value)
+        # (ts, alarm index, raw, value, aux): aux is the setpoint (deviation) or rate (rate), else None
+        changes: list[tuple[int, int, bool, float, float | None]] = []
         if self._k:
             # np.take: a third of the time of fancy indexing for a gather of rows.
             hit = x[:, None] * np.take(self._mul, ids, axis=0) > np.take(self._thr, ids, axis=0)
@@ -390,10 +427,10 @@ class AlarmEngine:
             changes.sort(key=lambda c: c[0])
             alarms = self.alarms
             timers = self._timers
-            for t, index, raw, value in changes:
+            for t, index, raw, value, aux in changes:
                 if timers and timers[0][0] <= t:
                     self._fire_timers(t, out)  # delays and shelves that ran out before this sample
-                self._on_raw(alarms[index], t, raw, value, out)
+                self._on_raw(alarms[index], t, raw, value, aux, out)
         return out
 
     def _limit_changes(self, batch: SampleBatch, x: np.ndarray, hit: np.ndarray, changes: list) -> None:
@@ -408,7 +445,7 @@ class AlarmEngine:
                 r = np.flatnonzero(ids == a.tag_id)
                 if r.shape[0] > 1 and np.any(np.diff(ts[r]) < 0):
                     r = r[np.argsort(ts[r], kind="stable")]
-                self._hysteresis(a, ts[r], x[r] * a.sign, x[r], changes)
+                self._hysteresis(a, ts[r], x[r] * a.sign, x[r], None, changes)
             return
         order = np.lexsort((ts, ids))  # by tag, then time
         sorted_ids = ids[order]
@@ -417,21 +454,25 @@ class AlarmEngine:
             lo = int(np.searchsorted(sorted_ids, a.tag_id, "left"))
             hi = int(np.searchsorted(sorted_ids, a.tag_id, "right"))
             r = order[lo:hi]
-            self._hysteresis(a, ts[r], x[r] * a.sign, x[r], changes)
+            self._hysteresis(a, ts[r], x[r] * a.sign, x[r], None, changes)
 
     @staticmethod
-    def _hysteresis(a: _Alarm, ts: np.ndarray, y: np.ndarray, shown: np.ndarray, changes: list) -> None:
-        """The raw changes of one alarm over its samples in time order (y: the signed x; shown: the value)."""
+    def _hysteresis(
+        a: _Alarm, ts: np.ndarray, y: np.ndarray, shown: np.ndarray, aux: np.ndarray | None, changes: list
+    ) -> None:
+        """The raw changes of one alarm over its samples in time order (y: the signed x; shown:
+        the value; aux: the setpoint or rate at each sample, for the message)."""
         raw = a.raw
         set_thr, clear_thr = a.set_thr, a.clear_thr
-        for t, yi, vi in zip(ts.tolist(), y.tolist(), shown.tolist(), strict=True):
+        auxes = aux.tolist() if aux is not None else [None] * y.shape[0]
+        for t, yi, vi, ai in zip(ts.tolist(), y.tolist(), shown.tolist(), auxes, strict=True):
             if not raw:
                 if yi > set_thr:
                     raw = True
-                    changes.append((t, a.index, True, vi))
+                    changes.append((t, a.index, True, vi, ai))
             elif yi <= clear_thr:
                 raw = False
-                changes.append((t, a.index, False, vi))
+                changes.append((t, a.index, False, vi, ai))
 
     def _generic_changes(self, batch: SampleBatch, x: np.ndarray, changes: list) -> None:
         ids = batch.tag_ids
@@ -444,40 +485,44 @@ class AlarmEngine:
         for tag_id, lo, hi in zip(tags.tolist(), starts.tolist(), ends.tolist(), strict=True):
             r = order[lo:hi]
             for a, role in self._generic[tag_id]:
-                xs, shown = self._generic_x(a, role, batch, x, r)
+                xs, shown, aux = self._generic_x(a, role, batch, x, r)
                 if xs is None:
                     continue
                 y = xs * a.sign
                 hit = (y <= a.clear_thr) if a.raw else (y > a.set_thr)
                 if hit.any():
-                    self._hysteresis(a, ts[r], y, shown, changes)
+                    self._hysteresis(a, ts[r], y, shown, aux, changes)
 
     def _generic_x(
         self, a: _Alarm, role: str, batch: SampleBatch, x: np.ndarray, r: np.ndarray
-    ) -> tuple[np.ndarray | None, np.ndarray]:
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+        """(x per sample, the value to show, the setpoint or rate to show) of alarm `a` over rows `r`."""
         cond = a.d.condition
         values = x[r]
         if cond == Condition.DISCRETE:
             hit = np.isin(values, np.asarray(a.d.states, np.float64)).astype(np.float64)
             hit[np.isnan(values)] = np.nan
-            return hit, values
+            return hit, values, None
         if cond == Condition.BAD_QUALITY:
-            return (batch.quality[r] >= Quality.BAD).astype(np.float64), batch.values[r]
+            return (batch.quality[r] >= Quality.BAD).astype(np.float64), batch.values[r], None
         if cond == Condition.COMM_LOSS:
-            return (batch.quality[r] == Quality.COMM_LOST).astype(np.float64), batch.values[r]
+            return (batch.quality[r] == Quality.COMM_LOST).astype(np.float64), batch.values[r], None
         if cond == Condition.DEVIATION:
             sp_id = self.registry.get_id(a.d.setpoint_tag or "")
             if role == "pv":
-                return np.abs(values - self._latest[sp_id]), values
+                sp = np.full(values.shape[0], self._latest[sp_id])
+                return np.abs(values - sp), values, sp
             pv = np.full(values.shape[0], self._latest[a.tag_id])
             pv[np.isnan(values)] = np.nan
-            return np.abs(pv - values), pv
+            return np.abs(pv - values), pv, values
         if cond == Condition.RATE:
-            return self._rates(a, batch.ts_ns[r], values)
-        return None, values
+            xs, rates = self._rates(a, batch.ts_ns[r], values)
+            return xs, values, rates
+        return None, values, None
 
     def _rates(self, a: _Alarm, ts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Change per second of each sample against the latest sample at least rate_period_s older."""
+        """(x, rate) of each sample: its change per second against the latest sample at least
+        rate_period_s older, and x that rate in the alarm's direction."""
         good = ~np.isnan(values)
         all_t = np.concatenate([a.hist_t, ts[good]])
         all_v = np.concatenate([a.hist_v, values[good]])
@@ -533,7 +578,7 @@ class AlarmEngine:
 
     # -- per-alarm logic ------------------------------------------------------------------------
 
-    def _on_raw(self, a: _Alarm, ts: int, raw: bool, value: float | None, out: list[Record]) -> None:
+    def _on_raw(self, a: _Alarm, ts: int, raw: bool, value: float | None, aux: float | None, out: list[Record]) -> None:
         if a.pending_at is not None and a.pending_at <= ts:
             self._fire_pending(a, out)
         a.raw = raw
@@ -542,28 +587,34 @@ class AlarmEngine:
         if raw == a.cond:
             a.pending_at = None  # back where it was before the delay ran out: nothing happened
             return
-        delay = (
-            a.d.on_delay_s if raw else (max(a.d.off_delay_s, a.d.chatter_window_s) if a.chattering else a.d.off_delay_s)
-        )
-        if delay <= 0:
-            a.pending_at = None
-            self._set_condition(a, ts, raw, value, out)
+        if raw:
+            delay_ns = int(a.d.on_delay_s * NS)
         else:
-            a.pending_at = ts + int(delay * NS)
+            # A guarded chattering alarm clears only after a quiet window, so it stops re-sounding.
+            off_ns = int(a.d.off_delay_s * NS)
+            delay_ns = max(off_ns, a.chatter_window_ns) if a.chattering and a.chatter_hold else off_ns
+        if delay_ns <= 0:
+            a.pending_at = None
+            self._set_condition(a, ts, raw, value, aux, out)
+        else:
+            a.pending_at = ts + delay_ns
             a.pending_value = value
+            a.pending_aux = aux
             self._schedule(a.pending_at, a.index, "delay")
 
     def _fire_pending(self, a: _Alarm, out: list[Record]) -> None:
         at = a.pending_at
         a.pending_at = None
         if at is not None:
-            self._set_condition(a, at, a.raw, a.pending_value, out)
+            self._set_condition(a, at, a.raw, a.pending_value, a.pending_aux, out)
 
     def _schedule(self, at: int, index: int, kind: str) -> None:
         self._timer_seq += 1
         heapq.heappush(self._timers, (at, self._timer_seq, index, kind))
 
-    def _set_condition(self, a: _Alarm, ts: int, cond: bool, value: float | None, out: list[Record]) -> None:
+    def _set_condition(
+        self, a: _Alarm, ts: int, cond: bool, value: float | None, aux: float | None, out: list[Record]
+    ) -> None:
         if cond == a.cond:
             return
         before = a.shown
@@ -572,12 +623,19 @@ class AlarmEngine:
         annunciate = False
         if cond:
             a.since_ns = ts
-            a.message = a.d.text(value, self._setpoint(a))
-            if a.d.chatter_count:
+            a.fleeting = False
+            condition = a.d.condition
+            a.message = a.d.text(
+                value,
+                setpoint=aux if condition == Condition.DEVIATION else None,
+                rate=aux if condition == Condition.RATE else None,
+            )
+            if a.chatter_count:
                 a.chatter.append(ts)
-                while a.chatter and a.chatter[0] < ts - int(a.d.chatter_window_s * NS):
-                    a.chatter.popleft()
-                a.chattering = len(a.chatter) >= a.d.chatter_count
+                was = a.chattering
+                self._update_chattering(a, ts)
+                if a.chattering and not was:
+                    self._chattering_total += 1
             if a.mode == Mode.IN_SERVICE:
                 a.acked = False
                 a.latched = False
@@ -587,18 +645,19 @@ class AlarmEngine:
             if a.d.latching and a.mode == Mode.IN_SERVICE:
                 a.latched = True  # held until the operator resets it
             if a.chattering:
-                while a.chatter and a.chatter[0] < ts - int(a.d.chatter_window_s * NS):
-                    a.chatter.popleft()
-                a.chattering = len(a.chatter) >= a.d.chatter_count
+                self._update_chattering(a, ts)
+            # ISA-18.2's fleeting alarm: back to normal before anyone could have acted on it.
+            a.fleeting = ts - a.since_ns < a.fleeting_ns
+            if a.fleeting:
+                self._fleeting_total += 1
             cause = Cause.CLEARED
         self._emit(a, ts, cause, before, out, annunciate=annunciate)
 
-    def _setpoint(self, a: _Alarm) -> float | None:
-        if a.d.setpoint_tag:
-            tag_id = self.registry.get_id(a.d.setpoint_tag)
-            if tag_id is not None and tag_id < self._size:
-                return float(self._latest[tag_id])
-        return None
+    @staticmethod
+    def _update_chattering(a: _Alarm, ts: int) -> None:
+        while a.chatter and a.chatter[0] < ts - a.chatter_window_ns:
+            a.chatter.popleft()
+        a.chattering = len(a.chatter) >= a.chatter_count
 
     def _change_mode(self, a: _Alarm, ts: int, cause: Cause, out: list[Record], mutate: object, **extra: str) -> None:
         before_mode = a.mode
@@ -625,6 +684,11 @@ class AlarmEngine:
         comment: str = "",
     ) -> None:
         counted = a.shown_active and a.mode == Mode.IN_SERVICE
+        if cause in MODE_CAUSES and not a.shown_active:
+            # No value to tell: the event says what happened (the journal reads it as such).
+            message = a.d.mode_text(cause, a.reason)
+        else:
+            message = a.message or a.d.text(a.value)
         machine = a.d.machine
         if counted != a.counted:
             count = self._machine_active.get(machine, 0)
@@ -649,7 +713,7 @@ class AlarmEngine:
             mode=a.mode,
             priority=a.d.priority,
             value=a.value,
-            message=a.message or a.d.text(a.value, self._setpoint(a)),
+            message=message,
             revision=a.revision,
             epoch=self.epoch,
             user=user,
@@ -658,6 +722,7 @@ class AlarmEngine:
             first_out=a.first_out,
             latched=a.latched,
             chattering=a.chattering,
+            fleeting=a.fleeting,
             shelved_until_ns=a.shelved_until,
             reason=a.reason,
             since_ns=a.since_ns,
@@ -833,9 +898,11 @@ class AlarmEngine:
             a.revision = t.revision
             a.since_ns = t.since_ns
             a.value = t.value
-            a.message = t.message
+            # A mode change of an inactive alarm tells no value: its text is no alarm message.
+            a.message = "" if t.cause in MODE_CAUSES and not (t.active or t.latched) else t.message
             a.first_out = t.first_out
             a.chattering = t.chattering
+            a.fleeting = t.fleeting
             a.last = t
             if a.shelved_until is not None:
                 self._schedule(a.shelved_until, a.index, "shelf")

@@ -14,6 +14,7 @@ restore the engine after a restart (format version ALARM_EVENT_VERSION).
 from __future__ import annotations
 
 import math
+import re
 import string
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
@@ -101,12 +102,44 @@ def shown_state(state: AlarmState, mode: Mode) -> str:
     return str(mode) if mode != Mode.IN_SERVICE else str(state)
 
 
-TEMPLATE_FIELDS = frozenset({"value", "unit", "limit", "tag", "name", "machine", "setpoint", "priority"})
+TEMPLATE_FIELDS = frozenset(
+    {"value", "unit", "limit", "tag", "name", "machine", "setpoint", "deviation", "rate", "priority"}
+)
+# Fields every alarm has; the measured quantities beyond `value` come with their condition.
+_COMMON_FIELDS = frozenset({"value", "unit", "tag", "name", "machine", "priority"})
+_CONDITION_FIELDS = {
+    Condition.HI: frozenset({"limit"}),
+    Condition.HIHI: frozenset({"limit"}),
+    Condition.LO: frozenset({"limit"}),
+    Condition.LOLO: frozenset({"limit"}),
+    Condition.DEVIATION: frozenset({"limit", "setpoint", "deviation"}),
+    Condition.RATE: frozenset({"limit", "rate"}),
+}
+# Numbers a message may show; missing (no reading, NaN) they read MISSING, never "nan".
+_MEASURED = frozenset({"value", "limit", "setpoint", "deviation", "rate"})
+MISSING = "—"
+_UNIT_SUFFIX = re.compile(r"^/\w+")  # "/s" of "{unit}/s"
+_FORMATTER = string.Formatter()
+
+
+def template_fields(condition: Condition) -> frozenset[str]:
+    """The fields a message template of a `condition` alarm can use."""
+    return _COMMON_FIELDS | _CONDITION_FIELDS.get(condition, frozenset())
+
+
+def unavailable_fields(template: str, condition: Condition) -> list[str]:
+    """Known fields in `template` that a `condition` alarm cannot fill, in order of appearance."""
+    available = template_fields(condition)
+    out: list[str] = []
+    for _, field_name, _spec, _conv in _FORMATTER.parse(template):
+        if field_name in TEMPLATE_FIELDS and field_name not in available and field_name not in out:
+            out.append(field_name)
+    return out
 
 
 def check_template(template: str) -> None:
     """Raise ValueError unless `template` only uses known fields (no attribute or index access)."""
-    for _, field_name, spec, _conv in string.Formatter().parse(template):
+    for _, field_name, spec, _conv in _FORMATTER.parse(template):
         if field_name is None:
             continue
         if field_name not in TEMPLATE_FIELDS:
@@ -114,20 +147,64 @@ def check_template(template: str) -> None:
             raise ValueError(f"unknown field {{{field_name}}} in the message (known: {known})")
         if spec and "{" in spec:
             raise ValueError("nested fields are not allowed in the message")
+    sample = {"value": 1.5, "limit": 1.0, "setpoint": 1.0, "deviation": 0.5, "rate": 0.5, "unit": "u"}
     try:
-        render_template(template, {"value": 1.5, "limit": 1.0, "setpoint": 1.0, "unit": "u"})
+        render_template(template, sample)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"the message cannot be formatted: {exc}") from None
 
 
-def render_template(template: str, values: dict[str, Any]) -> str:
+def _missing(value: object) -> bool:
+    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+
+
+def _render(template: str, values: dict[str, Any], *, until_measured: bool = False) -> str:
+    """The template filled in; a missing number reads MISSING and takes no unit after it.
+    With `until_measured`: only the text before the first number (the alarm's title)."""
     fields = {name: "" for name in TEMPLATE_FIELDS}
     fields.update(values)
-    for key in ("value", "limit", "setpoint"):
-        if fields[key] is None or fields[key] == "":
-            fields[key] = math.nan
+    parts: list[str] = []
+    after_missing = False  # the previous field was a missing number
+    drop_suffix = False  # the unit was dropped: so goes its "/s"
+    for literal, field_name, spec, conv in _FORMATTER.parse(template):
+        if drop_suffix:
+            literal = _UNIT_SUFFIX.sub("", literal)
+            drop_suffix = False
+        if after_missing and field_name == "unit" and not literal.strip():
+            after_missing, drop_suffix = False, True  # "— °C" would read as a reading
+            continue
+        parts.append(literal)
+        if field_name is None:
+            continue
+        if until_measured and field_name in _MEASURED:
+            break
+        value = fields[field_name]
+        after_missing = field_name in _MEASURED and _missing(value)
+        if after_missing:
+            parts.append(MISSING)
+            continue
+        if conv:
+            value = _FORMATTER.convert_field(value, conv)
+        parts.append(_FORMATTER.format_field(value, spec))
     # An empty field (no unit) would leave a double space behind.
-    return " ".join(template.format(**fields).split())
+    return " ".join("".join(parts).split())
+
+
+def render_template(template: str, values: dict[str, Any]) -> str:
+    return _render(template, values)
+
+
+# What a change of mode reads as while the condition is not active (no value to show then).
+_MODE_TEXT = {
+    Cause.SUPPRESSED: "suppressed by design",
+    Cause.UNSUPPRESSED: "no longer suppressed by design",
+    Cause.SHELVED: "shelved",
+    Cause.UNSHELVED: "unshelved",
+    Cause.SHELF_EXPIRED: "shelf expired",
+    Cause.REMOVED_FROM_SERVICE: "taken out of service",
+    Cause.RETURNED_TO_SERVICE: "returned to service",
+}
+MODE_CAUSES = frozenset(_MODE_TEXT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +228,11 @@ class AlarmDefinition:
     direction: str = "both"  # rate: "rise", "fall" or "both"
     states: tuple[float, ...] = ()  # discrete: the values that are abnormal
     suppress_when: str | None = None  # expression on tags; true: suppressed by design
-    chatter_count: int = 0  # 0: no chatter guard
-    chatter_window_s: float = 60.0
+    # Nuisance detection; None: the system's setting (AlarmSettings), 0: off. Set here, chatter_count
+    # is also a guard: a chattering alarm then clears only after a quiet chatter window.
+    chatter_count: int | None = None  # this many activations within chatter_window_s: chattering
+    chatter_window_s: float | None = None
+    fleeting_s: float | None = None  # active for less than this: fleeting
     unit: str = ""
     description: str = ""
 
@@ -160,22 +240,44 @@ class AlarmDefinition:
     def machine(self) -> str:
         return self.tag.split(".", 1)[0]
 
-    def text(self, value: float | None, setpoint: float | None = None) -> str:
-        """The message with the value filled in (or a plain default when none is configured)."""
-        template = self.message or _DEFAULT_MESSAGES[self.condition]
-        return render_template(
-            template,
-            {
-                "value": value,
-                "unit": self.unit,
-                "limit": self.limit,
-                "tag": self.tag,
-                "name": self.name,
-                "machine": self.machine,
-                "setpoint": setpoint,
-                "priority": self.priority.label,
-            },
-        )
+    @property
+    def template(self) -> str:
+        return self.message or _DEFAULT_MESSAGES[self.condition]
+
+    def _fields(self, value: float | None, setpoint: float | None, rate: float | None) -> dict[str, Any]:
+        deviation = None if _missing(value) or _missing(setpoint) else value - setpoint  # type: ignore[operator]
+        return {
+            "value": value,
+            "unit": self.unit,
+            "limit": self.limit,
+            "tag": self.tag,
+            "name": self.name,
+            "machine": self.machine,
+            "setpoint": setpoint,
+            "deviation": deviation,
+            "rate": rate,
+            "priority": self.priority.label,
+        }
+
+    def text(self, value: float | None, setpoint: float | None = None, rate: float | None = None) -> str:
+        """The message with the measured quantities filled in (a plain default when none is configured).
+        `setpoint`: the deviation alarm's setpoint (the deviation is value - setpoint); `rate`: change per s."""
+        return render_template(self.template, self._fields(value, setpoint, rate))
+
+    def title(self) -> str:
+        """What the alarm is, without numbers: the message up to its first measured field
+        ("Tool temperature high" of "Tool temperature high: {value:.1f} {unit}")."""
+        head = _render(self.template, self._fields(None, None, None), until_measured=True)
+        return head.rstrip(" :;,-–—(") or self.name
+
+    def mode_text(self, cause: Cause, reason: str = "") -> str:
+        """A change of mode of this alarm while its condition is not active, as it happened."""
+        what = _MODE_TEXT[cause]
+        if cause in (Cause.SUPPRESSED, Cause.UNSUPPRESSED) and self.suppress_when:
+            what += f" ({self.suppress_when})"
+        elif reason:
+            what += f" ({reason})"
+        return f"{self.title()}: {what}"
 
 
 _DEFAULT_MESSAGES = {
@@ -183,8 +285,8 @@ _DEFAULT_MESSAGES = {
     Condition.HIHI: "{tag} very high: {value:.4g} {unit} (limit {limit:g})",
     Condition.LO: "{tag} low: {value:.4g} {unit} (limit {limit:g})",
     Condition.LOLO: "{tag} very low: {value:.4g} {unit} (limit {limit:g})",
-    Condition.DEVIATION: "{tag} deviates from its setpoint: {value:.4g} {unit} (allowed ±{limit:g})",
-    Condition.RATE: "{tag} changing too fast: {value:.4g} {unit}/s (limit {limit:g})",
+    Condition.DEVIATION: "{tag} off its setpoint {setpoint:.4g} by {deviation:+.4g} {unit} (allowed ±{limit:g})",
+    Condition.RATE: "{tag} changing too fast: {rate:+.4g} {unit}/s (limit {limit:g} {unit}/s)",
     Condition.DISCRETE: "{tag} abnormal state: {value:g}",
     Condition.BAD_QUALITY: "{tag}: bad quality",
     Condition.COMM_LOSS: "{tag}: communication lost",
@@ -215,6 +317,7 @@ class AlarmTransition:
     first_out: bool = False
     latched: bool = False
     chattering: bool = False
+    fleeting: bool = False  # its last activation returned to normal within fleeting_s
     shelved_until_ns: int | None = None
     reason: str = ""  # shelving / out-of-service reason
     since_ns: int = 0  # when the alarm last became active
@@ -257,6 +360,7 @@ class AlarmTransition:
                 "first_out": self.first_out,
                 "latched": self.latched,
                 "chattering": self.chattering,
+                "fleeting": self.fleeting,
                 "shelved_until_ns": self.shelved_until_ns,
                 "reason": self.reason,
                 "since_ns": self.since_ns,
@@ -292,6 +396,7 @@ class AlarmTransition:
                 first_out=bool(d.get("first_out", False)),
                 latched=bool(d.get("latched", False)),
                 chattering=bool(d.get("chattering", False)),
+                fleeting=bool(d.get("fleeting", False)),  # absent in events recorded before it existed
                 shelved_until_ns=None if d.get("shelved_until_ns") is None else int(d["shelved_until_ns"]),
                 reason=str(d.get("reason", "")),
                 since_ns=int(d.get("since_ns", 0) or 0),
@@ -354,6 +459,7 @@ class AlarmStatus:
     first_out: bool = False
     latched: bool = False
     chattering: bool = False
+    fleeting: bool = False
     shelved_until_ns: int | None = None
     reason: str = ""
     user: str = ""  # who made the last transition (ack, shelve, ...)
@@ -397,6 +503,7 @@ class AlarmStatus:
             "first_out": self.first_out,
             "latched": self.latched,
             "chattering": self.chattering,
+            "fleeting": self.fleeting,
             "shelved_until_ns": self.shelved_until_ns,
             "reason": self.reason,
             "user": self.user,
@@ -428,6 +535,7 @@ class AlarmStatus:
             first_out=bool(d.get("first_out", False)),
             latched=bool(d.get("latched", False)),
             chattering=bool(d.get("chattering", False)),
+            fleeting=bool(d.get("fleeting", False)),
             shelved_until_ns=None if d.get("shelved_until_ns") is None else int(d["shelved_until_ns"]),
             reason=str(d.get("reason", "")),
             user=str(d.get("user", "")),
@@ -458,6 +566,7 @@ class AlarmStatus:
             first_out=t.first_out,
             latched=t.latched,
             chattering=t.chattering,
+            fleeting=t.fleeting,
             shelved_until_ns=t.shelved_until_ns,
             reason=t.reason,
             user=t.user,
