@@ -1,8 +1,9 @@
-"""`hmi` command line: run, window, sim, check-config, trust, replay, export, model-info, twin,
+"""`hmi` command line: run, stop, window, sim, check-config, trust, replay, export, report, model-info, twin,
 self-test.
 
 Exit codes: 0 success, 1 runtime failure, 2 a bad project file or bad arguments, 3 (the
-headless runtime) another process records into the project's historian.
+headless runtime) another process records into the project's historian, 4 (the headless
+runtime) the system was stopped by an operator command (`hmi stop`, "Stop system…").
 """
 
 from __future__ import annotations
@@ -106,14 +107,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _read_password(args: argparse.Namespace, prompt: str = "Password: ") -> str:
-    """From stdin with --password-stdin (scripts), else asked twice without echo."""
+def _read_password(args: argparse.Namespace, prompt: str = "Password: ", repeat: bool = True) -> str:
+    """From stdin with --password-stdin (scripts), else asked without echo (twice with `repeat`:
+    a new password; a login asks once)."""
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\n")
     import getpass
 
     first = getpass.getpass(prompt)
-    if getpass.getpass("Repeat: ") != first:
+    if repeat and getpass.getpass("Repeat: ") != first:
         raise ValueError("the two passwords differ")
     return first
 
@@ -228,8 +230,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     _log_to_file("runtime" if args.headless else "supervisor")
     if args.headless:
         return _run_headless(args, project)
-    from hmi.supervisor import Supervisor
+    from hmi.supervisor import Supervisor, find_running
 
+    running = find_running(project_path)
+    if running is not None:
+        # The runtime kept recording after its window was closed: open only a window on it.
+        return Supervisor(project_path, project, attach=running).run()
     stream, requests = _ipc_addresses(args, project)
     supervisor = Supervisor(
         project_path,
@@ -244,13 +250,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _run_headless(args: argparse.Namespace, project: Project) -> int:
     from hmi.historian.lock import HistorianInUse
     from hmi.runtime import Runtime
-    from hmi.supervisor import EXIT_HISTORIAN_IN_USE, free_tcp_port
+    from hmi.supervisor import EXIT_HISTORIAN_IN_USE, EXIT_STOPPED, free_tcp_port, remove_run_file, write_run_file
 
     stream, requests = _ipc_addresses(args, project)
     host = project.runtime.ipc_host
     stream = stream or f"tcp://{host}:{free_tcp_port(host)}"
     requests = requests or f"tcp://{host}:{free_tcp_port(host)}"
     runtime = Runtime(project, None if args.no_ipc else stream, None if args.no_ipc else requests)
+    project_path = Path(args.project)
+
+    def announce() -> None:
+        # Found by `hmi run` (to open a window on it) and `hmi stop`; only once this runtime
+        # holds the historian, so a second one refused for it never replaces the file.
+        if not args.no_ipc:
+            write_run_file(project_path, stream, requests)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -260,7 +273,7 @@ def _run_headless(args: argparse.Namespace, project: Project) -> int:
                 loop.add_signal_handler(sig, stop.set)
             except (NotImplementedError, RuntimeError):  # Windows
                 signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
-        await runtime.run(stop, args.duration, freeze_gc=True)
+        await runtime.run(stop, args.duration, freeze_gc=True, on_serving=announce)
 
     try:
         asyncio.run(main())
@@ -270,9 +283,75 @@ def _run_headless(args: argparse.Namespace, project: Project) -> int:
     except OSError as exc:
         log.error("%s", exc)
         return EXIT_FAILURE
+    finally:
+        remove_run_file(project_path)
     if args.duration is not None:
         print(f"samples received per tag in {args.duration:g} s:")
         print(runtime.count_report())
+    if runtime.stopped_by is not None:
+        log.info("runtime stopped by %s (system stop)", runtime.stopped_by)
+        return EXIT_STOPPED
+    return EXIT_OK
+
+
+STOP_WAIT_S = 60.0  # the runtime flushes the historian and closes its connections first
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop a project's whole system (plant connections, runtime, historian) as a user with the
+    engineer role: the same audited `stop_system` command as the window's "Stop system…"."""
+    import time
+
+    from hmi.supervisor import find_running, process_runs, request
+
+    project_path = Path(args.project)
+    _load(project_path)
+    reason = args.reason.strip()
+    if not reason:
+        print("hmi stop: --reason must say why the system is stopped", file=sys.stderr)
+        return EXIT_CONFIG
+    running = find_running(project_path)
+    if running is None:
+        print(f"hmi stop: no runtime is running for {project_path}", file=sys.stderr)
+        return EXIT_FAILURE
+    user = args.user
+    if not user:
+        if not sys.stdin.isatty():
+            print("hmi stop: give --user when the password comes from standard input", file=sys.stderr)
+            return EXIT_CONFIG
+        user = input("User: ")
+    # A terminal gets a prompt without echo; a script pipes the password in (not a tty).
+    password = _read_password(argparse.Namespace(password_stdin=not sys.stdin.isatty()), repeat=False)
+    os_user, host = _cli_operator()
+    station = f"{host} (hmi stop by {os_user})"
+    address = running.request_address
+    try:
+        login = request(address, {"command": "login", "user": user, "password": password, "station": station}, 10.0)
+        if not login.get("ok"):
+            print(f"hmi stop: login refused: {login.get('error', 'no reason given')}", file=sys.stderr)
+            return EXIT_FAILURE
+        session = login["session"]
+        reply = request(
+            address, {"command": "stop_system", "session": session, "reason": reason, "station": station}, 10.0
+        )
+        if not reply.get("ok"):
+            request(address, {"command": "logout", "session": session, "station": station, "reason": "hmi stop"}, 5.0)
+            print(f"hmi stop: refused: {reply.get('error', 'no reason given')}; nothing was stopped", file=sys.stderr)
+            return EXIT_FAILURE
+    except (TimeoutError, ConnectionError) as exc:
+        print(f"hmi stop: the runtime (pid {running.pid}) does not answer: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if reply.get("audit_error"):
+        print(f"hmi stop: warning: {reply['audit_error']}", file=sys.stderr)
+    print(f"stopping {project_path} (runtime pid {running.pid}), requested by {user}: {reason}")
+    deadline = time.monotonic() + STOP_WAIT_S
+    for pid in dict.fromkeys((running.pid, running.owner_pid)):  # the runtime, then whoever supervises it
+        while process_runs(pid):
+            if time.monotonic() > deadline:
+                print(f"hmi stop: pid {pid} has not exited after {STOP_WAIT_S:g} s", file=sys.stderr)
+                return EXIT_FAILURE
+            time.sleep(0.1)
+    print("stopped: plant connections closed, historian flushed and closed, runtime exited")
     return EXIT_OK
 
 
@@ -454,6 +533,40 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """The printable shift report of a recorded shift or range, as HTML (PDF needs Qt: the window's journal)."""
+    from hmi.historian.report import shift_report
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".html":
+        print(
+            f"hmi report: {out.name}: the command line writes HTML (.html); print it to PDF, or use the "
+            "window's Journal > Shift report… for a PDF",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    reader, time_range, project = _open_recording(args)
+    try:
+        html = shift_report(
+            reader, time_range, project=project.project.name if project else "", station=args.station or _host()
+        )
+    finally:
+        reader.close()
+    try:
+        out.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        print(f"hmi report: cannot write {out}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"wrote the report of {time_range.label} to {out}")
+    return EXIT_OK
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from hmi.sources.replay import UNPACED, check_speed
 
@@ -592,6 +705,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ipc_args(p)
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser(
+        "stop",
+        help="stop the whole system of a project (plant connections, runtime, historian); engineer role",
+        description="Log in to the project's running runtime and stop it: recording ends, the window and the "
+        "embedded plant close too. Audited with the user and the reason. The password is asked for, or read "
+        "from standard input when that is not a terminal.",
+    )
+    p.add_argument("--project", default=str(default_project()), help="project file (default: the demo plant)")
+    p.add_argument("--user", help="user name (an engineer or admin; asked for when not given)")
+    p.add_argument("--reason", required=True, help="why the system is stopped (recorded in the audit trail)")
+    p.set_defaults(func=cmd_stop)
+
     p = sub.add_parser("window", help="open a window on a running runtime")
     p.add_argument("--project", default=str(default_project()))
     p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window, then exit")
@@ -696,6 +821,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("csv", "parquet"), default="csv")
     p.add_argument("--out", metavar="FILE", help="output file (default: DB-export.FORMAT here)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", help="write the printable shift report of a historian file (HTML)")
+    _add_range_args(p)
+    p.add_argument("--out", required=True, metavar="FILE", help="report.html")
+    p.add_argument("--station", default="", help="station named in the header (default: this host)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("model-info", help="check a GLB model: node tree and triangle count, or the error")
     p.add_argument("file", nargs="?", help="a .glb (or embedded .gltf) file")

@@ -167,6 +167,7 @@ class AlarmService:
                 "alarms": [s.to_json() for s in engine.statuses()],
                 "flood": engine.flood(),
                 "flood_counts": engine.flood_counts(),
+                "nuisance": engine.nuisance_counts(),
                 "unacknowledged": engine.unacknowledged(),
                 "max_shelve_s": engine.settings.max_shelve_s,
                 "annotations": dict(self.annotations),
@@ -209,6 +210,7 @@ class OperatorCommands:
         clock: Callable[[], int] = time.time_ns,
         advisories: AlarmService | None = None,
         caller: MethodCaller | None = None,
+        stop_system: Callable[[str], None] | None = None,
     ) -> None:
         """`advisories` is the twin's advisory engine: its advisories are acknowledged,
         shelved and audited with the same commands as alarms (they are told apart by name).
@@ -221,6 +223,7 @@ class OperatorCommands:
         self.writer = writer
         self.caller = caller
         self.reload = reload
+        self.stop_system = stop_system  # stops the runtime (given the user); None: cannot
         self.clock = clock
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "login": self._login,
@@ -236,6 +239,7 @@ class OperatorCommands:
             "write": self._write,
             "call": self._call,
             "reload_config": self._reload,
+            "stop_system": self._stop_system,
         }
         # User changes before the runtime started are not its to announce (users.json is the
         # workstation's, shared by every project; its change log keeps them); later ones are.
@@ -642,6 +646,32 @@ class OperatorCommands:
         details = {"station": station, "summary": summary}
         self._record([AuditEntry("config_reload", session.user, "project", "ok", details)])
         return {"ok": True, "summary": summary}
+
+    def _stop_system(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Stop plant connections, runtime and historian (the window's "Stop system…", `hmi
+        stop`): engineer role and a reason; recorded before the runtime stops (its event is
+        then still in the historian, which flushes on the way out)."""
+        reason = str(command.get("reason", "")).strip()[:500]
+        details = {"station": station_of(command), "reason": reason}
+        session = self._session(command, Action.STOP_SYSTEM, "system", details, kind="stop_system")
+        if isinstance(session, dict):
+            return session
+        if not reason:
+            refusal = "stopping the system needs a reason"
+            self._record([AuditEntry("stop_system", session.user, "system", "refused", {**details, "reason": refusal})])
+            return _refused(refusal)
+        if self.stop_system is None:
+            return _refused("this runtime cannot be stopped by a command")
+        # A failing audit store does not keep the system from stopping (the event says so).
+        problem = self._record([AuditEntry("stop_system", session.user, "system", "ok", details)])
+        try:
+            self.stop_system(session.user)
+        except Exception as exc:
+            return _refused(f"the system could not be stopped: {exc}")
+        reply: dict[str, Any] = {"ok": True, "user": session.user, "message": f"stopping, requested by {session.user}"}
+        if problem is not None:
+            reply["audit_error"] = problem
+        return reply
 
 
 def _change_key(entry: AuditEntry) -> tuple[str, int, Any]:

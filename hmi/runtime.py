@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,9 @@ from hmi.twin.service import TwinService
 
 log = logging.getLogger(__name__)
 
+# After an authorised stop_system the reply must leave before the request socket closes
+# (it closes with no linger); sources, historian and sockets are stopped after this delay.
+STOP_REPLY_GRACE_S = 0.3
 ALARM_TICK_S = 0.1  # how late an on/off delay or a shelf expiry may be seen at most
 WRITE_TIMEOUT_S = 10.0
 BROWSE_TIMEOUT_S = 10.0
@@ -132,8 +136,13 @@ class Runtime:
             writer or self.write_to_source,
             self.reload_config,
             advisories=self.advisories,
+            stop_system=self.request_stop,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        # Who stopped the system with `stop_system` (None: not stopped by a command); the
+        # process then exits with EXIT_STOPPED so that the supervisor stops the rest too.
+        self.stopped_by: str | None = None
         self.publisher: IpcPublisher | None = None
         if stream_address and request_address:
             self.publisher = IpcPublisher(self.bus, stream_address, request_address, self.handle_command)
@@ -184,15 +193,31 @@ class Runtime:
             }
         return {"ok": False, "error": f"unknown command {name!r}"}
 
+    def request_stop(self, user: str) -> None:
+        """Stop the whole runtime gracefully (IPC request thread: the stop_system command, whose
+        reply goes out first). Raises RuntimeError when the runtime is not running."""
+        loop, stop = self._loop, self._stop
+        if loop is None or stop is None:
+            raise RuntimeError("the runtime is not running")
+        self.stopped_by = user
+        log.info("system stop requested by %s", user)
+        loop.call_soon_threadsafe(loop.call_later, STOP_REPLY_GRACE_S, stop.set)
+
     async def run(
-        self, stop: asyncio.Event | None = None, duration_s: float | None = None, freeze_gc: bool = False
+        self,
+        stop: asyncio.Event | None = None,
+        duration_s: float | None = None,
+        freeze_gc: bool = False,
+        on_serving: Callable[[], None] | None = None,
     ) -> None:
         """Acquire, evaluate and record until `stop` is set (or for `duration_s`).
 
         With `freeze_gc` (the runtime in a process of its own), start-up objects are frozen out
         of the garbage collector once the sources have had time to connect (not at once: the
-        collection it takes would delay the first samples)."""
+        collection it takes would delay the first samples). `on_serving` is called once the
+        historian records and windows can connect (the CLI announces the runtime then)."""
         stop = stop or asyncio.Event()
+        self._stop = stop
         self._loop = asyncio.get_running_loop()
         if freeze_gc:
             self._loop.call_later(FREEZE_AFTER_START_S, freeze_startup_objects)
@@ -208,6 +233,8 @@ class Runtime:
         status_task = asyncio.create_task(self._log_status(stop))
         tasks.append(asyncio.create_task(self._tick_alarms(stop), name="alarm-timer"))
         try:
+            if on_serving is not None:
+                on_serving()
             if duration_s is not None:
                 try:
                     await asyncio.wait_for(stop.wait(), duration_s)

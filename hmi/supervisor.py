@@ -3,13 +3,19 @@ separate processes, keep them alive, and stop them together.
 
 Why processes: a VTK render takes both cores on software OpenGL, a malformed GLB can kill
 the process that loads it, and recording must survive either (docs/architecture.md).
-The user sees one application: closing the window stops everything; a crashed runtime or
-plant is restarted (the window shows the gap); a crashed window is restarted while the
+Closing the window closes only the window: the runtime (and the embedded plant) keep
+recording and raising alarms, and `hmi run` on the same project opens a window on them
+again (the runtime is found by its run file, below). Stopping the whole system is an
+audited command to the runtime (`stop_system`: the window's File menu or `hmi stop`); the
+runtime then exits with EXIT_STOPPED and the supervisor stops the rest. A crashed runtime
+or plant is restarted (the window shows the gap); a crashed window is restarted while the
 runtime keeps recording.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import signal
@@ -21,9 +27,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import psutil
+import zmq
 
 from hmi.config.models import Project, SimulatorConfig
-from hmi.paths import hmi_command
+from hmi.ipc import messages as m
+from hmi.paths import data_dir, hmi_command
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +43,11 @@ STOP_GRACE_S = 5.0
 # A runtime exits with this when another process records into the project's historian;
 # restarting it would only fail again, so the supervisor stops instead.
 EXIT_HISTORIAN_IN_USE = 3
+# A runtime exits with this after an authorised `stop_system` command: the whole system is
+# to stop (window and plant too), not to be restarted.
+EXIT_STOPPED = 4
+RUN_FILE_VERSION = 1
+PING_TIMEOUT_S = 2.0
 
 
 def free_tcp_port(host: str = "127.0.0.1") -> int:
@@ -55,6 +71,145 @@ def port_in_use(address: str) -> bool:
         except OSError:
             return True
     return False
+
+
+# -- finding a running runtime -------------------------------------------------------------------
+#
+# A runtime serving windows writes {data}/run/<hash of the project path>.json (RunningRuntime,
+# versioned) and removes it on a clean exit. A file whose pid is gone (the runtime was
+# killed) or whose request address does not answer `ping` is ignored, so it never blocks a
+# fresh start.
+
+
+@dataclass(frozen=True)
+class RunningRuntime:
+    """What the run file says about a project's runtime."""
+
+    pid: int
+    project: str
+    stream_address: str
+    request_address: str
+    started_at: float
+    supervisor_pid: int | None = None  # the `hmi run` that restarts it, when supervised
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": RUN_FILE_VERSION,
+            "pid": self.pid,
+            "supervisor_pid": self.supervisor_pid,
+            "project": self.project,
+            "stream": self.stream_address,
+            "requests": self.request_address,
+            "started_at": self.started_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunningRuntime | None:
+        """None for a file of another version or with missing fields."""
+        if not isinstance(data, dict) or data.get("version") != RUN_FILE_VERSION:
+            return None
+        try:
+            supervisor = data.get("supervisor_pid")
+            return cls(
+                pid=int(data["pid"]),
+                project=str(data["project"]),
+                stream_address=str(data["stream"]),
+                request_address=str(data["requests"]),
+                started_at=float(data["started_at"]),
+                supervisor_pid=int(supervisor) if supervisor is not None else None,
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    @property
+    def owner_pid(self) -> int:
+        """The process whose end means the runtime is gone for good (not being restarted)."""
+        return self.supervisor_pid or self.pid
+
+
+def process_runs(pid: int) -> bool:
+    """True while `pid` runs; an exited process its parent has not reaped yet does not."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _project_key(project_path: Path | str) -> str:
+    return str(Path(project_path).resolve())
+
+
+def run_file(project_path: Path | str) -> Path:
+    digest = hashlib.sha256(_project_key(project_path).encode("utf-8")).hexdigest()[:16]
+    return data_dir() / "run" / f"{digest}.json"
+
+
+def write_run_file(project_path: Path | str, stream_address: str, request_address: str) -> Path:
+    """Announce this process as the project's runtime (written whole, then renamed into place)."""
+    supervisor = os.getppid() if os.environ.get("HMI_SUPERVISED") else None
+    record = RunningRuntime(
+        os.getpid(), _project_key(project_path), stream_address, request_address, time.time(), supervisor
+    )
+    path = run_file(project_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record.to_json(), indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def remove_run_file(project_path: Path | str) -> None:
+    """Remove the run file if it is this process's (a later runtime's is left alone)."""
+    path = run_file(project_path)
+    record = read_run_file(project_path)
+    if record is not None and record.pid == os.getpid():
+        path.unlink(missing_ok=True)
+
+
+def read_run_file(project_path: Path | str) -> RunningRuntime | None:
+    try:
+        data = json.loads(run_file(project_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return RunningRuntime.from_json(data)
+
+
+def request(address: str, command: dict[str, Any], timeout_s: float = PING_TIMEOUT_S) -> dict[str, Any]:
+    """One command to a runtime's request address and its reply; TimeoutError if none comes."""
+    ctx = zmq.Context.instance()
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    try:
+        dealer.connect(address)
+        dealer.send_multipart([m.REQUEST_COMMAND, json.dumps({**command, "_id": 1}).encode()])
+        if not dealer.poll(int(timeout_s * 1000)):
+            raise TimeoutError(f"no answer from {address} within {timeout_s:g} s")
+        frames = dealer.recv_multipart()
+        if frames[0] != m.KIND_REPLY or len(frames) != 2:
+            raise ConnectionError(f"unexpected reply from {address}")
+        reply = json.loads(frames[1])
+        reply.pop("_id", None)
+        return dict(reply)
+    finally:
+        dealer.close(0)
+
+
+def find_running(project_path: Path | str) -> RunningRuntime | None:
+    """The project's runtime if one runs and answers; None otherwise (a stale file is removed)."""
+    record = read_run_file(project_path)
+    if record is None:
+        return None
+    if not process_runs(record.pid):
+        log.info("removing the run file of a runtime that is gone (pid %d)", record.pid)
+        run_file(project_path).unlink(missing_ok=True)
+        return None
+    try:
+        reply = request(record.request_address, {"command": "ping"})
+    except (TimeoutError, ConnectionError, zmq.ZMQError, ValueError) as exc:
+        # The pid may be another process's by now, or the runtime hangs: not one to attach to.
+        log.info("the runtime in %s does not answer (%s); ignoring it", run_file(project_path), exc)
+        return None
+    return record if reply.get("ok") and reply.get("pid") == record.pid else None
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -85,8 +240,8 @@ def plant_args(sim: SimulatorConfig) -> list[str]:
 class Child:
     name: str
     argv: list[str]
-    # What to do when it exits: "restart" always, "restart-on-crash" unless it exited 0,
-    # or "stop-all" (the window closing normally ends the application).
+    # What to do when it exits: "restart" always, or "restart-on-crash" unless it exited 0
+    # (the window: exit 0 is the operator closing it, which closes only the window).
     on_exit: str
     process: subprocess.Popen[bytes] | None = None
     crashes: deque[float] = field(default_factory=lambda: deque(maxlen=10))
@@ -104,22 +259,29 @@ class Supervisor:
         stream_address: str | None = None,
         request_address: str | None = None,
         window_args: list[str] | None = None,
+        attach: RunningRuntime | None = None,
     ) -> None:
+        """`attach`: a runtime already running for this project; then only a window is
+        started (and supervised) on it, and it ends when that runtime's owner ends."""
         self.project_path = project_path
         self.project = project
+        self.attach = attach
         host = "127.0.0.1"
+        if attach is not None:
+            stream_address, request_address = attach.stream_address, attach.request_address
         self.stream_address = stream_address or f"tcp://{host}:{free_tcp_port()}"
         self.request_address = request_address or f"tcp://{host}:{free_tcp_port()}"
         ipc = ["--ipc-stream", self.stream_address, "--ipc-requests", self.request_address]
         self.children: list[Child] = []
-        if project.simulator.enabled if with_sim is None else with_sim:
-            self.children.append(Child("plant", hmi_command(*plant_args(project.simulator)), "restart"))
-        self.children.append(
-            Child("runtime", hmi_command("run", "--project", str(project_path), "--headless", *ipc), "restart")
-        )
+        if attach is None:
+            if project.simulator.enabled if with_sim is None else with_sim:
+                self.children.append(Child("plant", hmi_command(*plant_args(project.simulator)), "restart"))
+            self.children.append(
+                Child("runtime", hmi_command("run", "--project", str(project_path), "--headless", *ipc), "restart")
+            )
         if with_window:
             argv = hmi_command("window", "--project", str(project_path), *ipc, *(window_args or []))
-            self.children.append(Child("window", argv, "stop-all"))
+            self.children.append(Child("window", argv, "restart-on-crash"))
         self._stopping = False
         self.exit_code = 0
         self.started_at = time.time()  # the window logs its first live frame relative to this
@@ -156,6 +318,30 @@ class Supervisor:
         return lock.in_use() if lock is not None else None
 
     def run(self) -> int:
+        if self.attach is None:
+            problem = self._check_free()
+            if problem is not None:
+                return problem
+        else:
+            log.info(
+                "the runtime of %s is already running (pid %d); opening a window on it",
+                self.project_path,
+                self.attach.pid,
+            )
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.request_stop)
+        for child in self.children:
+            self._start(child)
+        try:
+            while not self._stopping:
+                time.sleep(POLL_S)
+                self._check_children()
+        finally:
+            self._stop_all()
+        return self.exit_code
+
+    def _check_free(self) -> int | None:
+        """The exit code when ports or the historian are taken (after saying why), else None."""
         busy = self.busy_ports()
         if busy:
             log.error(
@@ -170,20 +356,14 @@ class Supervisor:
             if problem:
                 log.error("%s", problem)
                 return 1
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self.request_stop)
-        for child in self.children:
-            self._start(child)
-        try:
-            while not self._stopping:
-                time.sleep(POLL_S)
-                self._check_children()
-        finally:
-            self._stop_all()
-        return self.exit_code
+        return None
 
     def _check_children(self) -> None:
         now = time.monotonic()
+        if self.attach is not None and not process_runs(self.attach.owner_pid):
+            log.info("the runtime of %s has stopped; closing its window", self.project_path)
+            self._stopping = True
+            return
         for child in self.children:
             if child.process is None:
                 if child.restart_at is not None and now >= child.restart_at:
@@ -193,8 +373,21 @@ class Supervisor:
             if code is None:
                 continue
             child.process = None
-            if child.on_exit == "stop-all" and code == 0:
-                log.info("%s closed; stopping", child.name)
+            if child.on_exit == "restart-on-crash" and code == 0:
+                if self.attach is not None:
+                    log.info("%s closed; the runtime keeps running", child.name)
+                    self._stopping = True
+                    return
+                log.info(
+                    "%s closed; the runtime keeps recording and raising alarms. Reopen the window with: "
+                    "hmi run --project %s (stop everything with: hmi stop --project %s --reason TEXT)",
+                    child.name,
+                    self.project_path,
+                    self.project_path,
+                )
+                continue
+            if child.name == "runtime" and code == EXIT_STOPPED:
+                log.info("the system was stopped from an operator command; stopping window and plant")
                 self._stopping = True
                 return
             if child.name == "runtime" and code == EXIT_HISTORIAN_IN_USE:

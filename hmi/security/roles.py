@@ -33,6 +33,7 @@ class Action(StrEnum):
     WRITE = "write"
     RELOAD_CONFIG = "reload_config"
     MANAGE_USERS = "manage_users"
+    STOP_SYSTEM = "stop_system"  # plant connections, runtime and historian: recording ends
 
 
 REQUIRED_ROLE: dict[Action, Role] = {
@@ -44,6 +45,7 @@ REQUIRED_ROLE: dict[Action, Role] = {
     Action.WRITE: Role.OPERATOR,
     Action.RELOAD_CONFIG: Role.ENGINEER,
     Action.MANAGE_USERS: Role.ADMIN,
+    Action.STOP_SYSTEM: Role.ENGINEER,
 }
 
 

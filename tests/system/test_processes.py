@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -12,9 +13,15 @@ from pathlib import Path
 import psutil
 
 from hmi.core.quality import Quality
+from hmi.historian import HistorianReader
 from hmi.ipc.client import IpcClient
 from hmi.ipc.mirror import BusMirror
+from hmi.security.audit import AuditTrail
+from hmi.security.roles import Role
+from hmi.security.users import UserStore
+from hmi.supervisor import find_running, run_file
 from tests.helpers import free_port, hmi_process, stop_process, wait_for_port, wait_until, write_demo_project
+from tests.x11 import close_like_window_manager, windows_of
 
 
 def test_headless_runtime_counts_samples_from_the_plant(tmp_path: Path) -> None:
@@ -147,3 +154,143 @@ def test_ctrl_c_stops_the_application_in_order_without_errors(tmp_path: Path) ->
     assert not alive, f"children left running: {alive}"
     problems = [line for line in out.splitlines() if " ERROR " in line or line.startswith("Traceback")]
     assert not problems, "\n".join(problems)
+
+
+def start_supervised(project: Path) -> tuple[subprocess.Popen[str], list[str], threading.Thread]:
+    """`hmi run` on `project` with its output collected line by line."""
+    proc = hmi_process(
+        "run", "--project", str(project), env={"QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "xcb")}
+    )
+    lines: list[str] = []
+    assert proc.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    return proc, lines, reader
+
+
+def recorded(db: Path, tag: str) -> int:
+    """Samples of `tag` in the historian file so far (0 before its first commit)."""
+    with HistorianReader(db) as reader:
+        try:
+            return reader.count(tag, 0, 2**62)
+        except KeyError:
+            return 0
+
+
+def test_closing_the_window_keeps_the_runtime_recording_and_hmi_run_reattaches(
+    tmp_path: Path, private_data_dir: Path
+) -> None:
+    """The window ending normally (SIGTERM, as the confirmed close ends it) leaves plant and
+    runtime running and recording; a second `hmi run` opens only a window on that runtime, and
+    ending that window leaves the runtime running too."""
+    project = write_demo_project(tmp_path, free_port(), stream_port=free_port(), request_port=free_port())
+    db = private_data_dir / "demo.sqlite"
+    supervisor, lines, reader = start_supervised(project)
+    second: subprocess.Popen[str] | None = None
+    try:
+        parent = psutil.Process(supervisor.pid)
+        roles = wait_until(
+            lambda: (r := children_by_role(parent)) and len(r) == 3 and r, 20, message="children not started"
+        )
+        running = wait_until(lambda: find_running(project), 30, interval=0.5, message="no run file")
+        assert running.pid == roles["runtime"].pid and running.supervisor_pid == supervisor.pid
+        wait_until(lambda: db.exists() and recorded(db, "cnc01.vibration_spindle") > 0, 30, interval=0.5)
+        # Up and showing data (its SIGTERM handler is installed by then).
+        wait_until(lambda: any("first live frame" in line for line in lines), 30, message="no live frame")
+
+        # The close button asks first and the window stays; the question does not keep the
+        # window from ending when it is told to (SIGTERM, as when the supervisor stops it).
+        main = wait_until(lambda: windows_of(roles["window"].pid), 10, message="no main window on X")
+        assert len(main) == 1, main
+        close_like_window_manager(main[0])
+        time.sleep(1.0)
+        assert roles["window"].is_running(), "the close button closed the window without asking"
+        roles["window"].send_signal(signal.SIGTERM)
+        roles["window"].wait(15)  # and exits 0: the supervisor logs a close, not a crash
+        wait_until(lambda: any("Reopen the window with: hmi run" in line for line in lines), 5, message="".join(lines))
+        before = recorded(db, "cnc01.vibration_spindle")
+        wait_until(lambda: recorded(db, "cnc01.vibration_spindle") > before, 10, interval=0.5,
+                   message="nothing recorded after the window closed")  # fmt: skip
+        assert supervisor.poll() is None
+        assert set(children_by_role(parent)) == {"plant", "runtime"}, "the window must not be restarted"
+        assert children_by_role(parent)["runtime"].pid == roles["runtime"].pid
+
+        second, second_lines, second_reader = start_supervised(project)
+        attached = psutil.Process(second.pid)
+        window = wait_until(lambda: children_by_role(attached).get("window"), 20, message="no window attached")
+        assert set(children_by_role(attached)) == {"window"}, "an attached `hmi run` starts only a window"
+        assert f"--ipc-requests {running.request_address}" in " ".join(window.cmdline())
+        wait_until(lambda: any("first live frame" in line for line in second_lines), 30, message="no live frame")
+        window.send_signal(signal.SIGTERM)
+        second.wait(20)
+        second_reader.join(10)
+        out = "".join(second_lines)
+        assert second.returncode == 0, out
+        assert "is already running" in out
+        assert children_by_role(parent)["runtime"].pid == roles["runtime"].pid, "the runtime must keep running"
+    finally:
+        if second is not None:
+            stop_process(second)
+        stop_process(supervisor, timeout=20)
+        reader.join(10)
+    assert supervisor.returncode == 0, "".join(lines)
+    assert find_running(project) is None and not run_file(project).exists(), "a clean exit removes the run file"
+
+
+def hmi_stop(project: Path, user: str, password: str, reason: str) -> subprocess.CompletedProcess[str]:
+    proc = hmi_process("stop", "--project", str(project), "--user", user, "--reason", reason, stdin=subprocess.PIPE)
+    out, _ = proc.communicate(password + "\n", timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out)
+
+
+def test_hmi_stop_refuses_an_operator_and_stops_everything_for_an_engineer(
+    tmp_path: Path, private_data_dir: Path
+) -> None:
+    """`hmi stop` as an operator is refused (exit 1) and nothing stops; as an engineer the
+    runtime stops gracefully, the supervisor stops window and plant and exits 0, and the audit
+    trail holds the stop with the user and the reason."""
+    users = UserStore()
+    users.add("ada", Role.ADMIN, "admin-pass")
+    users.add("olga", Role.OPERATOR, "operator-pass")
+    users.add("erik", Role.ENGINEER, "engineer-pass")
+    project = write_demo_project(tmp_path, free_port(), stream_port=free_port(), request_port=free_port())
+    nothing = hmi_stop(project, "erik", "engineer-pass", "maintenance")
+    assert nothing.returncode == 1 and "no runtime is running for" in nothing.stdout, nothing.stdout
+
+    supervisor, lines, reader = start_supervised(project)
+    try:
+        parent = psutil.Process(supervisor.pid)
+        roles = wait_until(
+            lambda: (r := children_by_role(parent)) and len(r) == 3 and r, 20, message="children not started"
+        )
+        wait_until(lambda: find_running(project), 30, interval=0.5, message="no run file")
+        children = list(roles.values())
+
+        refused = hmi_stop(project, "olga", "operator-pass", "end of shift")
+        assert refused.returncode == 1, refused.stdout
+        assert "needs the engineer role" in refused.stdout and "nothing was stopped" in refused.stdout
+        time.sleep(1.0)
+        assert supervisor.poll() is None and all(c.is_running() for c in children), "an operator stopped something"
+
+        done = hmi_stop(project, "erik", "engineer-pass", "pump01 seal replacement")
+        assert done.returncode == 0, done.stdout + "".join(lines)
+        assert "stopped: plant connections closed, historian flushed and closed" in done.stdout
+        supervisor.wait(20)
+    finally:
+        stop_process(supervisor, timeout=20)
+        reader.join(10)
+    out = "".join(lines)
+    assert supervisor.returncode == 0, out
+    _gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"children left running after the system stop: {alive}"
+    assert "system stop requested by erik" in out
+    problems = [line for line in out.splitlines() if " ERROR " in line or line.startswith("Traceback")]
+    assert not problems, "\n".join(problems)
+    assert not run_file(project).exists()
+    trail = AuditTrail(private_data_dir / "demo.sqlite", create=False)
+    try:
+        stops = [(r.user, r.outcome, r.details_dict()["reason"]) for r in trail.records() if r.kind == "stop_system"]
+    finally:
+        trail.close()
+    assert stops[0][:2] == ("olga", "refused")
+    assert stops[1] == ("erik", "ok", "pump01 seal replacement")
