@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,94 @@ def _event_from_row(r: sa.Row) -> Event:
         user=r.user,
         details=dict(r.details or {}),
     )
+
+
+PRIORITIES = ("urgent", "high", "medium", "low")
+DESIGN_SUPPRESSION_CAUSES = ("suppressed", "unsuppressed")
+
+
+def machine_of(source: str) -> str:
+    """The machine an event concerns: its source's prefix before the first dot."""
+    return source.split(".", 1)[0]
+
+
+def is_design_suppression(event: Event) -> bool:
+    """A suppression-by-design change of an inactive alarm: noise for the operator (every
+    CNC tool change makes two), kept in the historian."""
+    d = event.details
+    return (
+        event.category == EventCategory.ALARM
+        and d.get("cause") in DESIGN_SUPPRESSION_CAUSES
+        and d.get("active") is False
+    )
+
+
+def _design_suppression() -> sa.ColumnElement[bool]:
+    # JSON paths through SQLAlchemy's JSON type: json_extract on SQLite, ->> on PostgreSQL.
+    d = s.events.c.details
+    return sa.and_(
+        s.events.c.category == str(EventCategory.ALARM),
+        sa.func.coalesce(d["cause"].as_string(), "").in_(DESIGN_SUPPRESSION_CAUSES),
+        sa.func.coalesce(d["active"].as_boolean(), sa.true()) == sa.false(),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """The journal's filters. The same filter runs as SQL (`clauses`) on the historian and in
+    Python (`matches`) on live events, so a row means the same whichever way it came."""
+
+    categories: tuple[str, ...] | None = None
+    machine: str = ""  # the source's prefix before the first dot
+    priority: str = ""  # alarm events only: "urgent", "high", "medium", "low"
+    user: str = ""
+    text: str = ""  # in the message, source or user, ignoring case
+    hide_design_suppression: bool = False
+
+    def clauses(self) -> list[sa.ColumnElement[bool]]:
+        e = s.events
+        out: list[sa.ColumnElement[bool]] = []
+        if self.categories is not None:
+            out.append(e.c.category.in_(list(self.categories)))
+        if self.machine:
+            out.append(sa.or_(e.c.source == self.machine, e.c.source.startswith(self.machine + ".", autoescape=True)))
+        if self.priority:
+            out += [e.c.category == str(EventCategory.ALARM), e.c.details["priority"].as_string() == self.priority]
+        if self.user:
+            out.append(e.c.user == self.user)
+        if self.text:
+            needle = self.text.lower()
+            out.append(
+                sa.or_(
+                    *(sa.func.lower(c).contains(needle, autoescape=True) for c in (e.c.message, e.c.source, e.c.user))
+                )
+            )
+        if self.hide_design_suppression:
+            out.append(sa.not_(_design_suppression()))
+        return out
+
+    def matches(self, event: Event) -> bool:
+        if self.categories is not None and str(event.category) not in self.categories:
+            return False
+        if self.machine and machine_of(event.source) != self.machine:
+            return False
+        if self.priority and (event.category != EventCategory.ALARM or event.details.get("priority") != self.priority):
+            return False
+        if self.user and event.user != self.user:
+            return False
+        if self.text:
+            needle = self.text.lower()
+            if not any(needle in t.lower() for t in (event.message, event.source, event.user)):
+                return False
+        return not (self.hide_design_suppression and is_design_suppression(event))
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    """Events newest first; `next_key` is where the next (older) page starts, None at the end."""
+
+    events: list[Event]
+    next_key: tuple[int, int] | None
 
 
 def _rows_to_arrays(rows: Sequence[tuple[object, ...]], dtype: np.dtype) -> np.ndarray:
@@ -404,6 +492,55 @@ class HistorianReader:
         rows = self._conn.execute(query).all()
         self._end_read()
         return [_event_from_row(r) for r in rows]
+
+    def event_page(
+        self,
+        start_ns: int,
+        end_ns: int,
+        query: EventQuery | None = None,
+        *,
+        before: tuple[int, int] | None = None,
+        limit: int = 1000,
+    ) -> EventPage:
+        """One page of the events with start_ns <= ts < end_ns matching `query`, newest first.
+        `before` is the previous page's `next_key`: keyset paging on (ts, id), so page 50 costs
+        what page 1 costs (OFFSET would re-read every earlier row)."""
+        e = s.events
+        where = [e.c.ts >= start_ns, e.c.ts < end_ns, *(query or EventQuery()).clauses()]
+        if before is not None:
+            ts, row_id = before
+            # `ts <= x` alone lets the ts index narrow the range; the OR picks the exact cut.
+            where += [e.c.ts <= ts, sa.or_(e.c.ts < ts, e.c.id < row_id)]
+        rows = self._conn.execute(
+            sa.select(e).where(*where).order_by(e.c.ts.desc(), e.c.id.desc()).limit(limit + 1)
+        ).all()
+        self._end_read()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_key = (int(rows[-1].ts), int(rows[-1].id)) if more else None
+        return EventPage([_event_from_row(r) for r in rows], next_key)
+
+    def event_counts(self, start_ns: int, end_ns: int, query: EventQuery | None = None) -> tuple[int, int]:
+        """(events matching `query`, design-suppression changes it hides) in the range; the
+        second is 0 unless the query hides them."""
+        e = s.events
+        query = query or EventQuery()
+        if not query.hide_design_suppression:
+            n = self._conn.execute(
+                sa.select(sa.func.count()).where(e.c.ts >= start_ns, e.c.ts < end_ns, *query.clauses())
+            ).scalar()
+            self._end_read()
+            return int(n or 0), 0
+        shown = replace(query, hide_design_suppression=False)
+        design = _design_suppression()
+        row = self._conn.execute(
+            sa.select(sa.func.count(), sa.func.sum(sa.case((design, 1), else_=0))).where(
+                e.c.ts >= start_ns, e.c.ts < end_ns, *shown.clauses()
+            )
+        ).one()
+        self._end_read()
+        total, hidden = int(row[0] or 0), int(row[1] or 0)
+        return total - hidden, hidden
 
     def last_events_per_source(self, category: EventCategory | str, before_ns: int) -> list[Event]:
         """The latest event of each source in `category` with ts < before_ns (e.g. the state
