@@ -1,6 +1,6 @@
 """The alarm banner: always visible in the main window, the count of unacknowledged alarms
 and the latest one, in the colour of the highest unacknowledged priority; flood warning;
-the horn's silence button."""
+the horn's silence button, which says whether the horn is sounding."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
 from hmi.ui import theme
 from hmi.ui.alarm_feed import AlarmFeed
 from hmi.ui.annunciator import Annunciator
+
+HORN_QUIET = "Horn quiet"
 
 
 class AlarmBanner(QFrame):
@@ -34,15 +36,30 @@ class AlarmBanner(QFrame):
         self.flood_label.setObjectName("flood")
         self.flood_label.hide()
         row.addWidget(self.flood_label)
-        self.silence_button = QPushButton("Silence")
+        # Says whether the horn sounds, in words and enabled state only (ISA-101: no
+        # blinking colour on a control).
+        self.silence_button = QPushButton(HORN_QUIET)
+        self.silence_button.setObjectName("silence")
         self.silence_button.setToolTip("Silence the horn until the next urgent or high alarm")
         self.silence_button.setEnabled(False)
         row.addWidget(self.silence_button)
         if annunciator is not None:
             self.silence_button.clicked.connect(annunciator.silence)
-            annunciator.sounding_changed.connect(self.silence_button.setEnabled)
+            annunciator.sounding_changed.connect(self._update_horn)
+            annunciator.audio_changed.connect(self._update_horn)
         feed.changed.connect(self.refresh)
         self.refresh()
+        self._update_horn()
+
+    def _update_horn(self) -> None:
+        horn = self.annunciator
+        if horn is None or not horn.sounding:
+            self.silence_button.setEnabled(False)
+            self.silence_button.setText(HORN_QUIET)
+            return
+        self.silence_button.setEnabled(True)
+        # Without an audio output the horn is "on" but nobody hears it: say so.
+        self.silence_button.setText("Silence (sounding)" if horn.audible else "Silence (no audio)")
 
     @property
     def unacknowledged(self) -> int:

@@ -5,7 +5,10 @@ priority and nothing else; an unacknowledged alarm carries a ◆ and its priorit
 blinks until acknowledged. Filters by machine, priority and state; a details pane shows
 the selected alarm's guidance and history. Actions go to the runtime as commands with
 the logged-in user's session: the runtime checks the role and audits, and its answer
-(done, or why not) is shown under the table.
+(done, or why not) is shown under the table. A comment belongs to one action: the field
+clears once the runtime has done it, and stays when the runtime refused so the operator
+can retry. Whether an alarm needs a comment is the engine's rule (AlarmEngine.acknowledge);
+the panel shows its refusal and, before an ack-all, warns how many will be refused.
 
 Painting follows a timer, not the event rate: the model rebuilds its rows only when the
 alarm list's version changed (at most 5 times a second), so a flood of 10,000 alarms
@@ -142,7 +145,8 @@ class AlarmTableModel(QAbstractTableModel):
             return s.tag
         if col == COL_MESSAGE:
             flags = (" [first out]" if s.first_out and s.active else "") + (" [chattering]" if s.chattering else "")
-            return s.message + flags
+            # `fleeting` is new in AlarmStatus; older runtimes' snapshots lack it.
+            return s.message + flags + (" [fleeting]" if getattr(s, "fleeting", False) else "")
         if col == COL_VALUE:
             text = format_value(s.value, DataType.FLOAT) if s.value is not None else ""
             return f"{text} {s.unit}".strip()
@@ -195,6 +199,32 @@ class AlarmTableModel(QAbstractTableModel):
             self.dataChanged.emit(self.index(0, COL_MARK), self.index(len(self._rows) - 1, COL_PRIORITY))
 
 
+class ReasonDialog(QDialog):
+    """Why (required, and recorded), for taking alarms out of service."""
+
+    def __init__(self, title: str, names: list[str], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        layout = QFormLayout(self)
+        layout.addRow(QLabel(_names_text(names)))
+        self.reason = QLineEdit()
+        self.reason.setPlaceholderText("why (required): e.g. transmitter removed for calibration, work order 4711")
+        layout.addRow("Reason", self.reason)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        layout.addRow(self.buttons)
+        self.reason.textChanged.connect(self._update)
+        self._update()
+
+    def _update(self) -> None:
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(bool(self.reason.text().strip()))
+
+
+def _names_text(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
 class ShelveDialog(QDialog):
     """How long and why: both are required (and recorded)."""
 
@@ -204,7 +234,7 @@ class ShelveDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Shelve alarms")
         layout = QFormLayout(self)
-        layout.addRow(QLabel(", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")))
+        layout.addRow(QLabel(_names_text(names)))
         self.duration = QComboBox()
         for seconds in self.PRESETS_S:
             if seconds <= max_shelve_s:
@@ -258,6 +288,12 @@ class AlarmPanel(QWidget):
         for box in (self.machine_box, self.priority_box, self.state_box):
             box.currentIndexChanged.connect(self._on_filter_changed)
             filters.addWidget(box)
+        # The shelved list one click away (ISA-18.2: shelved alarms must stay in view somewhere).
+        self.shelved_button = QPushButton("Shelved (0)")
+        self.shelved_button.setCheckable(True)
+        self.shelved_button.setToolTip("Show the shelved alarms (to unshelve them); click again to go back")
+        self.shelved_button.clicked.connect(self._on_shelved_clicked)
+        filters.addWidget(self.shelved_button)
         self.flood_label = QLabel()
         self.flood_label.setObjectName("flood")
         self.flood_label.hide()
@@ -303,13 +339,17 @@ class AlarmPanel(QWidget):
         self.unshelve_button.clicked.connect(self.unshelve_selected)
         self.reset_button = QPushButton("Reset latch")
         self.reset_button.clicked.connect(self.reset_selected)
-        for button in (self.ack_button, self.ack_all_button, self.shelve_button, self.unshelve_button,
-                       self.reset_button):  # fmt: skip
+        self.out_of_service_button = QPushButton("Out of service…")
+        self.out_of_service_button.clicked.connect(lambda: self.out_of_service_selected())
+        self.return_to_service_button = QPushButton("Return to service")
+        self.return_to_service_button.clicked.connect(self.return_to_service_selected)
+        for button in self._action_buttons():
             actions.addWidget(button)
         layout.addLayout(actions)
         self.result_label = QLabel()
         self.result_label.setWordWrap(True)
         layout.addWidget(self.result_label)
+        self.reason_dialog: ReasonDialog | None = None
 
         feed.changed.connect(self.refresh)
         feed.session.changed.connect(self._update_buttons)
@@ -329,14 +369,33 @@ class AlarmPanel(QWidget):
         self.model.refresh(statuses)
         if selected and (self.model.rowCount() != before or self.selected_names() != selected):
             self.select(selected)
-        counts = self.feed.alarms.counts()
-        self.count_label.setText(
-            f"{self.model.rowCount()} shown   {counts.unacknowledged} unacknowledged   {counts.shelved} shelved"
-        )
+        if self.model.rowCount() != before:
+            self._fit_columns()
+        self.count_label.setText(self.count_text(statuses))
+        shelved = self.feed.alarms.counts().shelved
+        self.shelved_button.setText(f"Shelved ({shelved})")
+        self.shelved_button.setChecked(self.model.state_filter == "Shelved")
         flooded = self.feed.alarms.in_flood()
         self.flood_label.setVisible(bool(flooded))
         self.flood_label.setText("ALARM FLOOD: " + ", ".join(flooded) if flooded else "")
         self._show_details()
+
+    def count_text(self, statuses: list[AlarmStatus]) -> str:
+        counts = self.feed.alarms.counts()
+        text = f"{self.model.rowCount()} shown   {counts.unacknowledged} unacknowledged   {counts.shelved} shelved"
+        chattering = sum(1 for s in statuses if s.chattering)
+        return text + (f"   {chattering} chattering" if chattering else "")
+
+    def _fit_columns(self) -> None:
+        """Time and Tag grow to their text (never shrink, so the columns do not jump while
+        rows come and go). Qt measures the rows in view, not all 10,000 of a flood."""
+        for col in (COL_TIME, COL_TAG):
+            needed = max(self.table.sizeHintForColumn(col), self.table.horizontalHeader().sectionSizeHint(col))
+            if needed > self.table.columnWidth(col):
+                self.table.setColumnWidth(col, needed)
+
+    def _on_shelved_clicked(self, checked: bool) -> None:
+        self.set_filters(state="Shelved" if checked else "Active and unacknowledged")
 
     def _update_machines(self, statuses: list[AlarmStatus]) -> None:
         machines = sorted({s.machine for s in statuses})
@@ -368,11 +427,17 @@ class AlarmPanel(QWidget):
         if state is not None:
             self.state_box.setCurrentText(state)
 
+    def _action_buttons(self) -> tuple[QPushButton, ...]:
+        return (self.ack_button, self.ack_all_button, self.shelve_button, self.unshelve_button, self.reset_button,
+                self.out_of_service_button, self.return_to_service_button)  # fmt: skip
+
     def _update_buttons(self) -> None:
         logged_in = self.feed.session.logged_in
-        for button in (self.ack_button, self.ack_all_button, self.shelve_button, self.unshelve_button,
-                       self.reset_button):  # fmt: skip
+        for button in self._action_buttons():
             button.setToolTip("" if logged_in else "log in first")
+        if logged_in:  # the runtime checks the role; the tooltip says beforehand who may
+            for button in (self.out_of_service_button, self.return_to_service_button):
+                button.setToolTip("needs the engineer role; the reason is recorded")
 
     # -- selection and details -------------------------------------------------------------------
 
@@ -408,7 +473,20 @@ class AlarmPanel(QWidget):
             self._show_reply({"ok": False, "error": "log in first"})
             return
         self.result_label.setText(f"{command['command'].replace('_', ' ')}: sent…")
-        self.feed.send(command, self._show_reply)
+        comment = command.get("comment")
+        if not comment:
+            self.feed.send(command, self._show_reply)
+            return
+
+        def on_reply(reply: Reply) -> None:
+            # The comment was for this action only: once done, it must not ride along on
+            # the next one. Refused, it stays for the retry (unless the operator already
+            # typed something else).
+            if reply.get("ok") and self.comment.text().strip() == comment:
+                self.comment.clear()
+            self._show_reply(reply)
+
+        self.feed.send(command, on_reply)
 
     def _show_reply(self, reply: Reply) -> None:
         self.last_reply = reply
@@ -439,9 +517,16 @@ class AlarmPanel(QWidget):
         if not names:
             self._show_reply({"ok": False, "error": "no unacknowledged alarm is shown"})
             return
-        if not self.confirm(f"Acknowledge all {len(names)} unacknowledged alarms shown?"):
+        comment = self.comment.text().strip()
+        question = f"Acknowledge all {len(names)} unacknowledged alarms shown, " + (
+            f'with the comment "{comment}"?' if comment else "with no comment?"
+        )
+        need = 0 if comment else sum(1 for n in names if (s := self.feed.alarms.get(n)) and s.comment_required)
+        if need:
+            question += f"\n{need} of them need a comment and will not be acknowledged without one."
+        if not self.confirm(question):
             return
-        self._send({"command": "acknowledge", "alarms": names, "comment": self.comment.text().strip()})
+        self._send({"command": "acknowledge", "alarms": names, "comment": comment})
 
     def confirm(self, question: str) -> bool:
         answer = QMessageBox.question(self, "Confirm", question)
@@ -464,9 +549,43 @@ class AlarmPanel(QWidget):
             n for n in self.selected_names() if (s := self.feed.alarms.get(n)) is not None and s.mode == Mode.SHELVED
         ]
         if not names:
-            self._show_reply({"ok": False, "error": "select shelved alarms first (state filter: Shelved)"})
+            self._show_reply({"ok": False, "error": "select shelved alarms first (the Shelved button shows them)"})
             return
         self._send({"command": "unshelve", "alarms": names})
+
+    def out_of_service_selected(self, reason: str | None = None) -> None:
+        """Asks for the reason (required) unless given; the runtime allows engineers only."""
+        names = [
+            n
+            for n in self.selected_names()
+            if (s := self.feed.alarms.get(n)) is not None and s.mode != Mode.OUT_OF_SERVICE
+        ]
+        if not names:
+            self._show_reply({"ok": False, "error": "select alarms in service first"})
+            return
+        command = {"command": "out_of_service", "alarms": names, "out": True}
+        if reason is not None:
+            self._send({**command, "reason": reason})
+            return
+        # Window-modal open(), not exec(): the alarm list keeps refreshing behind the dialog;
+        # the alarms are the ones selected when it opened.
+        dialog = ReasonDialog("Take alarms out of service", names, self)
+        self.reason_dialog = dialog
+        dialog.accepted.connect(lambda: self._send({**command, "reason": dialog.reason.text().strip()}))
+        dialog.open()
+
+    def return_to_service_selected(self) -> None:
+        names = [
+            n
+            for n in self.selected_names()
+            if (s := self.feed.alarms.get(n)) is not None and s.mode == Mode.OUT_OF_SERVICE
+        ]
+        if not names:
+            self._show_reply(
+                {"ok": False, "error": "select alarms out of service first (state filter: Out of service)"}
+            )
+            return
+        self._send({"command": "out_of_service", "alarms": names, "out": False})
 
     def reset_selected(self) -> None:
         names = self.selected_names()

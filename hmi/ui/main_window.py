@@ -25,6 +25,7 @@ from PySide6.QtCore import QByteArray, QPoint, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QImage, QKeySequence, QPainter, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
+    QDialog,
     QDockWidget,
     QFrame,
     QHBoxLayout,
@@ -58,6 +59,7 @@ from hmi.ui.annunciator import Annunciator, Player
 from hmi.ui.format import display_timezone, format_tag_value, set_display_timezone
 from hmi.ui.login import UserIndicator
 from hmi.ui.overview import MachineOverview, key_specs_for
+from hmi.ui.stop_dialog import StopSystemDialog, close_confirmation
 from hmi.ui.tag_browser import TagBrowser, suggested_tag_name
 from hmi.ui.trend import HistoryProvider, TrendView
 from hmi.ui.write_dialog import WriteDialog
@@ -122,7 +124,10 @@ class MainWindow(QMainWindow):
 
         # Alarms: feed (snapshot + event stream + commands), horn, banner, user.
         self.alarm_feed = AlarmFeed(mirror, client, self)
-        self.annunciator = Annunciator(self.alarm_feed, sound_player)
+        horn = project.alarm_system
+        self.annunciator = Annunciator(
+            self.alarm_feed, sound_player, horn.horn_repeat_s, Priority.parse(horn.horn_min_priority)
+        )
         self.alarm_banner = AlarmBanner(self.alarm_feed, self.annunciator)
         self.user_indicator = UserIndicator(self.alarm_feed.session)
         self._build_header()
@@ -171,7 +176,10 @@ class MainWindow(QMainWindow):
         self.write_dialog: WriteDialog | None = None
 
         self.alarm_panel = AlarmPanel(self.alarm_feed)
-        self.alarm_journal = AlarmJournal(self.alarm_feed.events.between)
+        # The journal reads the historian the trends read (a recording's, in playback).
+        self.alarm_journal = AlarmJournal.for_project(
+            project, self.bus, getattr(history, "target", None), station=self.alarm_feed.station
+        )
         self.alarm_banner.open_requested.connect(self._show_alarms)
         self.alarm_feed.changed.connect(self._on_alarms_changed)
 
@@ -194,6 +202,10 @@ class MainWindow(QMainWindow):
         self._size_docks_when_shown = True  # unless a saved layout is restored
         self._default_state = self._size_docks()
 
+        self.close_box: QMessageBox | None = None
+        self._close_confirmed = False
+        self.stop_dialog: StopSystemDialog | None = None
+        self.stop_message: QMessageBox | None = None
         self._build_status_bar()
         self._build_menus()
         self.alarm_feed.session.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
@@ -322,9 +334,32 @@ class MainWindow(QMainWindow):
         self.statusBar().addWidget(self.connection_label, 1)
         self.statusBar().addPermanentWidget(self.historian_label)
         self.statusBar().addPermanentWidget(self.rate_label)
+        # Whether the horn can be heard, always in view: an operator must not rely on a
+        # horn that nobody hears (hmi/ui/annunciator.py).
+        self.horn_label = QLabel()
+        self.horn_label.setObjectName("horn")
+        self.statusBar().addPermanentWidget(self.horn_label)
+        self.annunciator.audio_changed.connect(self._on_horn_audio_changed)
+        self._on_horn_audio_changed()
+
+    def _on_horn_audio_changed(self) -> None:
+        text = self.annunciator.audio_text()
+        self.horn_label.setText(text)
+        if self.annunciator.audible:
+            self.horn_label.setStyleSheet("")
+            log.info("alarm %s", text)
+        else:
+            self.horn_label.setStyleSheet(f"color: {theme.ALARM_HIGH};")  # abnormal: the one colour here
+            log.warning("alarm %s: new alarms will not be heard", text)
 
     def _build_menus(self) -> None:
         menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        self._action(file_menu, "Close window…", None, self.close_window)
+        file_menu.addSeparator()
+        # Stops recording for everyone: the runtime checks the engineer role and audits it.
+        self.stop_system_action = self._action(file_menu, "Stop system…", None, self.stop_system)
+        self.stop_system_action.setEnabled(self.client is not None)
         view = menu.addMenu("&View")
         for dock in self.docks.values():
             view.addAction(dock.toggleViewAction())
@@ -428,7 +463,71 @@ class MainWindow(QMainWindow):
         box.setStyleSheet("QLabel { font-family: monospace; }")
         box.open()
 
+    def _asks_before_closing(self) -> bool:
+        """A window on a live runtime asks first (closing it leaves the runtime running);
+        a playback window or one without a runtime just closes."""
+        return self.client is not None and self._playback_clock is None and not self._close_confirmed
+
+    def close_window(self) -> None:
+        """File ▸ Close window: ask, then close only this window."""
+        if self._asks_before_closing():
+            self._ask_to_close()
+        else:
+            self.close()
+
+    def _ask_to_close(self) -> None:
+        if self.close_box is not None and self.close_box.isVisible():
+            self.close_box.raise_()
+            return
+        # open(), not exec(): no nested event loop, so a SIGTERM (the supervisor stopping
+        # everything) still quits the application while the question is on screen.
+        self.close_box = close_confirmation(self)
+        self.close_box.accepted.connect(self._on_close_confirmed)
+        self.close_box.open()
+
+    def _on_close_confirmed(self) -> None:
+        log.info("window closed by the operator; the runtime keeps recording")
+        self._close_confirmed = True
+        self.close()
+
+    def stop_system(self) -> None:
+        """File ▸ Stop system: an engineer confirms and gives a reason; the runtime checks the
+        role, audits the stop and stops plant connections, recording and every window."""
+        session = self.alarm_feed.session
+        if not session.logged_in:
+            self._stop_message(QMessageBox.Icon.Information, "Stopping the system needs an engineer: log in first.")
+            return
+        dialog = StopSystemDialog(session.user, self)
+        self.stop_dialog = dialog
+
+        def on_finished(result: int) -> None:
+            if result == QDialog.DialogCode.Accepted:
+                self.alarm_feed.send({"command": "stop_system", "reason": dialog.reason_text()}, self._on_stop_reply)
+
+        dialog.finished.connect(on_finished)
+        dialog.open()
+
+    def _on_stop_reply(self, reply: dict[str, Any]) -> None:
+        if reply.get("ok"):
+            # The supervisor closes this window once the runtime has stopped.
+            self.statusBar().showMessage(f"System stopping, requested by {reply.get('user', '')}")
+            return
+        self._stop_message(QMessageBox.Icon.Warning, f"The system was not stopped: {reply.get('error', 'refused')}")
+
+    def _stop_message(self, icon: QMessageBox.Icon, text: str) -> None:
+        box = QMessageBox(icon, "Stop system", text, QMessageBox.StandardButton.Close, self)
+        box.setObjectName("stopSystemMessage")
+        self.stop_message = box
+        box.open()
+
     def closeEvent(self, event: QCloseEvent) -> None:
+        # Only a close the operator asked for (the window manager's close button) is
+        # questioned; the application quitting (SIGTERM from the supervisor, --exit-after)
+        # closes at once.
+        if event.spontaneous() and self._asks_before_closing():
+            event.ignore()
+            self._ask_to_close()
+            return
         self.save_layout()
         for timer in (self.trend_timer, self.table_timer, self.overview_timer):
             timer.stop()
@@ -487,19 +586,24 @@ class MainWindow(QMainWindow):
     # -- alarms on machines and trends -------------------------------------------------------------
 
     def _on_alarms_changed(self) -> None:
-        """Each machine's tile and 3D parts take the colour of its worst active alarm."""
+        """Each machine's tile takes the colour of its worst active alarm; in 3D the part bound
+        to the alarming tag does (the machine's main part when no part shows that tag)."""
         worst: dict[str, Priority] = {}
+        by_tag: dict[str, dict[str, Priority]] = {}  # machine -> tag -> worst priority
         for status in self.alarm_feed.alarms.statuses():
             if not status.active or status.mode != Mode.IN_SERVICE:
                 continue  # shelved, suppressed and out-of-service alarms are not annunciated
             machine = status.tag.split(".", 1)[0]
             if machine not in worst or status.priority > worst[machine]:
                 worst[machine] = status.priority
+            tags = by_tag.setdefault(machine, {})
+            if status.tag not in tags or status.priority > tags[status.tag]:
+                tags[status.tag] = status.priority
         for machine, tile in self.overview.tiles.items():
             priority = worst.get(machine)
             tile.set_alarm(priority.label if priority is not None else None)
             if self.scene is not None and machine in self.scene.machines():
-                self.scene.set_alarm_state(machine, priority)
+                self.scene.set_alarms(machine, by_tag.get(machine, {}))
 
     def _show_alarms(self) -> None:
         self.docks["alarms"].show()
@@ -604,8 +708,12 @@ class MainWindow(QMainWindow):
         samples = self.bus.samples_published
         rate = (samples - self._last_samples) / max(now - self._last_rate_time, 1e-6)
         self._last_samples, self._last_rate_time = samples, now
-        gaps = self.client.stats.gaps if self.client is not None else 0
-        self.rate_label.setText(f"{rate:,.0f} samples/s" + (f"   {gaps} messages lost" if gaps else ""))
+        # Gaps and stalls are repaired by a fresh snapshot (hmi.ipc.client); both counts say how often.
+        stats = self.client.stats if self.client is not None else None
+        lost = ""
+        if stats is not None and (stats.gaps or stats.repairs):
+            lost = f"   {stats.gaps} messages lost, {stats.repairs} resyncs"
+        self.rate_label.setText(f"{rate:,.0f} samples/s{lost}")
         if not self._first_live_logged and not playback:
             self._log_first_live_frame()
 

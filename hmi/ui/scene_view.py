@@ -3,13 +3,18 @@
     view = SceneView(bus)                       # a TagBus: latest values via bus.latest(tag)
     view.add_machine("cnc01", Path("models_glb/cnc_mill.glb"), bindings, cameras, "CNC mill 1")
     view.show_machine("cnc01")
-    view.set_alarm_state("cnc01", "high")       # or None when the machine's alarms clear
+    view.set_alarms("pump01", {"pump01.bearing_temperature": Priority.HIGH})  # {} when they clear
     view.part_picked.connect(on_part)           # (machine, node name, [tags])
 
 Loading: every model file is validated (hmi.scene.validate) and probe-imported in a child
 process (hmi.scene.probe, verdict cached per file hash) on a worker thread; only then does
 the GUI thread import the same bytes with vtkGLTFImporter. A missing, invalid, unsupported
 or crashing model shows a readable message and a placeholder box; nothing else breaks.
+
+Alarm colour goes to the part that shows the alarming tag: each part bound (any action)
+to a tag with an active alarm takes that priority's colour, the worst if several, with its
+children; an alarm on a tag no part is bound to colours the machine's main part (the
+binding with alarm_colour = true) instead. Nothing else of the model changes colour.
 
 Painting: a frame timer (max_fps, default 30) reads the bound tags' latest values; the
 view renders only when a value, the alarm state or the camera changed, or something moves
@@ -25,7 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +89,20 @@ CLIP_REFRESH_S = 0.5
 CLIP_PAD = 0.25  # of the bounds' diagonal, on each side
 
 
+def _priority_label(priority: Priority | str | None, machine: str) -> str | None:
+    if isinstance(priority, Priority):
+        return priority.label
+    if priority is not None and priority not in ALARM_PRIORITIES:
+        log.warning("unknown alarm priority %r for %s; shown as high", priority, machine)
+        return "high"
+    return priority
+
+
+def _rank(label: str | None) -> int:
+    """0 for none, then low 1 … urgent 4."""
+    return 0 if label is None else int(Priority.parse(label))
+
+
 def _rgb(colour: str) -> tuple[float, float, float]:
     c = colour.lstrip("#")
     return (int(c[0:2], 16) / 255.0, int(c[2:4], 16) / 255.0, int(c[4:6], 16) / 255.0)
@@ -115,7 +134,11 @@ class _Machine:
     imported: ImportedModel | None = None
     animator: MachineAnimator | None = None
     presets: dict[str, CameraPreset] = field(default_factory=dict)
-    alarm: str | None = None
+    alarm: str | None = None  # the main part's priority (set_alarm_state)
+    alarm_tags: dict[str, str] = field(default_factory=dict)  # alarming tag -> priority label (set_alarms)
+    alarm_parts: dict[int, tuple[float, float, float]] = field(default_factory=dict)  # node -> alarm rgb
+    alarm_cleared: list[int] = field(default_factory=list)  # parts whose alarm colour goes at the next step
+    main_alarm: str | None = None  # what the main part shows: unbound tags' alarms, or set_alarm_state
     style_dirty: bool = True  # alarm changed, or first frame
     continuous: bool = False
     readings: dict[str, Reading] = field(default_factory=dict)
@@ -273,19 +296,27 @@ class SceneView(QWidget):
         self._dirty = True
 
     def set_alarm_state(self, machine: str, priority: Priority | str | None) -> None:
-        """The machine's most urgent active alarm priority (a Priority, or its label:
-        "urgent", "high", "medium", "low"), or None: parts bound with alarm_colour take the
-        priority's colour."""
+        """A priority for the machine's main part (a Priority, or its label: "urgent",
+        "high", "medium", "low"), or None: parts bound with alarm_colour take the priority's
+        colour. The window uses set_alarms, which puts the colour on the alarming part."""
         scene = self._machines.get(machine)
         if scene is None:
             return
-        if isinstance(priority, Priority):
-            priority = priority.label
-        if priority is not None and priority not in ALARM_PRIORITIES:
-            log.warning("unknown alarm priority %r for %s; shown as high", priority, machine)
-            priority = "high"
-        if scene.alarm != priority:
-            scene.alarm = priority
+        label = _priority_label(priority, machine)
+        if scene.alarm != label:
+            scene.alarm = label
+            scene.style_dirty = True
+
+    def set_alarms(self, machine: str, alarms: Mapping[str, Priority | str]) -> None:
+        """The machine's active, in-service alarms as tag -> priority (the worst per tag).
+        Each part bound to one of these tags takes its priority's colour; alarms on tags no
+        part is bound to colour the main part (alarm_colour). An empty mapping clears."""
+        scene = self._machines.get(machine)
+        if scene is None:
+            return
+        tags = {tag: _priority_label(p, machine) or "high" for tag, p in alarms.items()}
+        if scene.alarm_tags != tags:
+            scene.alarm_tags = tags
             scene.style_dirty = True
 
     def status(self, machine: str) -> tuple[str, str]:
@@ -490,8 +521,9 @@ class SceneView(QWidget):
             for actor in actors:
                 actor.SetUserMatrix(matrix)  # one matrix per node, shared by its primitives
             scene.node_matrices[node] = matrix
-        for node in animator.styled_nodes:
-            for actor in scene.imported.node_actors.get(node, []):
+        # Every part's own colour, not only the styled ones': any bound part may take an alarm colour.
+        for actors in scene.imported.node_actors.values():
+            for actor in actors:
                 scene.original_colours[id(actor)] = tuple(actor.GetProperty().GetColor())  # type: ignore[assignment]
         for i, binding in enumerate(animator.bindings):
             if binding.label is not None:
@@ -574,11 +606,43 @@ class SceneView(QWidget):
         label_due = scene.label_pending and time.monotonic() >= scene.label_text_due
         if not (values_changed or scene.continuous or scene.style_dirty or label_due):
             return False
-        frame = animator.step(scene.readings, time.monotonic(), scene.alarm)
+        if scene.style_dirty:
+            self._place_alarms(scene, animator)
+        frame = animator.step(scene.readings, time.monotonic(), scene.main_alarm)
+        # An alarm outranks a value colour; parts outside the animator's styled set need
+        # their own colour back (None) when their alarm clears.
+        for node in scene.alarm_cleared:
+            frame.colours.setdefault(node, None)
+        scene.alarm_cleared = []
+        frame.colours.update(scene.alarm_parts)
         scene.continuous = frame.continuous
         scene.style_dirty = False
         self._apply(scene, frame)
         return True
+
+    def _place_alarms(self, scene: _Machine, animator: MachineAnimator) -> None:
+        """Work out which parts show which alarm colour, and the main part's priority."""
+        worst: dict[int, str] = {}  # node -> priority label
+        bound: set[str] = set()
+        for binding, node in zip(animator.bindings, animator.nodes, strict=True):
+            for tag in binding.tags():
+                bound.add(tag)
+                label = scene.alarm_tags.get(tag)
+                if label is not None and _rank(label) > _rank(worst.get(node)):
+                    worst[node] = label
+        parts: dict[int, tuple[float, float, float]] = {}
+        ranks: dict[int, int] = {}
+        for node, label in worst.items():
+            for index in [node, *animator.summary.descendants(node)]:  # children go with their part
+                if _rank(label) > ranks.get(index, 0):
+                    ranks[index] = _rank(label)
+                    parts[index] = _rgb(ALARM_COLOURS[label])
+        scene.alarm_cleared = [n for n in scene.alarm_parts if n not in parts]
+        scene.alarm_parts = parts
+        unbound = [label for tag, label in scene.alarm_tags.items() if tag not in bound]
+        if scene.alarm is not None:
+            unbound.append(scene.alarm)
+        scene.main_alarm = max(unbound, key=_rank) if unbound else None
 
     def _read_tags(self, scene: _Machine, tags: list[str]) -> bool:
         changed = False

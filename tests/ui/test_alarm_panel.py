@@ -7,7 +7,7 @@ import gc
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ import pytest
 from PySide6.QtCore import QTimer
 
 from hmi.core.alarms import AlarmDefinition, Condition, Priority
+from hmi.core.alarms.model import AlarmStatus
 from hmi.core.samples import SampleBatch, now_ns
 from hmi.core.tags import TagSpec
 from hmi.ipc.client import IpcClient
@@ -22,8 +23,8 @@ from hmi.ipc.mirror import BusMirror
 from hmi.ui.alarm_banner import AlarmBanner
 from hmi.ui.alarm_feed import AlarmFeed
 from hmi.ui.alarm_journal import AlarmJournal
-from hmi.ui.alarm_panel import COL_STATE, AlarmPanel
-from hmi.ui.annunciator import Annunciator
+from hmi.ui.alarm_panel import COL_MESSAGE, COL_STATE, COL_TAG, COL_TIME, AlarmPanel
+from hmi.ui.annunciator import Annunciator, SystemPlayer
 from hmi.ui.login import LoginDialog
 from hmi.ui.theme import apply_theme
 from hmi.ui.write_dialog import WriteDialog
@@ -155,18 +156,22 @@ def test_shelve_expires_and_the_alarm_returns_unacknowledged(qtbot, win: Window)
 
 def test_banner_count_and_horn_follow_the_alarms(qtbot, win: Window) -> None:
     """The banner counts unacknowledged alarms and names the latest; the horn sounds for urgent/high until silenced."""
+    silence = win.banner.silence_button
     assert win.banner.count_label.text() == "No unacknowledged alarms"
+    assert (silence.text(), silence.isEnabled()) == ("Horn quiet", False)
     win.rt.publish("pump01.pressure", 1.0)  # low priority: no horn
     qtbot.waitUntil(lambda: win.banner.count_label.text() == "1 unacknowledged", timeout=5000)
     assert win.plays == []
+    assert (silence.text(), silence.isEnabled()) == ("Horn quiet", False)
     win.rt.publish("cnc01.tool_temperature", 99)  # hi and hihi
     qtbot.waitUntil(lambda: win.banner.count_label.text() == "3 unacknowledged", timeout=5000)
     qtbot.waitUntil(lambda: len(win.plays) >= 2, timeout=5000)  # sounded, then repeated
-    assert win.banner.silence_button.isEnabled()
-    win.banner.silence_button.click()
+    assert (silence.text(), silence.isEnabled()) == ("Silence (sounding)", True)
+    silence.click()
     silenced = len(win.plays)
     qtbot.wait(700)
     assert len(win.plays) == silenced and not win.horn.sounding
+    assert (silence.text(), silence.isEnabled()) == ("Horn quiet", False)
     login(qtbot, win, "olga")
     win.panel.select([HIHI])
     win.panel.acknowledge_selected()
@@ -222,24 +227,28 @@ def test_idle_logout(qtbot, win: Window) -> None:
 
 
 def test_journal_lists_and_exports_what_happened(qtbot, win: Window, tmp_path: Path) -> None:
-    """The journal shows the alarm events of the range, filters by text, and exports them as CSV."""
+    """Alarm events arriving over the channel join the journal's current range live; it filters
+    by category and text, and exports the rows shown as CSV."""
+    journal = AlarmJournal(None, win.feed.mirror.bus)  # no historian yet: live events only
+    qtbot.addWidget(journal)
     win.rt.publish("cnc01.tool_temperature", 99)
     win.rt.publish("cnc01.tool_temperature", 20)
-    qtbot.waitUntil(lambda: len(win.feed.events) >= 4, timeout=5000)
-    journal = AlarmJournal(win.feed.events.between)
-    qtbot.addWidget(journal)
-    journal.refresh()
-    assert journal.model.rowCount() == 5  # and "Runtime connected"
+    qtbot.waitUntil(lambda: journal.model.rowCount() >= 4, timeout=5000)
     journal.category_box.setCurrentText("Alarms")
-    assert journal.model.rowCount() == 4
+    win.rt.publish("cnc01.tool_temperature", 99)
+    win.rt.publish("cnc01.tool_temperature", 20)
+    qtbot.waitUntil(lambda: journal.model.rowCount() == 4, timeout=5000)  # only those since the filter changed
     journal.text_filter.setText("hihi")
     journal.refresh()
-    assert journal.model.rowCount() == 2
+    win.rt.publish("cnc01.tool_temperature", 99)
+    win.rt.publish("cnc01.tool_temperature", 20)
+    qtbot.waitUntil(lambda: journal.model.rowCount() == 2, timeout=5000)
     path = tmp_path / "journal.csv"
     assert journal.export_csv(path) == 2
     lines = path.read_text(encoding="utf-8").splitlines()
-    assert lines[0].startswith("time_utc,category,source,what,state")
-    assert ",alarm,cnc01.tool_temperature.hihi,activated,UNACK ACTIVE,urgent," in lines[1]
+    assert lines[0].startswith("time,time_utc,category,source,what,state")
+    assert ",alarm,cnc01.tool_temperature.hihi,cleared," in lines[1]
+    assert ",alarm,cnc01.tool_temperature.hihi,activated,UNACK ACTIVE,urgent," in lines[2]
 
 
 FLOOD = 10_000
@@ -298,3 +307,189 @@ def test_flood_of_10000_alarms_loses_nothing_and_the_window_keeps_responding(qtb
     finally:
         close_window(win)
         rt.stop()
+
+
+def acknowledged_comments(win: Window) -> dict[str, str]:
+    """Alarm -> the comment on its acknowledged event, as the runtime published it."""
+    return {e.source: e.details.get("comment", "") for e in win.rt.events
+            if e.category == "alarm" and e.details.get("cause") == "acknowledged"}  # fmt: skip
+
+
+def test_a_comment_belongs_to_one_acknowledgement(qtbot, win: Window) -> None:
+    """Ack A with a comment, then ack-all B and C without one: only A carries the comment, and the question says so."""
+    win.rt.publish("cnc01.tool_temperature", 99)  # hi and hihi
+    win.rt.publish("pump01.pressure", 1.0)  # lo
+    qtbot.waitUntil(lambda: win.banner.unacknowledged == 3, timeout=5000)
+    login(qtbot, win, "olga")
+    sent: list[dict] = []
+    send = win.feed.send
+    win.feed.send = lambda command, *args, **kwargs: (sent.append(command), send(command, *args, **kwargs))[1]
+    win.panel.select([HI])
+    win.panel.comment.setText("coolant nozzle cleaned")
+    win.panel.ack_button.click()
+    qtbot.waitUntil(lambda: row_state(win, HI) == "ACK ACTIVE", timeout=5000)
+    assert win.panel.comment.text() == ""  # used once, then gone
+    questions: list[str] = []
+    win.panel.confirm = lambda question: questions.append(question) or True
+    win.panel.acknowledge_all_visible()
+    qtbot.waitUntil(lambda: win.banner.unacknowledged == 0, timeout=5000)
+    assert questions == ["Acknowledge all 2 unacknowledged alarms shown, with no comment?"]
+    assert [(c["alarms"], c["comment"]) for c in sent] == [
+        ([HI], "coolant nozzle cleaned"),
+        ([HIHI, "pump01.pressure.lo"], ""),
+    ]
+    qtbot.waitUntil(lambda: len(acknowledged_comments(win)) == 3, timeout=5000)
+    assert acknowledged_comments(win) == {HI: "coolant nozzle cleaned", HIHI: "", "pump01.pressure.lo": ""}
+
+
+def test_ack_all_question_shows_the_comment(qtbot, win: Window) -> None:
+    """The ack-all confirmation names the count and quotes the comment that will go on every alarm."""
+    win.rt.publish("cnc01.tool_temperature", 99)
+    qtbot.waitUntil(lambda: win.banner.unacknowledged == 2, timeout=5000)
+    login(qtbot, win, "olga")
+    win.panel.comment.setText("coolant pump restarted")
+    questions: list[str] = []
+    win.panel.confirm = lambda question: questions.append(question) or False  # answered No
+    win.panel.acknowledge_all_visible()
+    assert questions == ['Acknowledge all 2 unacknowledged alarms shown, with the comment "coolant pump restarted"?']
+    assert win.panel.comment.text() == "coolant pump restarted"  # nothing sent: the comment stays
+    assert win.banner.unacknowledged == 2
+
+
+def test_a_refused_acknowledgement_keeps_the_comment(qtbot, win: Window) -> None:
+    """When the runtime refuses, the comment stays in its field so the operator can retry."""
+    win.rt.publish("cnc01.tool_temperature", 85)
+    qtbot.waitUntil(lambda: row_state(win, HI) == "UNACK ACTIVE", timeout=5000)
+    login(qtbot, win, "vic")
+    win.panel.select([HI])
+    win.panel.comment.setText("checked on site")
+    win.panel.acknowledge_selected()
+    qtbot.waitUntil(lambda: win.panel.last_reply is not None, timeout=5000)
+    assert win.panel.result_label.text().startswith("refused:")
+    assert win.panel.comment.text() == "checked on site"
+
+
+def test_comment_required_alarm_says_why_it_is_refused(qtbot, qapp, tmp_path: Path) -> None:
+    """An alarm that needs a comment is not acknowledged without one; the panel says so and the alarm stays unacked."""
+    apply_theme(qapp)
+    defs = [AlarmDefinition("pump01.pressure.lo", "pump01.pressure", Condition.LO, Priority.URGENT, limit=2,
+                            comment_required=True)]  # fmt: skip
+    rt = InProcessRuntime(tmp_path, defs).start()
+    win, _client = open_window(qtbot, rt)
+    try:
+        rt.publish("pump01.pressure", 1.0)
+        qtbot.waitUntil(lambda: row_state(win, "pump01.pressure.lo") == "UNACK ACTIVE", timeout=5000)
+        login(qtbot, win, "olga")
+        win.panel.select(["pump01.pressure.lo"])
+        win.panel.acknowledge_selected()
+        qtbot.waitUntil(lambda: win.panel.last_reply is not None, timeout=5000)
+        assert win.panel.result_label.text() == "refused: pump01.pressure.lo needs a comment to be acknowledged"
+        assert row_state(win, "pump01.pressure.lo") == "UNACK ACTIVE"
+        win.panel.comment.setText("suction valve opened")
+        win.panel.acknowledge_selected()
+        qtbot.waitUntil(lambda: row_state(win, "pump01.pressure.lo") == "ACK ACTIVE", timeout=5000)
+        assert win.panel.comment.text() == ""
+    finally:
+        close_window(win)
+        rt.stop()
+
+
+def test_engineer_takes_an_alarm_out_of_service_and_back(qtbot, win: Window) -> None:
+    """An engineer's "Out of service…" (reason required, engineer role) and "Return to service" work from the panel."""
+    win.rt.publish("cnc01.tool_temperature", 85)
+    qtbot.waitUntil(lambda: row_state(win, HI) == "UNACK ACTIVE", timeout=5000)
+    login(qtbot, win, "olga")
+    win.panel.select([HI])
+    win.panel.out_of_service_selected(reason="sensor replaced")
+    qtbot.waitUntil(lambda: win.panel.last_reply is not None, timeout=5000)
+    assert win.panel.result_label.text() == "refused: out of service needs the engineer role; olga is operator"
+    login(qtbot, win, "erik")
+    win.panel.out_of_service_button.click()  # opens the reason dialog: OK stays off without a reason
+    dialog = win.panel.reason_dialog
+    assert dialog is not None and not dialog.buttons.button(dialog.buttons.StandardButton.Ok).isEnabled()
+    dialog.reason.setText("sensor replaced, work order 4711")
+    dialog.accept()
+    qtbot.waitUntil(lambda: row_state(win, HI) is None, timeout=5000)
+    win.panel.set_filters(state="Out of service")
+    qtbot.waitUntil(lambda: row_state(win, HI) == "OUT OF SERVICE", timeout=5000)
+    win.panel.select([HI])
+    win.panel.return_to_service_button.click()
+    qtbot.waitUntil(lambda: row_state(win, HI) is None, timeout=5000)  # back in service: not in this view
+    kinds = [(r.kind, r.outcome) for r in win.rt.audit.records() if "service" in r.kind]
+    assert kinds == [("out_of_service", "refused"), ("out_of_service", "ok"), ("return_to_service", "ok")]
+
+
+def test_shelved_list_is_one_click_away(qtbot, win: Window) -> None:
+    """The "Shelved (n)" button counts shelved alarms and shows them, ready to unshelve."""
+    win.rt.publish("cnc01.tool_temperature", 85)
+    qtbot.waitUntil(lambda: row_state(win, HI) == "UNACK ACTIVE", timeout=5000)
+    assert win.panel.shelved_button.text() == "Shelved (0)"
+    login(qtbot, win, "olga")
+    win.panel.select([HI])
+    win.panel.shelve_selected(duration_s=3600, reason="thermocouple being replaced")
+    qtbot.waitUntil(lambda: win.panel.shelved_button.text() == "Shelved (1)", timeout=5000)
+    win.panel.shelved_button.click()
+    assert win.panel.state_box.currentText() == "Shelved"
+    assert row_state(win, HI) == "SHELVED"
+    win.panel.select([HI])
+    win.panel.unshelve_button.click()
+    qtbot.waitUntil(lambda: win.panel.shelved_button.text() == "Shelved (0)", timeout=5000)
+
+
+def flagged(status: AlarmStatus, **flags: bool) -> AlarmStatus:
+    """The status with nuisance flags set. `fleeting` is being added to AlarmStatus in
+    parallel; until it is a field, a subclass carries it as an attribute."""
+    names = {f.name for f in fields(AlarmStatus)}
+    if all(name in names for name in flags):
+        return replace(status, **flags)
+    cls = type("FlaggedStatus", (AlarmStatus,), {k: v for k, v in flags.items() if k not in names})
+    values = {f.name: getattr(status, f.name) for f in fields(status)}
+    return cls(**{**values, **{k: v for k, v in flags.items() if k in names}})
+
+
+def test_chattering_and_fleeting_alarms_are_flagged(qtbot, win: Window) -> None:
+    """A chattering alarm says so in its message and in the panel's count; a fleeting one says [fleeting]."""
+    win.rt.publish("cnc01.tool_temperature", 85)
+    qtbot.waitUntil(lambda: row_state(win, HI) == "UNACK ACTIVE", timeout=5000)
+    status = replace(win.feed.alarms.get(HI), first_out=False)
+    chattering = flagged(status, chattering=True)
+    fleeting = flagged(status, fleeting=True)
+    model = win.panel.model
+    assert model._text(chattering, COL_MESSAGE) == status.message + " [chattering]"
+    assert model._text(fleeting, COL_MESSAGE) == status.message + " [fleeting]"
+    assert model._text(status, COL_MESSAGE) == status.message
+    assert "1 chattering" in win.panel.count_text([chattering, fleeting])
+    assert "chattering" not in win.panel.count_text([status])
+
+
+def test_time_and_tag_columns_fit_their_content(qtbot, win: Window) -> None:
+    """Time and Tag are wide enough for their text: nothing the operator needs is cut off."""
+    win.rt.publish("cnc01.tool_temperature", 99)
+    qtbot.waitUntil(lambda: win.panel.model.rowCount() == 2, timeout=5000)
+    qtbot.wait(300)
+    table = win.panel.table
+    for col in (COL_TIME, COL_TAG):
+        needed = max(table.sizeHintForColumn(col), table.horizontalHeader().sectionSizeHint(col))
+        assert table.columnWidth(col) >= needed, (col, table.columnWidth(col), needed)
+
+
+def test_horn_without_audio_output_says_so(qtbot, win: Window, tmp_path: Path) -> None:
+    """On a machine with no audio player the horn still annunciates, and says nobody can hear it."""
+    (tmp_path / "bin").mkdir()
+    win.horn.player = SystemPlayer(env={"PATH": str(tmp_path / "bin")})
+    assert win.horn.audio_text() == "horn: no audio output (no audio player found (paplay, pw-play, aplay))"
+    win.rt.publish("cnc01.tool_temperature", 85)
+    qtbot.waitUntil(lambda: win.horn.sounding, timeout=5000)
+    assert win.banner.silence_button.text() == "Silence (no audio)"
+
+
+def test_horn_priorities_follow_the_setting(qtbot, win: Window) -> None:
+    """With horn_min_priority urgent, a high alarm stays quiet and an urgent one sounds."""
+    win.horn.min_priority = Priority.URGENT
+    win.rt.publish("cnc01.tool_temperature", 85)  # hi: high
+    qtbot.waitUntil(lambda: row_state(win, HI) == "UNACK ACTIVE", timeout=5000)
+    qtbot.wait(300)
+    assert win.plays == [] and not win.horn.sounding
+    win.rt.publish("cnc01.tool_temperature", 99)  # hihi: urgent
+    qtbot.waitUntil(lambda: win.horn.sounding, timeout=5000)
+    assert len(win.plays) >= 1

@@ -4,15 +4,25 @@ runtime's guard and is audited, and the audit trail in the historian file verifi
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
+
+from hmi.config.alarms import alarm_definitions, alarm_settings
+from hmi.config.loader import load_project
+from hmi.core.samples import now_ns
 from hmi.ipc.client import IpcClient
 from hmi.ipc.mirror import BusMirror
 from hmi.paths import data_dir
 from hmi.security.audit import AuditTrail
 from hmi.security.roles import Role
 from hmi.security.users import UserStore
+from hmi.ui import theme
+from hmi.ui.annunciator import SystemPlayer
+from tests.alarm_runtime import InProcessRuntime
 from tests.helpers import ARTIFACTS, REPO
 
 
@@ -60,3 +70,51 @@ def test_main_window_alarms_login_and_guarded_write(qtbot, main_window_factory, 
     result = subprocess.run([sys.executable, "-m", "hmi", "audit", "verify", "--db", str(db)], cwd=REPO,
                             capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+SHOTS = Path("/tmp/shots")
+
+
+def test_demo_window_colours_the_alarming_part_and_says_the_horn_cannot_sound(
+    qtbot, qapp, main_window_factory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The demo project's window on a machine with no audio player says so in its status bar; a pump
+    bearing alarm colours the pump casing (bearing frame) in 3D, not the motor, and the horn button
+    shows it would be sounding."""
+    project = load_project(REPO / "config" / "demo.toml")
+    rt = InProcessRuntime(tmp_path / "rt", alarm_definitions(project), project.tag_specs(), alarm_settings(project))
+    rt.start()
+    mirror = BusMirror()
+    client = IpcClient(rt.stream, rt.requests, mirror)
+    (tmp_path / "bin").mkdir()
+    with caplog.at_level(logging.WARNING, logger="hmi.ui.main_window"):
+        player = SystemPlayer(env={"PATH": str(tmp_path / "bin")})
+        win = main_window_factory(project, mirror, client, sound_player=player)
+    try:
+        assert win.horn_label.text() == "horn: no audio output (no audio player found (paplay, pw-play, aplay))"
+        assert win.horn_label.isVisible()
+        assert "no audio output" in caplog.text
+        client.start()
+        qtbot.waitUntil(lambda: win.alarm_feed.alarms.epoch == rt.engine.epoch, timeout=10000)
+        win.show_machine("pump01")
+        qtbot.waitUntil(lambda: win.scene.status("pump01")[0] == "ready", timeout=30000)
+        motor = win.scene.node_colour("pump01", "Motor")
+        start = now_ns() - 30 * 10**9  # past the alarm's 10 s on-delay, in the samples' own time
+        for ts in (start, start + 15 * 10**9):
+            rt.publish("pump01.speed", 1480, ts)
+            rt.publish("pump01.bearing_temperature", 78.0, ts)
+        rt.alarms.tick()  # the runtime's timer task does this every 100 ms: the on-delay has passed
+        qtbot.waitUntil(lambda: win.alarm_panel.model.rowCount() == 1, timeout=5000)
+        high = pytest.approx(tuple(int(theme.ALARM_HIGH[i : i + 2], 16) / 255 for i in (1, 3, 5)))
+        qtbot.waitUntil(lambda: win.scene.node_colour("pump01", "Casing") == high, timeout=5000)
+        assert win.scene.node_colour("pump01", "Motor") == pytest.approx(motor)
+        assert win.alarm_banner.silence_button.text() == "Silence (no audio)"
+        qtbot.wait(300)
+        SHOTS.mkdir(exist_ok=True)
+        win.screenshot().save(str(SHOTS / "main_window_pump_bearing_alarm.png"))
+        rt.publish("pump01.bearing_temperature", 50.0)
+        qtbot.waitUntil(lambda: win.scene.node_colour("pump01", "Casing") != high, timeout=5000)
+    finally:
+        client.stop()
+        win.alarm_feed.close()
+        rt.stop()

@@ -15,6 +15,7 @@ from PySide6.QtTest import QTest
 from pytestqt.qtbot import QtBot
 
 from hmi.config.bindings import BindingConfig, CameraPresetConfig
+from hmi.config.loader import load_project
 from hmi.core.alarms.model import Priority
 from hmi.core.bus import TagBus
 from hmi.core.quality import Quality
@@ -466,3 +467,37 @@ def test_label_text_changes_are_throttled_but_never_lost(
     view._machines["cmm01"].label_text_due = 0.0  # the refresh falls due
     view._on_frame_timer()
     assert view.label_texts("cmm01") == ["Z -150.0 mm"] and view.renders == renders + 1
+
+
+def test_an_alarm_colours_the_part_its_tag_is_bound_to(qtbot: QtBot, probe_cache: VerdictCache) -> None:
+    """With the demo project's bindings, a bearing-temperature alarm colours the casing (which holds the
+    bearing frame) and not the motor; an alarm on a tag no part shows falls back to the motor."""
+    project = load_project(REPO / "config" / "demo.toml")
+    bus = TagBus()
+    bus.register(project.tag_specs())
+    widget = SceneView(bus, cache=probe_cache)
+    widget.resize(760, 520)
+    widget.show()
+    qtbot.waitExposed(widget)
+    try:
+        with qtbot.waitSignal(widget.model_loaded, timeout=30_000):
+            widget.add_machine("pump01", MODELS / "pump.glb", project.bindings, project.cameras, "pump01")
+        wait_for_render(qtbot, widget)
+        motor, casing = widget.node_colour("pump01", "Motor"), widget.node_colour("pump01", "Casing")
+        high = pytest.approx(rgb(theme.ALARM_HIGH))
+        widget.set_alarms("pump01", {"pump01.bearing_temperature": Priority.HIGH})
+        qtbot.waitUntil(lambda: widget.node_colour("pump01", "Casing") == high, timeout=5_000)
+        assert widget.node_colour("pump01", "Motor") == pytest.approx(motor), "not the motor"
+        save_artifact(widget, "pump01_bearing_alarm")
+        # Both bound parts alarm: each takes its own alarm's colour.
+        widget.set_alarms("pump01", {"pump01.bearing_temperature": "high", "pump01.vibration_rms": "urgent"})
+        qtbot.waitUntil(lambda: widget.node_colour("pump01", "Motor") == pytest.approx(rgb(theme.ALARM_URGENT)))
+        assert widget.node_colour("pump01", "Casing") == high
+        # Suction pressure is shown by no part: the machine's main part (alarm_colour) takes it.
+        widget.set_alarms("pump01", {"pump01.suction_pressure": Priority.MEDIUM})
+        qtbot.waitUntil(lambda: widget.node_colour("pump01", "Motor") == pytest.approx(rgb(theme.ALARM_MEDIUM)))
+        assert widget.node_colour("pump01", "Casing") == pytest.approx(casing), "the casing's own colour is back"
+        widget.set_alarms("pump01", {})
+        qtbot.waitUntil(lambda: widget.node_colour("pump01", "Motor") == pytest.approx(motor), timeout=5_000)
+    finally:
+        dispose(widget)
