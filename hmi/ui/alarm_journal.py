@@ -81,11 +81,18 @@ LOAD_MORE_MARGIN = 50  # rows from the bottom at which scrolling asks for the ne
 Index = QModelIndex | QPersistentModelIndex
 
 
+REASON_CAUSES = frozenset({"shelved", "out_of_service", "in_service"})
+
+
 def event_row(e: Event) -> list[str]:
     d = e.details
     what = str(d.get("cause", "") or d.get("action", "")) or ("flood" if "flood" in d else "")
     state = str(d.get("to", "") or (d.get("outcome", "") if e.category == EventCategory.OPERATOR else ""))
-    comment = str(d.get("comment", "") or d.get("reason", ""))
+    comment = str(d.get("comment", ""))
+    if not comment and (e.category != EventCategory.ALARM or d.get("cause") in REASON_CAUSES):
+        # An alarm event carries its alarm's shelve/out-of-service reason on every later
+        # transition; it is this row's comment only where that reason was given.
+        comment = str(d.get("reason", ""))
     return [format_time(e.ts_ns), str(e.category), e.source, what.replace("_", " "), state.replace("_", " "),
             str(d.get("priority", "")), e.user, e.message, comment]  # fmt: skip
 

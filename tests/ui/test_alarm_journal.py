@@ -186,3 +186,16 @@ def test_csv_and_shift_report_carry_the_comments_against_the_right_alarms(qtbot,
     with qtbot.waitSignal(journal.report_saved, timeout=10000):
         journal.save_report(pdf_path)
     assert pdf_path.read_bytes().startswith(b"%PDF") and pdf_path.stat().st_size > 2000
+
+
+def test_the_comment_column_shows_only_what_was_said_with_that_transition() -> None:
+    """An alarm keeps its shelve reason in every later event's details; an acknowledgement
+    without a comment must not show that reason as if it were its comment."""
+    from hmi.ui.alarm_journal import event_row
+
+    shelved = alarm_event(1, PUMP_LO, "shelved", "high", active=True, to="SHELVED", user="piet")
+    shelved.details["reason"] = "pump on manual"
+    acked = alarm_event(2, PUMP_LO, "acknowledged", "high", active=True, to="ACK_ACTIVE", user="olga")
+    acked.details["reason"] = "pump on manual"  # carried over from the shelve
+    commented = alarm_event(3, PUMP_LO, "acknowledged", "high", active=True, to="ACK_ACTIVE", comment="seen")
+    assert [event_row(e)[-1] for e in (shelved, acked, commented)] == ["pump on manual", "", "seen"]
