@@ -186,3 +186,23 @@ def test_the_window_gets_the_flags_and_counts_from_events_and_snapshot() -> None
     down = shift.engine.evaluate(SampleBatch.from_arrays([tag], [101 * S], [70.0]))
     alarms.apply_events([r.to_event() for r in down])
     assert alarms.get(HI).fleeting
+
+
+def test_an_activation_learnt_only_from_a_repair_snapshot_still_sounds() -> None:
+    """The window lost the event that raised an alarm (a gap on the channel); the repair
+    snapshot shows it unacknowledged: the horn must hear of it, exactly once. A window's
+    first snapshot, or a restarted runtime's, does not re-sound standing alarms."""
+    shift = Shift([temp_hi()])
+    service = AlarmService(shift.engine, TagBus(shift.registry))
+    tag = shift.registry.id_of("cnc01.tool_temperature")
+    alarms = AlarmList()
+    service.bus.publish(SampleBatch.from_arrays([tag], [1 * S], [20.0]))
+    alarms.apply_snapshot(service.snapshot())  # the window's first picture: nothing active
+    service.bus.publish(SampleBatch.from_arrays([tag], [2 * S], [85.0]))  # its event is lost
+    alarms.apply_snapshot(service.snapshot())  # the repair
+    assert [t.alarm for t in alarms.take_annunciations()] == [HI]
+    alarms.apply_snapshot(service.snapshot())  # a second repair: nothing new
+    assert alarms.take_annunciations() == []
+    fresh = AlarmList()
+    fresh.apply_snapshot(service.snapshot())
+    assert fresh.take_annunciations() == []

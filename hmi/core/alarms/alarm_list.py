@@ -17,10 +17,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from hmi.core.alarms.model import FLOOD_SOURCE_PREFIX, AlarmStatus, AlarmTransition, Priority
+from hmi.core.alarms.model import FLOOD_SOURCE_PREFIX, AlarmStatus, AlarmTransition, Mode, Priority
 from hmi.core.events import Event, EventCategory
 
 HISTORY_PER_ALARM = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Annunciation:
+    """A new unacknowledged activation the horn should hear of."""
+
+    alarm: str
+    priority: Priority
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +51,7 @@ class AlarmList:
         self._alarms: dict[str, AlarmStatus] = {}
         self._history: dict[str, deque[AlarmTransition]] = {}
         self._history_len = history_per_alarm
-        self._annunciations: list[AlarmTransition] = []
+        self._annunciations: list[Annunciation] = []
         self.epoch: int | None = None
         self.version = 0
         self.flood: dict[str, bool] = {}
@@ -61,12 +69,16 @@ class AlarmList:
         epoch = int(reply.get("epoch", 0))
         with self._lock:
             merged: dict[str, AlarmStatus] = {}
+            repair = self.epoch == epoch  # not the first picture, nor a restarted runtime's
             for status in statuses:
                 known = self._alarms.get(status.name)
                 if known is not None and known.epoch == epoch and known.revision > status.revision:
                     # Events newer than the snapshot arrived first: keep them, with the static facts.
                     static = {"guidance": status.guidance, "comment_required": status.comment_required}
                     status = AlarmStatus(**{**_fields(known), **static, "unit": status.unit})
+                elif repair and _newly_raised(known, status):
+                    # Its activation was lost on the way (the snapshot repairs a gap): sound it.
+                    self._annunciations.append(Annunciation(status.name, status.priority))
                 merged[status.name] = status
             self._alarms = merged
             self.epoch = epoch
@@ -103,7 +115,7 @@ class AlarmList:
                     history = self._history[t.alarm] = deque(maxlen=self._history_len)
                 history.append(t)
                 if t.annunciate:
-                    self._annunciations.append(t)
+                    self._annunciations.append(Annunciation(t.alarm, t.priority))
                 changed += 1
             if changed:
                 self.events_applied += changed
@@ -124,7 +136,7 @@ class AlarmList:
         with self._lock:
             return list(self._history.get(name, ()))
 
-    def take_annunciations(self) -> list[AlarmTransition]:
+    def take_annunciations(self) -> list[Annunciation]:
         with self._lock:
             out, self._annunciations = self._annunciations, []
             return out
@@ -184,3 +196,11 @@ class EventLog:
     def __len__(self) -> int:
         with self._lock:
             return len(self._events)
+
+
+def _newly_raised(known: AlarmStatus | None, status: AlarmStatus) -> bool:
+    """`status` shows an unacknowledged active alarm in service that `known` (the window's
+    picture before) did not have as such: the same activation is never annunciated twice."""
+    if not (status.unacknowledged and status.active and status.mode == Mode.IN_SERVICE):
+        return False
+    return known is None or not known.unacknowledged or known.since_ns != status.since_ns
