@@ -373,6 +373,10 @@ class AlarmJournal(QWidget):
         self.table.setModel(self.model)
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(20)
+        # Fixed widths that hold a full alarm name and a typical comment (ResizeToContents would
+        # measure every row on each page); Message takes what is left.
+        for column, width in ((0, 100), (1, 75), (2, 280), (3, 105), (4, 105), (5, 65), (6, 80), (8, 240)):
+            self.table.setColumnWidth(column, width)
         self.table.horizontalHeader().setSectionResizeMode(7, QHeaderView.ResizeMode.Stretch)
         self.table.verticalScrollBar().valueChanged.connect(self._on_scrolled)
         layout.addWidget(self.table, 1)

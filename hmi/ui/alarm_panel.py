@@ -148,8 +148,9 @@ class AlarmTableModel(QAbstractTableModel):
             # `fleeting` is new in AlarmStatus; older runtimes' snapshots lack it.
             return s.message + flags + (" [fleeting]" if getattr(s, "fleeting", False) else "")
         if col == COL_VALUE:
-            text = format_value(s.value, DataType.FLOAT) if s.value is not None else ""
-            return f"{text} {s.unit}".strip()
+            if s.value is None:
+                return ""  # no reading (bad quality, communication lost): no lone unit either
+            return f"{format_value(s.value, DataType.FLOAT)} {s.unit}".strip()
         if col == COL_STATE:
             return s.state.replace("_", " ") + (" (latched)" if s.latched else "")
         if col == COL_PRIORITY:

@@ -493,3 +493,18 @@ def test_horn_priorities_follow_the_setting(qtbot, win: Window) -> None:
     win.rt.publish("cnc01.tool_temperature", 99)  # hihi: urgent
     qtbot.waitUntil(lambda: win.horn.sounding, timeout=5000)
     assert len(win.plays) >= 1
+
+
+def test_an_alarm_without_a_value_shows_no_unit_in_the_value_column(qapp) -> None:
+    """A bad-quality alarm has no reading: the Value cell is empty, not a lone '°C'."""
+    import dataclasses
+
+    from hmi.ui.alarm_panel import COL_VALUE, AlarmTableModel
+    from tests.core.test_alarm_engine import Shift, temp_hi
+
+    status = Shift([temp_hi()]).engine.status("cnc01.tool_temperature.hi")
+    model = AlarmTableModel()
+    model.state_filter = "All configured"
+    model.refresh([dataclasses.replace(status, value=None), dataclasses.replace(status, name="x", value=81.25)])
+    texts = {model.status(row).name: model.data(model.index(row, COL_VALUE)) for row in range(model.rowCount())}
+    assert texts == {"cnc01.tool_temperature.hi": "", "x": "81.25 °C"}
