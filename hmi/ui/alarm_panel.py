@@ -145,8 +145,7 @@ class AlarmTableModel(QAbstractTableModel):
             return s.tag
         if col == COL_MESSAGE:
             flags = (" [first out]" if s.first_out and s.active else "") + (" [chattering]" if s.chattering else "")
-            # `fleeting` is new in AlarmStatus; older runtimes' snapshots lack it.
-            return s.message + flags + (" [fleeting]" if getattr(s, "fleeting", False) else "")
+            return s.message + flags + (" [fleeting]" if s.fleeting else "")
         if col == COL_VALUE:
             if s.value is None:
                 return ""  # no reading (bad quality, communication lost): no lone unit either
