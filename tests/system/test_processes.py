@@ -148,9 +148,15 @@ def test_ctrl_c_stops_the_application_in_order_without_errors(tmp_path: Path) ->
     finally:
         stop_process(supervisor, timeout=15)
         reader.join(10)
-    out = "".join(lines)
+    assert_stopped_cleanly(supervisor, "".join(lines), children, timeout=5)
+
+
+def assert_stopped_cleanly(
+    supervisor: subprocess.Popen[str], out: str, children: list[psutil.Process], timeout: float
+) -> None:
+    """The supervisor exited 0, every child is gone within `timeout` s, and nothing logged an error."""
     assert supervisor.returncode == 0, out
-    _gone, alive = psutil.wait_procs(children, timeout=5)
+    _gone, alive = psutil.wait_procs(children, timeout=timeout)
     assert not alive, f"children left running: {alive}"
     problems = [line for line in out.splitlines() if " ERROR " in line or line.startswith("Traceback")]
     assert not problems, "\n".join(problems)
@@ -222,7 +228,7 @@ def test_closing_the_window_keeps_the_runtime_recording_and_hmi_run_reattaches(
         assert f"--ipc-requests {running.request_address}" in " ".join(window.cmdline())
         wait_until(lambda: any("first live frame" in line for line in second_lines), 30, message="no live frame")
         window.send_signal(signal.SIGTERM)
-        second.wait(20)
+        second.wait(45)  # the window saves its layout and shuts VTK down first: slow on a loaded machine
         second_reader.join(10)
         out = "".join(second_lines)
         assert second.returncode == 0, out
@@ -280,12 +286,8 @@ def test_hmi_stop_refuses_an_operator_and_stops_everything_for_an_engineer(
         stop_process(supervisor, timeout=20)
         reader.join(10)
     out = "".join(lines)
-    assert supervisor.returncode == 0, out
-    _gone, alive = psutil.wait_procs(children, timeout=10)
-    assert not alive, f"children left running after the system stop: {alive}"
+    assert_stopped_cleanly(supervisor, out, children, timeout=10)
     assert "system stop requested by erik" in out
-    problems = [line for line in out.splitlines() if " ERROR " in line or line.startswith("Traceback")]
-    assert not problems, "\n".join(problems)
     assert not run_file(project).exists()
     trail = AuditTrail(private_data_dir / "demo.sqlite", create=False)
     try:
