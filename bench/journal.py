@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import print_table
-from bench.historian import Row
+from bench.historian import Row, timed
 from hmi.core.events import Event, EventCategory, Severity
 from hmi.core.tags import TagRegistry
 from hmi.historian import HistorianReader, HistorianWriter
@@ -70,15 +70,6 @@ def record(path: Path, events: list[Event]) -> None:
         assert writer.submit_events(events) and writer.flush(timeout=120)
     finally:
         writer.close()
-
-
-def timed(fn: Callable[[], object], repeat: int = 5) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
 
 
 def bare_first_page(path: Path, start: int, end: int) -> Callable[[], int]:

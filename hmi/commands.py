@@ -583,11 +583,12 @@ class OperatorCommands:
 
     def _call(self, command: dict[str, Any]) -> dict[str, Any]:
         method = str(command.get("method", ""))
-        session = self._session(command, Action.WRITE, method)  # a call acts on the plant like a write
-        if isinstance(session, dict):
-            return session
         arguments = command.get("arguments", [])
         details: dict[str, Any] = {"station": station_of(command), "arguments": arguments}
+        # A call acts on the plant like a write (the same role), but is recorded as a call.
+        session = self._session(command, Action.WRITE, method, details, kind="call")
+        if isinstance(session, dict):
+            return session
         if not method or not isinstance(arguments, list):
             reason = "a call names a method and gives its arguments as a list"
             self._record([AuditEntry("call", session.user, method, "refused", {**details, "reason": reason})])
@@ -667,6 +668,9 @@ class OperatorCommands:
         try:
             self.stop_system(session.user)
         except Exception as exc:
+            # The "ok" record above must not stand alone for a stop that did not happen.
+            failed = {"station": details["station"], "error": str(exc)}  # the error is the why here
+            self._record([AuditEntry("stop_system", session.user, "system", "failed", failed)])
             return _refused(f"the system could not be stopped: {exc}")
         reply: dict[str, Any] = {"ok": True, "user": session.user, "message": f"stopping, requested by {session.user}"}
         if problem is not None:

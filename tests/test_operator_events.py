@@ -263,3 +263,18 @@ def test_user_changes_made_before_the_runtime_started_are_not_announced(tmp_path
         assert [e.details["name"] for e in rt.events if e.source == "users"] == ["nina"]
     finally:
         rt.stop()
+
+
+def test_a_method_call_refused_for_the_role_is_recorded_as_a_call(rec: Recorded) -> None:
+    """A viewer's method call is refused and recorded as the call it was (with its arguments),
+    not as a write: the journal and the shift report list it under calls."""
+    rec.rt.commands.caller = lambda method, args: (rec.calls.append((method, args)), WriteOutcome(True, "Good"))[1]
+    vic = rec.login("vic")
+    assert not rec.cmd("call", vic, method="cnc01.reset_fault", arguments=[1])["ok"]
+    assert rec.calls == []
+    refused = [e for e in rec.operator_events() if e.details["outcome"] == "refused"]
+    assert [(e.details["action"], e.source, e.user, e.details["arguments"]) for e in refused] == [
+        ("call", "cnc01.reset_fault", "vic", [1])
+    ]
+    assert refused[0].message.startswith("call of cnc01.reset_fault refused: ")
+    assert [(r.kind, r.outcome) for r in rec.rt.audit.records()][-1] == ("call", "refused")

@@ -59,6 +59,31 @@ def test_an_engineers_stop_is_audited_with_station_and_reason_before_the_runtime
         rt.stop()
 
 
+def test_a_stop_that_cannot_be_carried_out_is_recorded_as_failed(tmp_path: Path) -> None:
+    """Recorded before the runtime is told to stop; when it cannot stop (not running yet, or
+    already stopping), a failed record and WARNING event follow, so the trail never shows
+    only a stop that did not happen."""
+    rt = InProcessRuntime(tmp_path, with_ipc=False)
+
+    def cannot(user: str) -> None:
+        raise RuntimeError("the runtime is not running")
+
+    rt.commands.stop_system = cannot
+    try:
+        command = {"command": "stop_system", "session": rt.login("erik"), "reason": "seal change", "station": STATION}
+        reply = rt.handle(command)
+        assert not reply["ok"] and "the runtime is not running" in reply["error"]
+        records = [(r.outcome, r.details_dict()) for r in rt.audit.records() if r.kind == "stop_system"]
+        assert records[0] == ("ok", {"station": STATION, "reason": "seal change"})
+        assert records[1][0] == "failed" and "the runtime is not running" in records[1][1]["error"]
+        events = [e for e in rt.events if e.category == EventCategory.OPERATOR and e.details["action"] == "stop_system"]
+        assert [(e.details["outcome"], e.severity) for e in events] == [("ok", Severity.INFO),
+                                                                        ("failed", Severity.WARNING)]  # fmt: skip
+        assert events[1].message.endswith("failed: the runtime is not running")
+    finally:
+        rt.stop()
+
+
 def test_a_run_file_left_by_a_killed_runtime_does_not_count(tmp_path: Path) -> None:
     """A run file whose process is gone is ignored and removed; one of a live process that
     does not answer `ping` is ignored."""

@@ -104,10 +104,34 @@ def _value(value: object) -> str:
     return "(none)" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _arguments(arguments: object) -> str:
+    # A call refused for malformed arguments is recorded with them as sent (not always a list).
+    if isinstance(arguments, list):
+        return ", ".join(map(_value, arguments))
+    return "" if arguments is None else _value(arguments)
+
+
 def _outcome(e: Event) -> str:
     outcome = str(e.details.get("outcome", ""))
     why = e.details.get("reason") or e.details.get("error") or ""
     return f"{outcome}: {why}" if outcome != "ok" and why else outcome
+
+
+def _mode_changes(
+    page: _Page, ops: Sequence[Event], actions: tuple[str, str], header: Sequence[str], empty: str
+) -> None:
+    """The table of one pair of alarm mode actions (shelve/unshelve, out of/return to service);
+    a "Duration" column in `header` is filled for shelves."""
+    with_duration = "Duration" in header
+    rows = []
+    for e in ops:
+        action = _action(e)
+        if action not in actions:
+            continue
+        duration = [_duration(e.details.get("duration_s")) if action == "shelve" else ""] if with_duration else []
+        reason = e.details.get("reason") or e.details.get("comment") or ""
+        rows.append((page.time(e.ts_ns), e.source, e.user, action.replace("_", " "), *duration, reason, _outcome(e)))
+    page.table(header, rows, empty)
 
 
 def render_report(
@@ -193,41 +217,15 @@ def render_report(
     )
 
     page.h2("Shelved")
-    page.table(
-        ("Time", "Alarm", "User", "Action", "Duration", "Reason / comment", "Outcome"),
-        [
-            (
-                page.time(e.ts_ns),
-                e.source,
-                e.user,
-                _action(e).replace("_", " "),
-                _duration(e.details.get("duration_s")) if _action(e) == "shelve" else "",
-                e.details.get("reason") or e.details.get("comment") or "",
-                _outcome(e),
-            )
-            for e in ops
-            if _action(e) in ("shelve", "unshelve")
-        ],
-        "No alarm was shelved.",
-    )
-
+    _mode_changes(
+        page, ops, ("shelve", "unshelve"),
+        ("Time", "Alarm", "User", "Action", "Duration", "Reason / comment", "Outcome"), "No alarm was shelved.",
+    )  # fmt: skip
     page.h2("Out of service")
-    page.table(
-        ("Time", "Alarm", "User", "Action", "Reason", "Outcome"),
-        [
-            (
-                page.time(e.ts_ns),
-                e.source,
-                e.user,
-                _action(e).replace("_", " "),
-                e.details.get("reason") or e.details.get("comment") or "",
-                _outcome(e),
-            )
-            for e in ops
-            if _action(e) in ("out_of_service", "return_to_service")
-        ],
-        "Nothing was taken out of service.",
-    )
+    _mode_changes(
+        page, ops, ("out_of_service", "return_to_service"),
+        ("Time", "Alarm", "User", "Action", "Reason", "Outcome"), "Nothing was taken out of service.",
+    )  # fmt: skip
 
     page.h2("Writes and method calls")
     page.table(
@@ -239,7 +237,7 @@ def render_report(
                 e.user,
                 f"{_value(e.details.get('old'))} → {_value(e.details.get('new'))}"
                 if _action(e) == "write"
-                else ", ".join(map(_value, e.details.get("arguments", []) or [])),
+                else _arguments(e.details.get("arguments")),
                 e.details.get("status", ""),
                 _outcome(e),
             )

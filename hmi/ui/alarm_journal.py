@@ -209,6 +209,11 @@ class _ReaderThread:
                     reader.close()
                     reader = None
                 self._deliver(_Result(request, error=str(exc)))
+            except Exception as exc:
+                # A bug (or an event no one foresaw) must not end this thread: every later
+                # read would wait for it, and the journal would show "loading…" for good.
+                log.exception("journal: reading %s failed", self.target)
+                self._deliver(_Result(request, error=f"{exc.__class__.__name__}: {exc}"))
         if reader is not None:
             reader.close()
 
@@ -224,11 +229,12 @@ class _ReaderThread:
         return _Result(r, page=page, counts=counts)
 
 
-def _shutdown(subscription: Subscription | None, worker: _ReaderThread) -> None:
+def _shutdown(subscription: Subscription | None, worker: _ReaderThread | None) -> None:
     # Connected to `destroyed` without a reference to the widget (it is gone by then).
     if subscription is not None:
         subscription.close()
-    worker.stop()
+    if worker is not None:
+        worker.stop()
 
 
 def _zone_name(tz: tzinfo) -> str:
@@ -290,8 +296,8 @@ class AlarmJournal(QWidget):
         self._worker = _ReaderThread(str(historian), self._post) if historian is not None else None
         self._build(machines, preset)
         self._subscription = bus.subscribe_events(self._on_bus_events, name="journal") if bus is not None else None
-        if self._worker is not None:
-            self.destroyed.connect(functools.partial(_shutdown, self._subscription, self._worker))
+        # Also without a historian: the bus subscription must end with the widget.
+        self.destroyed.connect(functools.partial(_shutdown, self._subscription, self._worker))
         self.refresh()
 
     @classmethod

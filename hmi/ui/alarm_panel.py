@@ -200,15 +200,26 @@ class AlarmTableModel(QAbstractTableModel):
 
 
 class ReasonDialog(QDialog):
-    """Why (required, and recorded), for taking alarms out of service."""
+    """Why (required, and recorded), for taking alarms out of service; `fields` are rows asked
+    before the reason (ShelveDialog's duration)."""
 
-    def __init__(self, title: str, names: list[str], parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        title: str,
+        names: list[str],
+        parent: QWidget | None = None,
+        *,
+        placeholder: str = "why (required): e.g. transmitter removed for calibration, work order 4711",
+        fields: tuple[tuple[str, QWidget], ...] = (),
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle(title)
         layout = QFormLayout(self)
         layout.addRow(QLabel(_names_text(names)))
+        for label, widget in fields:
+            layout.addRow(label, widget)
         self.reason = QLineEdit()
-        self.reason.setPlaceholderText("why (required): e.g. transmitter removed for calibration, work order 4711")
+        self.reason.setPlaceholderText(placeholder)
         layout.addRow("Reason", self.reason)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self.accept)
@@ -225,36 +236,24 @@ def _names_text(names: list[str]) -> str:
     return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
-class ShelveDialog(QDialog):
+class ShelveDialog(ReasonDialog):
     """How long and why: both are required (and recorded)."""
 
     PRESETS_S = (15 * 60, 3600, 4 * 3600, 8 * 3600, 24 * 3600)
 
     def __init__(self, names: list[str], max_shelve_s: float, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("Shelve alarms")
-        layout = QFormLayout(self)
-        layout.addRow(QLabel(_names_text(names)))
-        self.duration = QComboBox()
+        # Built before the dialog so that it is laid out (and focused) before the reason.
+        duration = QComboBox()
         for seconds in self.PRESETS_S:
             if seconds <= max_shelve_s:
-                self.duration.addItem(_duration_text(seconds), seconds)
-        if self.duration.count() == 0:
-            self.duration.addItem(_duration_text(max_shelve_s), max_shelve_s)
-        layout.addRow("Shelve for", self.duration)
-        self.reason = QLineEdit()
-        self.reason.setPlaceholderText("why (required): e.g. sensor replaced, work order 4711")
-        layout.addRow("Reason", self.reason)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
-        layout.addRow(self.buttons)
-        self.reason.textChanged.connect(self._update)
-        self._update()
-
-    def _update(self) -> None:
-        ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
-        ok.setEnabled(bool(self.reason.text().strip()))
+                duration.addItem(_duration_text(seconds), seconds)
+        if duration.count() == 0:
+            duration.addItem(_duration_text(max_shelve_s), max_shelve_s)
+        super().__init__(
+            "Shelve alarms", names, parent,
+            placeholder="why (required): e.g. sensor replaced, work order 4711", fields=(("Shelve for", duration),),
+        )  # fmt: skip
+        self.duration = duration
 
     def duration_s(self) -> float:
         return float(self.duration.currentData())

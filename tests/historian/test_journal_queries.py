@@ -13,7 +13,7 @@ import pytest
 from hmi.core.events import Event, EventCategory
 from hmi.historian import HistorianReader, HistorianWriter
 from hmi.historian.reader import EventQuery, TimeRange
-from hmi.historian.report import shift_report
+from hmi.historian.report import render_report, shift_report
 from hmi.historian.shifts import from_ns, zone
 from tests.historian.conftest import NS, T0
 from tests.shift_recording import CNC_HI, PUMP_LO, ZONE, alarm_event, op, record_shift
@@ -110,6 +110,15 @@ def test_shift_report_lists_logins_alarms_comments_shelves_writes_and_reloads(tm
     assert f"<td>{PUMP_LO}</td><td>erik</td><td>ws1:0</td><td>acknowledge</td><td></td>" in acks
     assert "<td>10 min</td><td>sensor swap</td>" in html
     assert "100 → 80" in html and "2 alarms changed" in html
+
+
+def test_a_call_recorded_with_malformed_arguments_does_not_break_the_report() -> None:
+    """A call refused for arguments that are not a list is recorded with them as sent; the
+    report of that range still renders (and shows them)."""
+    refused = op(T0, "call", "olga", "cnc01.reset_fault", "refused", arguments=5, reason="arguments as a list")
+    html = render_report([refused], TimeRange(T0 - NS, T0 + NS, "test", ZONE))
+    calls = html.split("<h2>Writes and method calls</h2>")[1].split("<h2>")[0]
+    assert "<td>cnc01.reset_fault</td><td>olga</td><td>5</td>" in calls
 
 
 def test_report_command_writes_html_and_explains_why_not_pdf(tmp_path: Path) -> None:

@@ -199,3 +199,31 @@ def test_the_comment_column_shows_only_what_was_said_with_that_transition() -> N
     acked.details["reason"] = "pump on manual"  # carried over from the shelve
     commented = alarm_event(3, PUMP_LO, "acknowledged", "high", active=True, to="ACK_ACTIVE", comment="seen")
     assert [event_row(e)[-1] for e in (shelved, acked, commented)] == ["pump on manual", "", "seen"]
+
+
+def test_an_unexpected_error_in_a_read_does_not_stop_the_journal(qtbot, berlin, recording: Recording,
+                                                                  monkeypatch, tmp_path: Path) -> None:  # fmt: skip
+    """A read that fails in an unforeseen way (a bug, an odd recorded event) is shown as an error;
+    the reader thread lives on, so Refresh still reads (it does not stay "loading…" for good)."""
+    journal = open_journal(qtbot, recording)
+
+    def broken(*_args: object, **_kwargs: object) -> str:
+        raise TypeError("a bug in the report")
+
+    monkeypatch.setattr("hmi.ui.alarm_journal.shift_report", broken)
+    journal.save_report(tmp_path / "report.html")
+    qtbot.waitUntil(lambda: "a bug in the report" in journal.error, timeout=10000)
+    assert not (tmp_path / "report.html").exists()
+    journal.refresh()
+    wait_loaded(qtbot, journal)
+    assert journal.model.events
+
+
+def test_a_journal_without_a_historian_stops_following_the_bus_when_it_is_gone(qtbot) -> None:
+    """Live events only (no historian): destroying the widget closes its bus subscription too,
+    so events do not pile up in the inbox of a widget that no longer exists."""
+    bus = TagBus()
+    journal = AlarmJournal(None, bus)
+    assert [s.name for s in bus._event_subs] == ["journal"]
+    journal.deleteLater()
+    qtbot.waitUntil(lambda: not bus._event_subs, timeout=5000)
