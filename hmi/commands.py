@@ -174,6 +174,9 @@ class AlarmService:
             }
 
 
+MAX_TYPED_NAME = 64  # user names are at most 32 characters (hmi.security.users)
+
+
 def _refused(message: str) -> dict[str, Any]:
     return {"ok": False, "error": message}
 
@@ -331,7 +334,9 @@ class OperatorCommands:
         except LoginRefused as exc:
             failures = self.sessions.throttle.failures(name)
             details = {"station": station, "reason": str(exc), "failures": failures}
-            self._record([AuditEntry("login_failed", name, "session", "refused", details, now)])
+            # The typed name is the guesser's to choose: recorded, but bounded.
+            typed = name if len(name) <= MAX_TYPED_NAME else name[:MAX_TYPED_NAME] + "…"
+            self._record([AuditEntry("login_failed", typed, "session", "refused", details, now)])
             return _refused(str(exc))
         details = {"station": station, "role": session.role.label}
         problem = self._record([AuditEntry("login", session.user, "session", "ok", details, now)])
@@ -432,7 +437,7 @@ class OperatorCommands:
         names = command.get("alarms")
         if names is None and command.get("alarm"):
             names = [command["alarm"]]
-        return [str(n) for n in names or []]
+        return list(dict.fromkeys(str(n) for n in names or []))  # each alarm once, in the order given
 
     def _alarm_action(
         self,

@@ -278,3 +278,17 @@ def test_a_method_call_refused_for_the_role_is_recorded_as_a_call(rec: Recorded)
     ]
     assert refused[0].message.startswith("call of cnc01.reset_fault refused: ")
     assert [(r.kind, r.outcome) for r in rec.rt.audit.records()][-1] == ("call", "refused")
+
+
+def test_one_alarm_named_twice_in_one_command_is_one_action(rec: Recorded) -> None:
+    """A command naming the same alarm twice acknowledges (and records) it once."""
+    olga = rec.login("olga")
+    rec.cmd("acknowledge", olga, alarms=[A, A], comment="once")
+    assert len([e for e in by_action(rec.operator_events(), "acknowledge") if e.source == A]) == 1
+
+
+def test_a_failed_login_under_an_absurd_name_is_recorded_shortened(rec: Recorded) -> None:
+    """The name typed at a failed login is what a guesser controls: recorded, but bounded."""
+    rec.cmd("login", user="x" * 10_000, password="wrong")
+    [event] = by_action(rec.operator_events(), "login_failed")
+    assert len(event.user) <= 100 and len(event.message) < 400

@@ -79,7 +79,7 @@ def test_a_stop_that_cannot_be_carried_out_is_recorded_as_failed(tmp_path: Path)
         events = [e for e in rt.events if e.category == EventCategory.OPERATOR and e.details["action"] == "stop_system"]
         assert [(e.details["outcome"], e.severity) for e in events] == [("ok", Severity.INFO),
                                                                         ("failed", Severity.WARNING)]  # fmt: skip
-        assert events[1].message.endswith("failed: the runtime is not running")
+        assert events[1].message == "stop of the system failed: the runtime is not running"
     finally:
         rt.stop()
 

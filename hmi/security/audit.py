@@ -119,6 +119,7 @@ _NOUNS = {
     "call": "call of",
     "config_reload": "reload of",
     "login_failed": "login as",
+    "stop_system": "stop of the",
 }
 
 
