@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from hmi.core.events import Event, EventCategory
 from hmi.historian.reader import PRIORITIES, HistorianReader, TimeRange
-from hmi.historian.shifts import format_ns, zone
+from hmi.historian.shifts import format_ns, from_ns, zone
 
 REPORT_VERSION = 1  # written into the page (meta "hmi-report-version") so a reader can tell
 LOGIN_LOOKBACK_NS = 24 * 3600 * 1_000_000_000  # who was already logged in when the range began
@@ -73,12 +73,25 @@ def sessions(events: Iterable[Event], start_ns: int, end_ns: int) -> list[Sessio
 
 
 class _Page:
-    def __init__(self, tz_name: str) -> None:
+    def __init__(self, tz_name: str, start_ns: int, end_ns: int) -> None:
         self.tz = zone(tz_name)
         self.parts: list[str] = []
+        # Within a day (a shift) the tables give the time of day only; the header has the dates.
+        # Full dates made narrow time columns that broke "2026-12-03" in two when printed.
+        self._cell_format = "%H:%M:%S" if end_ns - start_ns <= 24 * 3600 * 10**9 else "%Y-%m-%d %H:%M"
+        self._range = (start_ns, end_ns)
 
     def time(self, ts_ns: int | None, missing: str = "") -> str:
+        """A full time, with date and zone (the header)."""
         return missing if ts_ns is None else format_ns(ts_ns, self.tz)
+
+    def at(self, ts_ns: int | None, missing: str = "") -> str:
+        """A time in a table cell (in full when outside the range, e.g. an earlier login)."""
+        if ts_ns is None:
+            return missing
+        if not self._range[0] <= ts_ns < self._range[1]:
+            return self.time(ts_ns)
+        return from_ns(ts_ns, self.tz).strftime(self._cell_format)
 
     def h2(self, title: str) -> None:
         self.parts.append(f"<h2>{html.escape(title)}</h2>")
@@ -130,7 +143,7 @@ def _mode_changes(
             continue
         duration = [_duration(e.details.get("duration_s")) if action == "shelve" else ""] if with_duration else []
         reason = e.details.get("reason") or e.details.get("comment") or ""
-        rows.append((page.time(e.ts_ns), e.source, e.user, action.replace("_", " "), *duration, reason, _outcome(e)))
+        rows.append((page.at(e.ts_ns), e.source, e.user, action.replace("_", " "), *duration, reason, _outcome(e)))
     page.table(header, rows, empty)
 
 
@@ -145,7 +158,7 @@ def render_report(
 ) -> str:
     """The report page for `events` (those of the range, any order); `earlier_logins`: login
     and logout events before the range, to show who was already logged in."""
-    page = _Page(time_range.timezone)
+    page = _Page(time_range.timezone, time_range.start_ns, time_range.end_ns)
     events = sorted(events, key=lambda e: e.ts_ns)
     ops = [e for e in events if e.category == EventCategory.OPERATOR]
     alarms = [e for e in events if e.category == EventCategory.ALARM]
@@ -175,8 +188,8 @@ def render_report(
             (
                 s.user,
                 s.station,
-                page.time(s.login_ns, "before the range"),
-                page.time(s.logout_ns, "still logged in") + (f" ({s.logout_reason})" if s.logout_reason else ""),
+                page.at(s.login_ns, "before the range"),
+                page.at(s.logout_ns, "still logged in") + (f" ({s.logout_reason})" if s.logout_reason else ""),
             )
             for s in sessions(logins, time_range.start_ns, time_range.end_ns)
         ],
@@ -191,7 +204,7 @@ def render_report(
         p.append(f"<p>{html.escape(counts)}</p>")
     page.table(
         ("Time", "Alarm", "Priority", "Message"),
-        [(page.time(e.ts_ns), e.source, e.details.get("priority", ""), e.message) for e in raised],
+        [(page.at(e.ts_ns), e.source, e.details.get("priority", ""), e.message) for e in raised],
         "No alarm was raised.",
     )
 
@@ -203,7 +216,7 @@ def render_report(
         ("Time", "Alarm", "User", "Station", "Action", "Comment", "Outcome"),
         [
             (
-                page.time(e.ts_ns),
+                page.at(e.ts_ns),
                 e.source,
                 e.user,
                 e.details.get("station", ""),
@@ -232,7 +245,7 @@ def render_report(
         ("Time", "Target", "User", "Old → new", "Status", "Outcome"),
         [
             (
-                page.time(e.ts_ns),
+                page.at(e.ts_ns),
                 e.source,
                 e.user,
                 f"{_value(e.details.get('old'))} → {_value(e.details.get('new'))}"
@@ -251,7 +264,7 @@ def render_report(
     page.table(
         ("Time", "User", "Summary", "Outcome"),
         [
-            (page.time(e.ts_ns), e.user, e.details.get("summary", "") or e.message, _outcome(e))
+            (page.at(e.ts_ns), e.user, e.details.get("summary", "") or e.message, _outcome(e))
             for e in ops
             if _action(e) == "config_reload"
         ],
