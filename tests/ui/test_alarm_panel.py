@@ -455,9 +455,9 @@ def test_chattering_and_fleeting_alarms_are_flagged(qtbot, win: Window) -> None:
     chattering = flagged(status, chattering=True)
     fleeting = flagged(status, fleeting=True)
     model = win.panel.model
-    assert model._text(chattering, COL_MESSAGE) == status.message + " [chattering]"
-    assert model._text(fleeting, COL_MESSAGE) == status.message + " [fleeting]"
-    assert model._text(status, COL_MESSAGE) == status.message
+    assert model.text(chattering, COL_MESSAGE) == status.message + " [chattering]"
+    assert model.text(fleeting, COL_MESSAGE) == status.message + " [fleeting]"
+    assert model.text(status, COL_MESSAGE) == status.message
     assert "1 chattering" in win.panel.count_text([chattering, fleeting])
     assert "chattering" not in win.panel.count_text([status])
 
