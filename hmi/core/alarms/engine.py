@@ -631,9 +631,12 @@ class AlarmEngine:
                 rate=aux if condition == Condition.RATE else None,
             )
             if a.chatter_count:
-                a.chatter.append(ts)
-                was = a.chattering
-                self._update_chattering(a, ts)
+                chatter = a.chatter
+                chatter.append(ts)
+                horizon = ts - a.chatter_window_ns
+                while chatter[0] < horizon:
+                    chatter.popleft()
+                was, a.chattering = a.chattering, len(chatter) >= a.chatter_count
                 if a.chattering and not was:
                     self._chattering_total += 1
             if a.mode == Mode.IN_SERVICE:
