@@ -198,18 +198,21 @@ class IpcClient:
 
         def request_snapshot() -> None:
             nonlocal requested_at, dealer
-            # A request sent to a runtime that died is never answered: start a fresh socket.
-            poller.unregister(dealer)
-            dealer.close(0)
-            dealer = self._new_dealer()
-            poller.register(dealer, zmq.POLLIN)
+            if requested_at is not None or self.session is not None:
+                # A retry, or a new runtime: what was sent to the old one is never answered, so
+                # start a fresh socket. (The first request goes on the socket commands already
+                # use: the runtime that answers them is the one whose stream just arrived.)
+                poller.unregister(dealer)
+                dealer.close(0)
+                dealer = self._new_dealer()
+                poller.register(dealer, zmq.POLLIN)
+                stream.repair_sent_at = None  # its answer went with the old socket
+                for future in pending.values():
+                    if not future.done():
+                        future.set_exception(ConnectionError("the runtime restarted before it answered"))
+                pending.clear()
             dealer.send_multipart([m.REQUEST_SNAPSHOT])
             requested_at = time.monotonic()
-            stream.repair_sent_at = None  # its answer went with the old socket
-            for future in pending.values():
-                if not future.done():
-                    future.set_exception(ConnectionError("the runtime restarted before it answered"))
-            pending.clear()
 
         try:
             while self._running:

@@ -152,6 +152,28 @@ def test_commands_get_replies(channel) -> None:
     assert reply == {"ok": True, "echo": {"command": "ping", "n": 3}}
 
 
+def test_a_command_sent_before_the_link_is_up_gets_its_reply() -> None:
+    """A command sent at once (a script, `hmi stop`) and answered slowly (a login hashes the
+    password) still gets its reply: the first snapshot request goes out on the same socket
+    instead of replacing it and failing what was pending."""
+    stream, requests = addresses()
+
+    def slow(command: dict) -> dict:
+        time.sleep(0.5)
+        return {"ok": True, "echo": command}
+
+    publisher = IpcPublisher(runtime_bus(), stream, requests, command_handler=slow)
+    publisher.start()
+    client = IpcClient(stream, requests, BusMirror())
+    client.start()
+    try:
+        reply = client.send_command({"command": "login", "n": 1}).result(timeout=5)
+        assert reply == {"ok": True, "echo": {"command": "login", "n": 1}}
+    finally:
+        client.stop()
+        publisher.stop()
+
+
 def test_a_dead_runtime_is_noticed_within_a_second_and_values_turn_stale(channel) -> None:
     """When the runtime stops, the window marks the link down in under a second and every value COMM_LOST."""
     bus, publisher, connect = channel
