@@ -53,9 +53,11 @@ def test_main_window_alarms_login_and_guarded_write(qtbot, main_window_factory, 
         assert write.message.text().startswith("Write 80.0 % to cnc01.feed_override (now ")
         write.confirm()
         qtbot.waitUntil(lambda: write.result is not None, timeout=15000)
-        status = write.result.get("status")
-        expected = "Written: Good" if write.result["ok"] else f"Not written: {write.result['error']}"
-        assert write.message.text() == expected
+        # The demo plant accepts feed_override writes within its limits: anything but Good is a defect.
+        assert write.result["ok"], write.result
+        status = write.result["status"]
+        assert status == "Good"
+        assert write.message.text() == "Written: Good"
         ARTIFACTS.mkdir(exist_ok=True)
         win.screenshot().save(str(ARTIFACTS / "main_window_alarms.png"))
     finally:
