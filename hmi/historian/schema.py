@@ -180,7 +180,8 @@ def open_engine(target: str, create: bool = True) -> tuple[sa.Engine, Dialect]:
     url = url_for(target)
     dialect = dialect_for(url)
     if not create and not dialect.database_exists(url):
-        raise HistorianError(f"no historian at {target}")
+        # The expanded URL (where it looked), without a password.
+        raise HistorianError(f"no historian at {sa.engine.make_url(url).render_as_string(hide_password=True)}")
     engine = dialect.create_engine(url)
     if not create:
         with engine.connect() as conn:

@@ -120,3 +120,11 @@ def test_history_lookup_feeds_trends_decimated(recorded: Path, tmp_path: Path) -
     missing = HistoryLookup(tmp_path / "later.sqlite")
     assert missing("m.t1", T0, T0 + NS, 10)[0].shape == (0,)
     assert not (tmp_path / "later.sqlite").exists()
+
+
+def test_a_missing_historian_is_named_by_its_real_path(private_data_dir) -> None:
+    """The message says where it looked: the data folder expanded, not "{data}"."""
+    with pytest.raises(HistorianError) as error:
+        HistorianReader("sqlite:///{data}/nothing-here.sqlite")
+    assert "{data}" not in str(error.value)
+    assert str(private_data_dir / "nothing-here.sqlite") in str(error.value)
