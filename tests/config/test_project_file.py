@@ -191,3 +191,40 @@ def test_run_with_a_broken_project_exits_2(tmp_path: Path) -> None:
     result = run_cli("run", "--project", str(path), "--headless", "--duration", "1")
     assert result.returncode == 2
     assert f"{path}: project.name: required key is missing" in result.stderr
+
+
+def test_every_project_file_key_is_described_in_the_reference() -> None:
+    """docs/project-file.md is the engineer's reference: every key the loader accepts, at any
+    depth, is named there (as `key`, `parent.key`, `key = …` or a [section] header)."""
+    import re
+    import typing
+
+    from pydantic import BaseModel
+
+    from hmi.config.models import Project
+    from tests.helpers import REPO
+
+    doc = (REPO / "docs" / "project-file.md").read_text(encoding="utf-8")
+
+    def models_in(annotation: object) -> list[type[BaseModel]]:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return [annotation]
+        return [m for arg in typing.get_args(annotation) for m in models_in(arg)]
+
+    missing: list[str] = []
+    seen: set[type[BaseModel]] = set()
+
+    def walk(model: type[BaseModel], path: str) -> None:
+        if model in seen:
+            return
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            key = re.escape(field.alias or name)
+            described = rf"`{key}[`.]|`\w+\.{key}\b|\b{key}\s*=|\[{key}[\].]|\.{key}\]"
+            if not field.exclude and not re.search(described, doc):
+                missing.append(f"{path}{field.alias or name}")
+            for inner in models_in(field.annotation):
+                walk(inner, f"{path}{field.alias or name}.")
+
+    walk(Project, "")
+    assert missing == [], f"keys not described in docs/project-file.md: {missing}"
