@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = "historian"
 TAG_QUEUE_DEPTH = "historian.queue_depth"
+LATEST_NS = np.iinfo(np.int64).max - 1  # the latest time a [start, end) read can reach
 TAG_DROPPED = "historian.dropped_samples"
 TAG_WRITE_OK = "historian.write_ok"
 STATUS_TAGS = (
@@ -73,6 +74,7 @@ class WriterStats:
     accepted: int = 0  # samples taken into the queue
     written: int = 0  # samples committed
     skipped: int = 0  # not stored by a tag's on_change/off policy (not a loss)
+    restamped: int = 0  # late values recorded after their tag's COMM_LOST mark (_in_arrival_order)
     dropped: int = 0  # refused because the queue was full
     lost: int = 0  # accepted but could not be written before close
     events_written: int = 0
@@ -153,6 +155,10 @@ class HistorianWriter:
         self._texts_sql = ""
         self._bus_to_db = np.full(0, -1, np.int64)
         self._held: list[SampleBatch] = []
+        # Per bus tag id: the recorded time at or below which a value arriving now would sort
+        # before a COMM_LOST mark the operator saw first, where one stands. See _in_arrival_order.
+        self._floor = np.zeros(0, np.int64)
+        self._has_floor = np.zeros(0, bool)
         self._held_samples = 0
         self._held_since: float | None = None
         self._held_events: list[Event] = []
@@ -400,7 +406,7 @@ class HistorianWriter:
     def _take(self, batches: list[SampleBatch], events: list[Event], arrived: float) -> None:
         for batch in batches:
             n = len(batch)
-            kept = self.filter.apply(batch)
+            kept = self.filter.apply(self._in_arrival_order(batch))
             skipped = n - len(kept)
             if skipped:
                 self.stats.skipped += skipped
@@ -415,6 +421,44 @@ class HistorianWriter:
             self._held_events.extend(events)
             if self._held_since is None:
                 self._held_since = arrived
+
+    def _in_arrival_order(self, batch: SampleBatch) -> SampleBatch:
+        """The batch as it is recorded: a value that arrives after its tag's COMM_LOST mark but
+        carries an older source time (a static OPC UA tag's initial value after a start or a
+        reconnect) is recorded 1 ns after the mark, and so are further late values, in arrival
+        order, until the tag's own times pass the mark. So replay shows what the operator saw
+        (docs/historian.md, "Recorded order"). The bus's batch is shared: a copy is changed."""
+        ids = batch.tag_ids
+        if not len(ids):
+            return batch
+        top = int(ids.max()) + 1
+        if top > self._floor.shape[0]:
+            size = max(top, 2 * self._floor.shape[0])
+            self._floor = np.concatenate([self._floor, np.zeros(size - self._floor.shape[0], np.int64)])
+            self._has_floor = np.concatenate([self._has_floor, np.zeros(size - self._has_floor.shape[0], bool)])
+        lost = batch.quality == Quality.COMM_LOST
+        floor, has_floor = self._floor, self._has_floor
+        if not lost.any() and not has_floor[ids].any():
+            return batch  # the usual batch: no mark anywhere near
+        marked = has_floor[:top].copy()  # tags with a mark standing, or one in this batch
+        marked[ids[lost]] = True
+        ts = batch.ts_ns.copy()
+        for row in np.flatnonzero(marked[ids]).tolist():  # arrival order
+            tag = int(ids[row])
+            if lost[row]:
+                floor[tag] = max(int(ts[row]), int(floor[tag])) if has_floor[tag] else int(ts[row])
+                has_floor[tag] = True
+            elif not has_floor[tag]:
+                continue
+            elif ts[row] <= floor[tag]:
+                ts[row] = min(int(floor[tag]) + 1, LATEST_NS)
+                floor[tag] = ts[row]
+            else:
+                has_floor[tag] = False  # the stream's own times are past the mark
+        if np.array_equal(ts, batch.ts_ns):
+            return batch
+        self.stats.restamped += int((ts != batch.ts_ns).sum())
+        return SampleBatch(ids, ts, batch.values, batch.quality, batch.texts)
 
     # -- database --------------------------------------------------------------------------
 

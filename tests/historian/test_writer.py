@@ -271,3 +271,26 @@ def test_migrations_run_once_in_order(make_writer: MakeWriter, db_path: Path, mo
         assert {"migrated_" + str(latest - 1), "migrated_" + str(latest)} <= set(sa.inspect(conn).get_table_names())
     engine.dispose()
     assert applied == [latest - 1, latest]
+
+
+def test_a_value_that_arrives_after_a_comm_lost_mark_is_recorded_after_it(make_writer: MakeWriter, db_path) -> None:
+    """The recorded order is the order the operator saw. A COMM_LOST mark is stamped when the
+    runtime sees the loss (at start, at a disconnect); a static tag's value that arrives after
+    it carries its older source time. Recorded at that time it would sort before the mark and
+    replay would show the tag lost while the live view showed it good."""
+    from hmi.core.quality import Quality
+
+    writer = make_writer()
+    mark = T0 + 100 * NS
+    writer.submit(SampleBatch.from_arrays([0, 1], mark, [np.nan, np.nan], Quality.COMM_LOST))  # start
+    # Then the server's initial values: tag 0 static since T0 (two queued values), tag 1 new.
+    writer.submit(SampleBatch.from_arrays([0, 0, 1], [T0, T0 + NS, mark + 5 * NS], [7.0, 8.0, 3.0]))
+    writer.submit(SampleBatch.from_arrays([0], [mark + 9 * NS], [9.0]))  # the stream goes on
+    assert writer.flush()
+    with HistorianReader(db_path) as reader:
+        s0 = reader.read("m.t0", 0, 2**62)
+        s1 = reader.read("m.t1", 0, 2**62)
+    assert s0.quality.tolist() == [Quality.COMM_LOST, Quality.GOOD, Quality.GOOD, Quality.GOOD]
+    assert s0.values.tolist()[1:] == [7.0, 8.0, 9.0]  # in the order they arrived
+    assert s0.ts.tolist() == [mark, mark + 1, mark + 2, mark + 9 * NS]
+    assert s1.ts.tolist() == [mark, mark + 5 * NS]  # a newer value keeps its own time

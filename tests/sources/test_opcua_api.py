@@ -245,3 +245,56 @@ def test_stop_marks_every_tag_comm_lost(peer: OpcUaPeer) -> None:
     assert collector.latest("test.double") == (1.5, Quality.COMM_LOST)
     assert collector.latest("test.string") == ("hello", Quality.COMM_LOST)
     assert collector.latest("plc.connected") == (0.0, Quality.GOOD)
+
+
+def test_a_static_tag_is_recorded_in_the_order_it_was_shown_across_a_start_and_a_server_restart(
+    peer: OpcUaPeer, tmp_path: Path
+) -> None:
+    """A setpoint that last changed before the runtime started, and one whose PLC reports it
+    unchanged since yesterday after a server restart: each arrives after the COMM_LOST mark
+    with an older source time. The historian records the qualities in the order the bus
+    delivered them, so replay ends GOOD where the live view did (docs/historian.md)."""
+    from datetime import UTC, datetime, timedelta
+
+    from hmi.historian import HistorianReader, HistorianWriter
+
+    setpoint = tag("setpoint")
+    bus = TagBus()
+    bus.register([setpoint])
+    collector = Collector(bus)
+    db = tmp_path / "h.sqlite"
+    writer = HistorianWriter(str(db), bus.registry, commit_interval_s=0.05)
+    writer.attach(bus)
+    writer.start()
+    source = source_for(peer, [setpoint], bus)
+    restarted: list[OpcUaPeer] = []
+
+    def shown() -> list[int]:
+        return [q for _, _, q in collector.of(setpoint.name)]
+
+    async def scenario() -> None:
+        async with running(source):
+            await async_wait_until(lambda: shown()[-1:] == [Quality.GOOD], 10, source.last_error)
+            peer.stop()
+            await async_wait_until(lambda: shown()[-1:] == [Quality.COMM_LOST], 10)
+            again = OpcUaPeer(peer.port, tmp_path / "server-pki")
+            restarted.append(again.start())
+            yesterday = datetime.now(UTC) - timedelta(days=1)
+            value = ua.DataValue(ua.Variant(42.0, ua.VariantType.Double), SourceTimestamp=yesterday)
+            again.call(again.nodes["setpoint"].write_value(value))
+            await async_wait_until(lambda: shown()[-1:] == [Quality.GOOD], 20, source.last_error)
+            live.extend(shown())  # what the window shows before the source stops (a last mark)
+
+    live: list[int] = []
+    try:
+        run_async(scenario(), 60)
+        assert writer.flush()
+    finally:
+        writer.close()
+        for server in restarted:
+            server.stop()
+    with HistorianReader(db) as reader:
+        recorded = reader.read(setpoint.name, 0, 2**62)
+    assert recorded.quality.tolist() == shown(), "the recording contradicts what the window showed"
+    assert live.count(Quality.COMM_LOST) == 2 and live[0] == Quality.COMM_LOST and live[-1] == Quality.GOOD
+    assert float(recorded.values[len(live) - 1]) == 42.0
