@@ -236,6 +236,12 @@ def plant_args(sim: SimulatorConfig) -> list[str]:
     return args
 
 
+def ended_on_request(code: int) -> bool:
+    """A normal exit, or one a SIGTERM or SIGINT asked for (a window told to stop before its
+    own handler was installed, or by a session ending): a close, not a crash to restart."""
+    return code in (0, -signal.SIGTERM, -signal.SIGINT)
+
+
 @dataclass
 class Child:
     name: str
@@ -373,7 +379,7 @@ class Supervisor:
             if code is None:
                 continue
             child.process = None
-            if child.on_exit == "restart-on-crash" and code == 0:
+            if child.on_exit == "restart-on-crash" and ended_on_request(code):
                 if self.attach is not None:
                     log.info("%s closed; the runtime keeps running", child.name)
                     self._stopping = True

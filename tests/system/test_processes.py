@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from hmi.core.quality import Quality
 from hmi.historian import HistorianReader
@@ -228,7 +229,11 @@ def test_closing_the_window_keeps_the_runtime_recording_and_hmi_run_reattaches(
         assert f"--ipc-requests {running.request_address}" in " ".join(window.cmdline())
         wait_until(lambda: any("first live frame" in line for line in second_lines), 30, message="no live frame")
         window.send_signal(signal.SIGTERM)
-        second.wait(45)  # the window saves its layout and shuts VTK down first: slow on a loaded machine
+        try:
+            second.wait(45)  # the window saves its layout and shuts VTK down first: slow on a loaded machine
+        except subprocess.TimeoutExpired:
+            out = "".join(second_lines)
+            raise AssertionError(f"the attached hmi run did not end with its window:\n{out}") from None
         second_reader.join(10)
         out = "".join(second_lines)
         assert second.returncode == 0, out
@@ -296,3 +301,16 @@ def test_hmi_stop_refuses_an_operator_and_stops_everything_for_an_engineer(
         trail.close()
     assert stops[0][:2] == ("olga", "refused")
     assert stops[1] == ("erik", "ok", "pump01 seal replacement")
+
+
+@pytest.mark.parametrize(
+    ("code", "closed"),
+    [(0, True), (-signal.SIGTERM, True), (-signal.SIGINT, True), (-signal.SIGKILL, False), (-signal.SIGSEGV, False),
+     (1, False)],
+)  # fmt: skip
+def test_a_window_told_to_stop_is_not_restarted_but_a_crashed_one_is(code: int, closed: bool) -> None:
+    """A window that ended by SIGTERM/SIGINT (before its own handler ran, or at a session's end)
+    was asked to stop: a close. A kill, a segfault or an error exit is a crash to restart."""
+    from hmi.supervisor import ended_on_request
+
+    assert ended_on_request(code) is closed
