@@ -90,5 +90,9 @@ def run_window(
     with loop:
         loop.run_until_complete(closed.wait())
     heartbeat.stop()
+    # Quitting (SIGTERM, --exit-after) does not close the window, so its closeEvent never ran:
+    # stop the 3D view's loader and release OpenGL before Python tears Qt down.
+    if window.scene is not None:
+        window.scene.shutdown()
     client.stop()
     return 0

@@ -348,7 +348,10 @@ class SceneView(QWidget):
             return
         self._closed = True
         self._timer.stop()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        # Wait for a check in flight (a probe takes under a second): its worker would otherwise
+        # hand its result to this widget while Python tears Qt down at exit (a SIGSEGV seen
+        # when a window was told to quit while models were still loading).
+        self._executor.shutdown(wait=True, cancel_futures=True)
         self.vtk_widget.Finalize()
 
     # -- inspection (tests, benchmarks, the main window's screenshots) ---------------------------------
