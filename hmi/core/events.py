@@ -56,3 +56,13 @@ class Event:
             user=data.get("user", ""),
             details=dict(data.get("details") or {}),
         )
+
+
+def format_duration(seconds: Any) -> str:
+    """A shelve or similar duration as an operator reads it: "15 min", "1.5 h", "30 s"; "" when
+    not a number (a malformed record must not break a report)."""
+    try:
+        s = float(seconds or 0)
+    except (TypeError, ValueError):
+        return ""
+    return f"{s / 3600:g} h" if s >= 3600 and s % 900 == 0 else f"{s / 60:g} min" if s >= 60 else f"{s:g} s"

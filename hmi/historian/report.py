@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from hmi.core.events import Event, EventCategory
+from hmi.core.events import Event, EventCategory, format_duration
 from hmi.historian.reader import PRIORITIES, HistorianReader, TimeRange
 from hmi.historian.shifts import format_ns, from_ns, zone
 
@@ -105,14 +105,6 @@ class _Page:
         self.parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
-def _duration(seconds: object) -> str:
-    try:
-        s = float(seconds)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return ""
-    return f"{s / 3600:g} h" if s >= 3600 else f"{s / 60:g} min" if s >= 60 else f"{s:g} s"
-
-
 def _value(value: object) -> str:
     return "(none)" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
@@ -141,7 +133,7 @@ def _mode_changes(
         action = _action(e)
         if action not in actions:
             continue
-        duration = [_duration(e.details.get("duration_s")) if action == "shelve" else ""] if with_duration else []
+        duration = [format_duration(e.details.get("duration_s")) if action == "shelve" else ""] if with_duration else []
         reason = e.details.get("reason") or e.details.get("comment") or ""
         rows.append((page.at(e.ts_ns), e.source, e.user, action.replace("_", " "), *duration, reason, _outcome(e)))
     page.table(header, rows, empty)

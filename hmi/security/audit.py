@@ -41,7 +41,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hmi.core.events import Event, EventCategory, Severity
+from hmi.core.events import Event, EventCategory, Severity, format_duration
 from hmi.paths import expand_data_url
 
 log = logging.getLogger(__name__)
@@ -127,11 +127,6 @@ def _value(value: Any) -> str:
     return "(none)" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _duration(seconds: Any) -> str:
-    s = float(seconds or 0)
-    return f"{s / 3600:g} h" if s >= 3600 and s % 900 == 0 else f"{s / 60:g} min" if s >= 60 else f"{s:g} s"
-
-
 def _done_message(kind: str, user: str, target: str, d: dict[str, Any]) -> str:
     """The sentence for an action that was done: "olga acknowledged cnc01.spindle_temp.hi"."""
     done: dict[str, Callable[[], str]] = {
@@ -142,7 +137,7 @@ def _done_message(kind: str, user: str, target: str, d: dict[str, Any]) -> str:
         }.get(str(d.get("reason")), f"{user} logged out"),
         "acknowledge": lambda: f"{user} acknowledged {target}",
         "reset": lambda: f"{user} reset {target}",
-        "shelve": lambda: f"{user} shelved {target} for {_duration(d.get('duration_s'))}",
+        "shelve": lambda: f"{user} shelved {target} for {format_duration(d.get('duration_s'))}",
         "unshelve": lambda: f"{user} unshelved {target}",
         "out_of_service": lambda: f"{user} took {target} out of service",
         "return_to_service": lambda: f"{user} returned {target} to service",

@@ -51,6 +51,7 @@ from PySide6.QtWidgets import (
 )
 
 from hmi.core.alarms.model import AlarmStatus, Mode, Priority
+from hmi.core.events import format_duration
 from hmi.core.tags import DataType
 from hmi.ui import theme
 from hmi.ui.alarm_feed import AlarmFeed, Reply
@@ -251,9 +252,9 @@ class ShelveDialog(ReasonDialog):
         duration = QComboBox()
         for seconds in self.PRESETS_S:
             if seconds <= max_shelve_s:
-                duration.addItem(_duration_text(seconds), seconds)
+                duration.addItem(format_duration(seconds), seconds)
         if duration.count() == 0:
-            duration.addItem(_duration_text(max_shelve_s), max_shelve_s)
+            duration.addItem(format_duration(max_shelve_s), max_shelve_s)
         super().__init__(
             "Shelve alarms", names, parent,
             placeholder="why (required): e.g. sensor replaced, work order 4711", fields=(("Shelve for", duration),),
@@ -262,10 +263,6 @@ class ShelveDialog(ReasonDialog):
 
     def duration_s(self) -> float:
         return float(self.duration.currentData())
-
-
-def _duration_text(seconds: float) -> str:
-    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min"
 
 
 class AlarmPanel(QWidget):
