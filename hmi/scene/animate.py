@@ -142,6 +142,9 @@ class MachineAnimator:
                 where = "not in the model" if node is None else "not in the model's scene"
                 self.problems.append(f"node {binding.node!r} is {where}")
                 continue
+            if node.left_out:  # the validator's warning says why; the view has no actor to move
+                self.problems.append(f"node {binding.node!r} is left out of the model: {node.left_out}")
+                continue
             self.bindings.append(binding)
             self.nodes.append(node.index)
         self.tags = sorted({tag for b in self.bindings for tag in b.tags()})

@@ -31,7 +31,7 @@ from hmi.scene.validate import CheckedModel, validate_file
 log = logging.getLogger(__name__)
 
 # Bump when the validator's rules change: cached verdicts of the old rules are dropped.
-VALIDATOR_VERSION = 1
+VALIDATOR_VERSION = 2
 CACHE_FORMAT = 1
 CACHE_MAX_ENTRIES = 500
 PROBE_TIMEOUT_S = 60.0

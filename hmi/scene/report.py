@@ -59,10 +59,25 @@ class NodeInfo:
     depth: int  # 0 for a scene root
     skinned: bool = False
     camera: int | None = None
+    left_out: str = ""  # why VTK does not get this node (degenerate transform), "" when shown
 
     @property
     def label(self) -> str:
         return self.name or f"node {self.index}"
+
+    @property
+    def shown(self) -> bool:
+        """In the shown scene and not left out: what the 3D view draws."""
+        return self.in_scene and not self.left_out
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    """An image left out of what VTK receives: its materials show untextured."""
+
+    index: int
+    name: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +105,26 @@ class ModelSummary:
     extensions_used: tuple[str, ...]
     extensions_required: tuple[str, ...]
     expected_actors: int  # (node, primitive) pairs in the scene: what VTK should create
+    left_out_roots: tuple[int, ...] = ()  # nodes left out with their subtrees (NodeInfo.left_out says why)
+    dropped_images: tuple[ImageInfo, ...] = ()  # images stripped from what VTK receives
+
+    def shown_children(self, index: int) -> list[int]:
+        """Children VTK gets (index -1: the scene's roots), in the file's order."""
+        children = self.roots if index == -1 else self.nodes[index].children
+        return [c for c in children if not self.nodes[c].left_out]
+
+    def parts(self) -> dict[str, Any]:
+        """What the 3D view shows: drawn nodes shown and left out (with why), images left out.
+        `hmi model-info --json` prints it; the window's import must produce exactly `shown`."""
+        return {
+            "shown": [n.index for n in self.walk() if n.shown and n.primitives],
+            "left_out": [
+                {"node": n.index, "name": n.name, "parts": n.primitives, "reason": n.left_out}
+                for n in self.walk()
+                if n.left_out
+            ],
+            "images_left_out": [{"image": i.index, "name": i.name, "reason": i.reason} for i in self.dropped_images],
+        }
 
     def node_named(self, name: str) -> NodeInfo | None:
         """The first scene node with this glTF name (preorder), else any node with it."""
@@ -141,6 +176,14 @@ class ModelReport:
     def warnings(self) -> list[Issue]:
         return [i for i in self.issues if i.severity == Severity.WARNING]
 
+    def left_out_messages(self) -> list[str]:
+        """The warnings that say what the 3D view leaves out (parts, textures), for the view."""
+        return [
+            i.message
+            for i in self.warnings
+            if i.code == "NODE_LEFT_OUT" or (i.where.startswith("/images/") and "left out" in i.message)
+        ]
+
     def headline(self) -> str:
         """One line for the view's placeholder or a log: the first error, or OK."""
         if self.unsupported:
@@ -155,6 +198,8 @@ class ModelReport:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["ok"] = self.ok
+        if self.summary is not None:
+            data["parts"] = self.summary.parts()
         for issue in data["issues"]:
             issue["severity"] = Severity(issue["severity"]).name.lower()
         return data
@@ -171,10 +216,13 @@ def describe(report: ModelReport) -> list[str]:
     else:
         assert summary is not None
         generator = f" ({summary.generator})" if summary.generator else ""
+        hidden = sum(n.primitives for n in summary.walk() if n.left_out)
+        left_out = f" ({hidden} left out)" if summary.left_out_roots else ""
+        dropped = f" ({len(summary.dropped_images)} image(s) left out)" if summary.dropped_images else ""
         lines.append(
             f"{report.source}: OK: glTF 2.0{generator}, {summary.triangles:,} triangles, "
-            f"{summary.expected_actors} drawn part(s), {len(summary.nodes)} node(s), "
-            f"{len(summary.animations)} animation(s), {summary.textures} texture(s), {report.size:,} bytes"
+            f"{summary.expected_actors} drawn part(s){left_out}, {len(summary.nodes)} node(s), "
+            f"{len(summary.animations)} animation(s), {summary.textures} texture(s){dropped}, {report.size:,} bytes"
         )
     lines += [f"  {issue}" for issue in report.warnings]
     if summary is None:
@@ -193,6 +241,10 @@ def describe(report: ModelReport) -> list[str]:
             text += f"  [{node.triangles:,} triangles, {node.primitives} primitive(s)]"
         if node.skinned:
             text += "  [skinned]"
+        if node.index in summary.left_out_roots:
+            text += f"  [LEFT OUT with its subtree: {node.left_out}]"
+        elif node.left_out:
+            text += "  [left out]"
         lines.append(text)
     outside = [n for n in summary.nodes if not n.in_scene]
     if outside:

@@ -11,7 +11,9 @@ container and the document's structure; data-level findings that cannot hurt VTK
 (unnormalised skin weights, non-increasing key times) are not checked, because widely
 used sample files carry them and load fine. Policy beyond the spec: buffers must be
 embedded (GLB BIN chunk or data: URI), and required extensions VTK cannot decode are
-reported as "unsupported: <extension>".
+reported as "unsupported: <extension>". Parts with a degenerate transform and images VTK
+cannot decode are left out of the bytes VTK gets (with a warning naming them); transforms
+that put drawn parts at non-finite coordinates refuse the file (docs/models.md).
 
 Runs on any thread; pure function of the bytes.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import logging
 import math
 import re
@@ -31,9 +34,12 @@ from typing import Any
 
 import numpy as np
 
+from hmi.scene.builder import pack_glb
 from hmi.scene.container import IssueList, read_container
+from hmi.scene.images import image_problem
 from hmi.scene.names import vtk_node_name
-from hmi.scene.report import EXTENSION_NAMES, AnimationInfo, ModelReport, ModelSummary, NodeInfo
+from hmi.scene.report import EXTENSION_NAMES, AnimationInfo, ImageInfo, ModelReport, ModelSummary, NodeInfo
+from hmi.scene.sanitise import vtk_document
 from hmi.scene.transforms import gltf_matrix, trs_matrix
 
 # Extensions vtkGLTFDocumentLoader 9.7 implements (GetSupportedExtensions(); a UI test
@@ -47,7 +53,9 @@ COMPONENT_DTYPE = {5120: "<i1", 5121: "<u1", 5122: "<i2", 5123: "<u2", 5125: "<u
 TYPE_COMPONENTS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
 INDEX_COMPONENTS = (5121, 5123, 5125)
 ANIMATION_PATHS = {"translation": 3, "rotation": 4, "scale": 3, "weights": 1}
-IMAGE_MAGIC = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff"}
+# World coordinates past this (metres; a million kilometres) make VTK's camera reset and
+# float32 rendering overflow to an empty view; no machine model comes near it.
+MAX_WORLD_COORDINATE = 1e9
 TOP_LEVEL_ARRAYS = (
     "accessors",
     "animations",
@@ -83,7 +91,9 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class CheckedModel:
-    """A verdict plus, when it is OK, the exact bytes that were checked (what VTK gets)."""
+    """A verdict plus, when it is OK, the bytes VTK gets: the checked bytes themselves, or,
+    when parts or textures are left out (see the summary's `left_out` and `dropped_images`),
+    the same GLB with only those references removed (hmi/scene/sanitise.py)."""
 
     report: ModelReport
     data: bytes | None
@@ -132,6 +142,15 @@ def validate_bytes(data: bytes, source: str = "<memory>", limits: Limits = Limit
         unsupported = tuple(checker.unsupported)
     report = ModelReport(source, len(data), digest, tuple(issues), summary, unsupported)
     payload = data[: container.end] if report.ok else None
+    if payload is not None and summary is not None and (summary.left_out_roots or summary.dropped_images):
+        assert container.document is not None
+        document = vtk_document(
+            container.document, set(summary.left_out_roots), {image.index for image in summary.dropped_images}
+        )
+        if container.is_glb:
+            payload = pack_glb(document, container.binary)
+        else:
+            payload = json.dumps(document, separators=(",", ":")).encode()
     return CheckedModel(report, payload, container.is_glb)
 
 
@@ -161,6 +180,12 @@ class _Checker:
         self.buffer_data: list[bytes | None] = []
         self.accessor_ok: list[bool] = []
         self.view_ok: list[bool] = []
+        self.dropped_images: dict[int, str] = {}  # image -> why VTK must not get it
+        self.mesh_bounds: list[tuple[np.ndarray, np.ndarray] | None] = []  # float64 (lo, hi) per mesh
+        self._bounds: list[tuple[np.ndarray, np.ndarray]] = []  # of the mesh being checked
+        self._label = ""  # the primitive being checked, for messages
+        self._scene_nodes: set[int] = set()
+        self.left_out_roots: set[int] = set()  # nodes left out with their subtrees
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -197,9 +222,9 @@ class _Checker:
             return None
         return int(value)
 
-    def numbers(self, value: Any, length: int, where: str) -> list[float] | None:
+    def numbers(self, value: Any, length: int, where: str, label: str = "") -> list[float] | None:
         if not isinstance(value, list) or len(value) != length or not all(_is_number(v) for v in value):
-            self.error("INVALID_VALUE", f"{where} must be {length} finite numbers", where)
+            self.error("INVALID_VALUE", f"{label or where} must be {length} finite numbers", where)
             return None
         return [float(v) for v in value]
 
@@ -258,8 +283,8 @@ class _Checker:
             mime = image.get("mimeType")
             if not image:
                 dropped("image", i, "is empty")
-            elif mime is not None and mime not in ("image/png", "image/jpeg"):
-                dropped("image", i, f"has type {mime!r:.30} (only PNG and JPEG)")
+            elif mime is not None and not isinstance(mime, str):
+                dropped("image", i, f"has a mimeType that is not text ({mime!r:.30})")
             elif "bufferView" not in image and not isinstance(image.get("uri"), str):
                 dropped("image", i, "has neither a bufferView nor a uri")
         for i, node in enumerate(self.arrays["nodes"]):
@@ -568,6 +593,11 @@ class _Checker:
     # -- materials ---------------------------------------------------------------------------------
 
     def _images_textures_materials(self) -> None:
+        """Images VTK cannot decode are left out of what it receives (hmi/scene/sanitise.py
+        strips them and the material references to them): an external or missing file (the
+        view loads no URIs), a type other than PNG or JPEG, or bytes that are not a complete
+        PNG or JPEG (a damaged PNG aborts VTK's process). The model then shows untextured."""
+        codes: dict[int, str] = {}
         for i, image in enumerate(self.arrays["images"]):
             where = f"/images/{i}"
             uri = image.get("uri")
@@ -579,28 +609,66 @@ class _Checker:
                     data = self.view_bytes(view)
                 if mime is None:
                     self.error("UNDEFINED_PROPERTY", f"image {i} in a bufferView needs a mimeType", where)
+                    continue
             elif isinstance(uri, str) and uri.startswith("data:"):
-                data = self._data_uri(uri, f"{where}/uri", ("image/png", "image/jpeg", "image/webp", "image/ktx2"))
-                mime = _DATA_URI.match(uri)["mime"] if data is not None else mime  # type: ignore[index]
+                data = self._image_data_uri(uri)
+                if data is None:
+                    self.dropped_images[i] = "its data: URI is not valid base64 or percent-encoded data"
+                    codes[i] = "INVALID_URI"
+                    continue
+                mime = _DATA_URI.match(uri)["mime"]  # type: ignore[index]
             elif isinstance(uri, str):
-                self.warning(
-                    "EXTERNAL_RESOURCE", _external_message(f"image {i}", uri) + " (the texture is left out)", where
-                )
+                self.dropped_images[i] = _external_message("it", uri)
+                codes[i] = "EXTERNAL_RESOURCE"
+                continue
             else:
                 self.error("UNDEFINED_PROPERTY", f"image {i} has neither a bufferView nor a uri", where)
-            magic = IMAGE_MAGIC.get(mime) if isinstance(mime, str) else None
-            if data is not None and magic is not None and bytes(data[: len(magic)]) != magic:
-                self.warning(
-                    "IMAGE_UNRECOGNIZED_FORMAT", f"image {i} is not a valid {mime} (the texture is left out)", where
-                )
+                continue
+            if data is None:
+                continue  # its bufferView is already an error
+            problem = image_problem(data, mime)
+            if problem:
+                self.dropped_images[i] = problem
+                codes[i] = "IMAGE_UNRECOGNIZED_FORMAT" if mime in ("image/png", "image/jpeg") else "IMAGE_UNSUPPORTED"
+        sources: dict[int, list[int]] = {}  # image -> textures using it
         for i, texture in enumerate(self.arrays["textures"]):
             where = f"/textures/{i}"
-            self.index(texture.get("source"), "images", f"{where}/source", required=False)
+            source = self.index(texture.get("source"), "images", f"{where}/source", required=False)
+            if source is not None:
+                sources.setdefault(source, []).append(i)
             self.index(texture.get("sampler"), "samplers", f"{where}/sampler", required=False)
+        users: dict[int, list[int]] = {}  # texture -> materials using it
         for i, material in enumerate(self.arrays["materials"]):
-            self._texture_refs(material, f"/materials/{i}", 0)
+            self._texture_refs(material, f"/materials/{i}", 0, i, users)
+        for i, why in self.dropped_images.items():
+            materials = sorted({m for t in sources.get(i, []) for m in users.get(t, [])})
+            if materials:
+                listed = ", ".join(str(m) for m in materials[:8]) + (" ..." if len(materials) > 8 else "")
+                effect = f"material(s) {listed} are shown without it"
+            else:
+                effect = "no material uses it"
+            self.warning(
+                codes[i],
+                f"image {i}{_quoted_name(self.arrays['images'][i])} is left out: {why}; {effect}",
+                f"/images/{i}",
+            )
 
-    def _texture_refs(self, obj: dict[str, Any], where: str, depth: int) -> None:
+    def _image_data_uri(self, uri: str) -> bytes | None:
+        """A data: URI image's bytes, or None when they cannot be decoded (no error: the
+        image is left out, the model still shows)."""
+        match = _DATA_URI.match(uri)
+        if match is None:
+            return None
+        if ";base64" not in match["params"]:
+            return urllib.parse.unquote_to_bytes(match["data"])
+        try:
+            return base64.b64decode(match["data"], validate=True)
+        except (binascii.Error, ValueError):
+            return None
+
+    def _texture_refs(
+        self, obj: dict[str, Any], where: str, depth: int, material: int, users: dict[int, list[int]]
+    ) -> None:
         """Every `...Texture: {index}` reference in a material, extensions included."""
         if depth > 8:
             return
@@ -608,12 +676,14 @@ class _Checker:
             if not isinstance(value, dict):
                 continue
             if key.endswith("Texture") or key.endswith("texture"):
-                self.index(value.get("index"), "textures", f"{where}/{key}/index")
+                texture = self.index(value.get("index"), "textures", f"{where}/{key}/index")
+                if texture is not None:
+                    users.setdefault(texture, []).append(material)
                 tex_coord = value.get("texCoord", 0)
                 if not _is_index(tex_coord) or tex_coord < 0:
                     self.error("INVALID_VALUE", f"{where}/{key}/texCoord must be an integer >= 0", where)
             else:
-                self._texture_refs(value, f"{where}/{key}", depth + 1)
+                self._texture_refs(value, f"{where}/{key}", depth + 1, material, users)
 
     # -- meshes ------------------------------------------------------------------------------------
 
@@ -628,13 +698,20 @@ class _Checker:
                 out.append((0, 0, 0))
                 continue
             drawn = triangles = vertices = 0
+            self._bounds = []
             for p, prim in enumerate(primitives):
+                self._label = f"mesh {m}{_quoted_name(mesh)}, primitive {p}"
                 result = self._primitive(prim, f"{where}/primitives/{p}")
                 if result is not None:
                     drawn += 1
                     triangles += result[0]
                     vertices += result[1]
             out.append((drawn, triangles, vertices))
+            if self._bounds:
+                lows, highs = zip(*self._bounds, strict=True)
+                self.mesh_bounds.append((np.min(lows, axis=0), np.max(highs, axis=0)))
+            else:
+                self.mesh_bounds.append(None)
         return out
 
     def _primitive(self, prim: dict[str, Any], where: str) -> tuple[int, int] | None:
@@ -678,6 +755,20 @@ class _Checker:
             self.error("INVALID_VALUE", "POSITION must be a VEC3 accessor", f"{where}/attributes/POSITION")
             return None
         vertices = counts["POSITION"]
+        if pos_acc["componentType"] == 5126:
+            points = self.read_accessor(position)
+            if points is not None:
+                # NaN or infinite vertices give VTK NaN bounds: the camera resets to nothing.
+                low, high = points.min(axis=0).astype(np.float64), points.max(axis=0).astype(np.float64)
+                if not (np.isfinite(low).all() and np.isfinite(high).all()):
+                    self.error(
+                        "POSITION_NOT_FINITE",
+                        f"{self._label}: vertex positions (accessor {position}) include "
+                        "NaN or infinite values, which leave the 3D view empty",
+                        f"{where}/attributes/POSITION",
+                    )
+                    return None
+                self._bounds.append((low, high))
         n = vertices
         index_value = prim.get("indices")
         if index_value is not None:
@@ -744,7 +835,7 @@ class _Checker:
             skin = self.index(node.get("skin"), "skins", f"{where}/skin", required=False)
             if skin is not None and node.get("mesh") is None:
                 self.warning("NODE_SKIN_NO_MESH", f"node {i} has a skin but no mesh", where)
-            local.append(self._local_matrix(node, where))
+            local.append(self._local_matrix(node, where, f"node {i}{_quoted_name(node)}"))
         if not graph_ok:
             return None
         # With one parent each, a cycle is a chain of parents that never reaches a root.
@@ -770,15 +861,16 @@ class _Checker:
         self._scenes(parents)
         return list(zip(parents, local, strict=True))
 
-    def _local_matrix(self, node: dict[str, Any], where: str) -> np.ndarray:
+    def _local_matrix(self, node: dict[str, Any], where: str, label: str) -> np.ndarray:
         if "matrix" in node:
-            values = self.numbers(node["matrix"], 16, f"{where}/matrix")
+            values = self.numbers(node["matrix"], 16, f"{where}/matrix", f"{label}: matrix")
             if any(k in node for k in ("translation", "rotation", "scale")):
                 self.warning("NODE_MATRIX_TRS", "a node has both matrix and TRS; the matrix is used", where)
             return gltf_matrix(values) if values is not None else np.eye(4)
-        t = self.numbers(node["translation"], 3, f"{where}/translation") if "translation" in node else None
-        r = self.numbers(node["rotation"], 4, f"{where}/rotation") if "rotation" in node else None
-        s = self.numbers(node["scale"], 3, f"{where}/scale") if "scale" in node else None
+        t, r, s = (
+            self.numbers(node[key], size, f"{where}/{key}", f"{label}: {key}") if key in node else None
+            for key, size in (("translation", 3), ("rotation", 4), ("scale", 3))
+        )
         if r is not None and abs(math.sqrt(sum(c * c for c in r)) - 1.0) > 1e-3:
             self.warning("ROTATION_NON_UNIT", "a node's rotation is not a unit quaternion", f"{where}/rotation")
         return trs_matrix(t or (0.0, 0.0, 0.0), r or (0.0, 0.0, 0.0, 1.0), s or (1.0, 1.0, 1.0))
@@ -980,6 +1072,7 @@ class _Checker:
             n = stack.pop()
             in_scene[n] = True
             stack.extend(self.arrays["nodes"][n].get("children", []))
+        self._scene_nodes = {i for i, shown in enumerate(in_scene) if shown}
         # VTK computes world transforms only for the shown scene's nodes; a skin with a
         # joint elsewhere makes its joint matrices dereference nothing (found by fuzzing).
         for i, node in enumerate(self.arrays["nodes"]):
@@ -994,6 +1087,9 @@ class _Checker:
                     )
         if issues_have_errors(self.issues):
             return None
+        left_out = self._degenerate_transforms(roots, nodes, meshes)
+        if left_out is None:
+            return None
         depth = self._depths([p for p, _ in nodes])
         infos = []
         triangles = vertices = actors = 0
@@ -1002,7 +1098,7 @@ class _Checker:
             name = node.get("name") if isinstance(node.get("name"), str) else ""
             mesh = node.get("mesh")
             drawn, tris, verts = meshes[mesh] if mesh is not None else (0, 0, 0)
-            if in_scene[i]:
+            if in_scene[i] and i not in left_out:
                 triangles += tris
                 vertices += verts
                 actors += drawn
@@ -1021,6 +1117,7 @@ class _Checker:
                     depth=depth[i],
                     skinned=node.get("skin") is not None,
                     camera=node.get("camera"),
+                    left_out=left_out.get(i, ""),
                 )
             )
         if triangles > self.limits.max_triangles:
@@ -1049,7 +1146,137 @@ class _Checker:
             extensions_used=tuple(self.doc.get("extensionsUsed", [])),
             extensions_required=tuple(self.doc.get("extensionsRequired", [])),
             expected_actors=actors,
+            left_out_roots=tuple(sorted(self.left_out_roots)),
+            dropped_images=tuple(
+                ImageInfo(i, str(self.arrays["images"][i].get("name", ""))[:200], why)
+                for i, why in sorted(self.dropped_images.items())
+            ),
         )
+
+    def _degenerate_transforms(
+        self, roots: tuple[int, ...], nodes: list[tuple[int, np.ndarray]], meshes: list[tuple[int, int, int]]
+    ) -> dict[int, str] | None:
+        """The rule for transforms VTK cannot show (docs/models.md, "Degenerate transforms"),
+        shared by `hmi model-info` and the window because both read this summary:
+
+        - a node whose own transform is singular (a scale of 0, an all-zero matrix, a zero
+          rotation quaternion) or not affine is left out with its subtree, with a warning
+          naming it; VTK would give it NaN or infinite bounds and the whole view would be
+          empty, and a collapsed part shows nothing anyway. A skinned mesh whose skin uses a
+          joint in a left-out subtree is left out too (VTK cannot pose it).
+        - a drawn part whose world bounds are not finite or beyond +-MAX_WORLD_COORDINATE
+          (a transform of 1e308, or TRS that overflow when composed down the hierarchy)
+          refuses the file, naming the node: the numbers are broken, not one part.
+
+        Returns node -> why it is left out (None when the file is refused)."""
+        doc_nodes = self.arrays["nodes"]
+        count = len(nodes)
+        if not count:
+            return {}
+        local = np.stack([m for _, m in nodes])
+        affine = np.all(local[:, 3, :] == (0.0, 0.0, 0.0, 1.0), axis=1)
+        with np.errstate(all="ignore"):  # a huge but finite scale overflows det: the world check refuses it
+            det = np.linalg.det(local[:, :3, :3])
+        reasons: dict[int, str] = {}
+        for i in (int(k) for k in np.flatnonzero(~affine | (det == 0.0))):
+            node = doc_nodes[i]
+            if "matrix" in node and not np.any(local[i]):
+                why = "its matrix is all zeros"
+            elif not affine[i]:
+                why = "its matrix is not an affine transform (the last row must be 0 0 0 1)"
+            else:
+                why = "its transform is singular (a scale of 0 collapses it)"
+            reasons[i] = why
+        # A zero quaternion is singular to VTK even though trs_matrix reads it as no rotation.
+        for i, node in enumerate(doc_nodes):
+            rotation = node.get("rotation")
+            if "matrix" not in node and isinstance(rotation, list) and rotation and not any(rotation):
+                reasons[i] = "its rotation is a zero quaternion"
+        children = [tuple(node.get("children", [])) for node in doc_nodes]
+        skins = self.arrays["skins"]
+        while True:
+            left_out: dict[int, str] = {}
+            owner: dict[int, int] = {}  # left-out node -> the left-out root above it
+            stack = [(r, -1) for r in reversed(roots)]
+            while stack:
+                n, inside = stack.pop()
+                if inside >= 0:
+                    left_out[n] = f"it is inside left-out node {inside}{_quoted_name(doc_nodes[inside])}"
+                    owner[n] = inside
+                elif n in reasons:
+                    left_out[n] = reasons[n]
+                    owner[n] = inside = n
+                stack.extend((c, inside) for c in reversed(children[n]))
+            more = {}
+            for n, node in enumerate(doc_nodes):
+                skin = node.get("skin")
+                if skin is None or node.get("mesh") is None or n in left_out or n not in self._scene_nodes:
+                    continue
+                joint = next((j for j in skins[skin]["joints"] if j in left_out), None)
+                if joint is not None:
+                    more[n] = f"its skin uses joint node {joint}{_quoted_name(doc_nodes[joint])}, which is left out"
+            if not more:
+                break
+            reasons.update(more)
+        self.left_out_roots = {n for n, root in owner.items() if n == root}
+        for n in sorted(self.left_out_roots):
+            below = [m for m, root in owner.items() if root == n and m != n]
+            parts = sum(meshes[doc_nodes[m]["mesh"]][0] for m in [n, *below] if doc_nodes[m].get("mesh") is not None)
+            extent = f" and the {len(below)} node(s) below it are" if below else " is"
+            self.warning(
+                "NODE_LEFT_OUT",
+                f"node {n}{_quoted_name(doc_nodes[n])}{extent} left out ({parts} drawn part(s)): {left_out[n]}",
+                f"/nodes/{n}",
+            )
+        # World bounds of every part that is shown, composed from the roots down.
+        world = np.eye(4)
+        stack2: list[tuple[int, np.ndarray]] = [(r, world) for r in reversed(roots)]
+        while stack2:
+            n, parent_world = stack2.pop()
+            if n in left_out:
+                continue
+            with np.errstate(all="ignore"):
+                world = parent_world @ local[n]
+            mesh = doc_nodes[n].get("mesh")
+            bounds = self.mesh_bounds[mesh] if mesh is not None and meshes[mesh][0] else None
+            problem = ""
+            if not np.isfinite(world).all():
+                problem = "its transform, composed with its parents', overflows to infinity or NaN"
+            elif bounds is not None:
+                corners = np.array(np.meshgrid(*zip(*bounds, strict=True), indexing="ij")).reshape(3, -1)
+                with np.errstate(all="ignore"):
+                    placed = world[:3, :3] @ corners + world[:3, 3:4]
+                if not np.isfinite(placed).all():
+                    problem = "its vertices, placed by its transform and its parents', overflow to infinity or NaN"
+                elif np.abs(placed).max() > MAX_WORLD_COORDINATE:
+                    problem = (
+                        f"its transform places it {np.abs(placed).max():.3g} m from the origin "
+                        f"(at most {MAX_WORLD_COORDINATE:.0e} m are shown)"
+                    )
+            if problem:
+                if self._draws(n, meshes):
+                    where = f"/nodes/{n}"
+                    self.error("NODE_TRANSFORM_OVERFLOW", f"node {n}{_quoted_name(doc_nodes[n])}: {problem}", where)
+                    return None
+                continue  # nothing below it is drawn
+            stack2.extend((c, world) for c in reversed(children[n]))
+        return left_out
+
+    def _draws(self, n: int, meshes: list[tuple[int, int, int]]) -> bool:
+        """Whether node n or a node below it has a drawn mesh."""
+        stack = [n]
+        while stack:
+            node = self.arrays["nodes"][stack.pop()]
+            mesh = node.get("mesh")
+            if mesh is not None and meshes[mesh][0]:
+                return True
+            stack.extend(node.get("children", []))
+        return False
+
+
+def _quoted_name(obj: dict[str, Any]) -> str:
+    name = obj.get("name")
+    return f" {name[:60]!r}" if isinstance(name, str) and name else ""
 
 
 def _camera_problem(camera: dict[str, Any]) -> str:

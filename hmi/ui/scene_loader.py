@@ -1,8 +1,9 @@
 """Import validated GLB bytes with vtkGLTFImporter and map its actors back to glTF nodes.
 
-Only bytes the validator passed reach this module (`CheckedModel.data`); they are handed
-to VTK through a memory stream, so VTK reads exactly what was checked and can follow no
-file path (an external URI has no loader to go through).
+Only bytes the validator passed reach this module (`CheckedModel.data`, with any parts
+and images it left out already stripped); they are handed to VTK through a memory stream,
+so VTK reads exactly what was checked and can follow no file path (an external URI has no
+loader to go through).
 
 VTK's scene hierarchy (a vtkDataAssembly) lists each node's mesh primitives (leaves with a
 `flat_actor_id`) and then its children, visiting siblings in reverse order (it walks the
@@ -98,10 +99,8 @@ def _map_actors(assembly: vtkDataAssembly | None, summary: ModelSummary, model: 
     stack: list[tuple[int, int]] = [(0, -1)]
     while stack:
         assembly_id, gltf_index = stack.pop()
-        if gltf_index == -1:
-            expected_children = list(reversed(summary.roots))
-        else:
-            expected_children = list(reversed(summary.nodes[gltf_index].children))
+        # Left-out nodes (degenerate transforms) were detached from the bytes VTK got.
+        expected_children = list(reversed(summary.shown_children(gltf_index)))
         child_nodes = []
         for child in assembly.GetChildNodes(assembly_id, False):
             actor_id = assembly.GetAttributeOrDefault(child, "flat_actor_id", -1)

@@ -155,7 +155,7 @@ class _Machine:
     actor_node: dict[int, int] = field(default_factory=dict)  # id(actor) -> glTF node
     overlay: vtkTextActor | None = None  # loading text, or the failure's title
     message_actor: vtkTextActor | None = None  # the failure's explanation
-    status: vtkTextActor | None = None  # binding problems, bottom left
+    status: vtkTextActor | None = None  # parts left out and binding problems, bottom left
     pick: vtkTextActor | None = None  # picked part and its tags, top left
     picked_node: int | None = None
     problems: list[str] = field(default_factory=list)
@@ -532,13 +532,17 @@ class SceneView(QWidget):
             if binding.label is not None:
                 scene.labels[i], scene.label_anchors[i] = self._new_label(scene.renderer)
         scene.pick = self._add_text(scene.renderer, "", (0.01, 0.97), 12, centred=False, top=True)
-        if scene.problems:
-            text = "; ".join(scene.problems[:3]) + (
-                f" (+{len(scene.problems) - 3} more)" if len(scene.problems) > 3 else ""
-            )
-            scene.status = self._add_text(scene.renderer, "Bindings: " + text, (0.01, 0.01), 11, centred=False)
+        lines = []
+        # What the validator left out (degenerate parts, unusable textures) is said on the view.
+        left_out = scene.check.checked.report.left_out_messages() if scene.check else []
+        for title, items in (("Model", left_out), ("Bindings", scene.problems)):
+            if items:
+                more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
+                lines.append(f"{title}: " + "; ".join(items[:3]) + more)
+                log.warning("%s: %s", scene.machine, lines[-1])
+        if lines:
+            scene.status = self._add_text(scene.renderer, "\n".join(lines), (0.01, 0.01), 11, centred=False)
             scene.status.GetTextProperty().SetColor(_rgb(theme.TEXT_DIM))
-            log.warning("%s: %s", scene.machine, text)
         scene.state = "ready"
         scene.message = "OK"
         scene.raw.clear()
