@@ -16,14 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from hmi.commands import AlarmHistory, AlarmService, OperatorCommands, TagWriter, WriteOutcome
+from hmi.commands import AlarmHistory, AlarmService, OperatorCommands, SourceMethodCaller, TagWriter, WriteOutcome
 from hmi.config.alarms import alarm_definitions, alarm_settings
 from hmi.config.models import MqttConnection, Project
 from hmi.core.alarms.engine import AlarmEngine
 from hmi.core.bus import TagBus
 from hmi.core.events import Event, EventCategory
 from hmi.core.quality import Quality
-from hmi.core.samples import SampleBatch
+from hmi.core.samples import RuntimeMarks, SampleBatch
+from hmi.core.staleness import StaleWatcher
 from hmi.core.tags import DataType, TagSpec
 from hmi.gcfreeze import FREEZE_AFTER_START_S, freeze_startup_objects
 from hmi.historian.writer import HistorianWriter
@@ -47,28 +48,38 @@ BROWSE_TIMEOUT_S = 10.0
 
 
 class SampleCounter:
-    """Counts samples received per tag id (for `--duration` reports and tests).
+    """Counts samples received per tag id and quality (for `--duration` reports and tests).
 
-    The COMM_LOST marks a source publishes itself when a connection drops are not counted:
-    they were not received from anywhere.
+    Every sample a source delivered counts, a communication-error status from the server
+    (COMM_LOST) included; the marks the runtime publishes itself (RuntimeMarks: COMM_LOST when
+    a connection drops, stale marks) do not: they were not received from anywhere.
     """
+
+    QUALITIES = len(Quality)
 
     def __init__(self, bus: TagBus) -> None:
         self._lock = threading.Lock()
-        self._counts = np.zeros(0, np.int64)
+        self._counts = np.zeros((0, self.QUALITIES), np.int64)  # [tag id, quality]
         self._subscription = bus.subscribe(self._on_batch, name="sample-counter")
 
     def _on_batch(self, batch: SampleBatch) -> None:
-        ids = batch.tag_ids[batch.quality != Quality.COMM_LOST]
-        counts = np.bincount(ids, minlength=self._counts.shape[0])
+        if isinstance(batch, RuntimeMarks) or not len(batch):
+            return
+        # One bincount over (tag id, quality) pairs.
+        flat = batch.tag_ids.astype(np.int64) * self.QUALITIES + np.minimum(batch.quality, self.QUALITIES - 1)
         with self._lock:
-            if counts.shape[0] > self._counts.shape[0]:
-                counts[: self._counts.shape[0]] += self._counts
-                self._counts = counts
-            else:
-                self._counts += counts
+            rows = max(self._counts.shape[0], int(batch.tag_ids.max()) + 1)
+            counts = np.bincount(flat, minlength=rows * self.QUALITIES).reshape(rows, self.QUALITIES)
+            counts[: self._counts.shape[0]] += self._counts
+            self._counts = counts
 
     def counts(self) -> np.ndarray:
+        """Samples per tag id, all qualities."""
+        with self._lock:
+            return self._counts.sum(axis=1)
+
+    def counts_by_quality(self) -> np.ndarray:
+        """Samples per tag id (rows) and Quality (columns)."""
         with self._lock:
             return self._counts.copy()
 
@@ -101,6 +112,13 @@ class Runtime:
             else OpcUaSource(name, conn, project.tags_of_connection(name), self.bus)
             for name, conn in project.connections.items()
         ]
+        # A value older than its tag's (or machine's) stale_after_s turns UNCERTAIN (hmi/core/staleness.py).
+        self.staleness = StaleWatcher(
+            self.bus,
+            {name: tag.stale_after_s for name, tag in project.tags.items() if tag.stale_after_s is not None},
+            {name: m.stale_after_s for name, m in project.machines.items() if m.stale_after_s is not None},
+            set(project.connections),
+        )
         # Alarms evaluate every batch on the bus; acknowledgements survive a restart because
         # the engine takes up the states its last recorded events describe.
         self.alarms = AlarmService(
@@ -121,7 +139,8 @@ class Runtime:
         self.advisories.restore(
             alarm_history if alarm_history is not None else historian_alarm_history(project, EventCategory.ADVISORY)
         )
-        self.audit = open_audit(project)
+        # Opened once the historian holds its file (run()): a failed start leaves no file.
+        self.audit = open_audit(project, defer=True)
         security = project.security
         self.sessions = Sessions(
             users or UserStore(),
@@ -137,6 +156,10 @@ class Runtime:
             self.reload_config,
             advisories=self.advisories,
             stop_system=self.request_stop,
+            # Method calls (and the call dialog's signature reads) go to the connection's source.
+            caller=SourceMethodCaller(
+                lambda name: next((s for s in self.sources if s.name == name), None), self._on_loop
+            ),
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -221,9 +244,23 @@ class Runtime:
         self._loop = asyncio.get_running_loop()
         if freeze_gc:
             self._loop.call_later(FREEZE_AFTER_START_S, freeze_startup_objects)
-        self.historian.start()
         if self.publisher is not None:
+            # Bind the windows' ports before the historian opens its file: a start that fails
+            # on a busy port must not leave an empty historian (and its lock) behind.
             self.publisher.start()
+        try:
+            self.historian.start()
+        except BaseException:
+            if self.publisher is not None:
+                self.publisher.stop()
+            raise
+        if self.audit is not None:
+            try:
+                self.audit.open()
+            except AuditError as exc:
+                # Each action then says its audit failed (OperatorCommands._record).
+                log.error("%s: operator actions will not be audited", exc)
+        if self.publisher is not None:
             log.info(
                 "runtime serving windows on %s (requests %s)",
                 self.publisher.stream_address,
@@ -261,6 +298,7 @@ class Runtime:
             self.alarms.tick()
             self.advisories.tick()
             self.commands.tick()  # idle sessions ended, user changes from `hmi users`
+            self.staleness.tick()
             try:
                 await asyncio.wait_for(stop.wait(), ALARM_TICK_S)
             except TimeoutError:
@@ -350,21 +388,27 @@ class Runtime:
                 last = now
 
     def count_report(self) -> str:
-        counts = self.counter.counts()
-        lines = []
+        """Samples received per tag, and how many of them arrived good, uncertain, bad or
+        with a communication-error status (the marks the runtime makes itself not counted)."""
+        counts = self.counter.counts_by_quality()
         registry = self.bus.registry
         width = max((len(n) for n in registry.names()), default=10)
+        columns = ("samples", "good", "uncertain", "bad", "comm-lost")
+        lines = [f"{'tag':<{width}}  " + "  ".join(f"{c:>9}" for c in columns)]
         for tag_id in range(len(registry)):
-            n = int(counts[tag_id]) if tag_id < counts.shape[0] else 0
-            lines.append(f"{registry.spec(tag_id).name:<{width}}  {n:>8}")
-        lines.append(f"{'total':<{width}}  {int(counts.sum()):>8}")
+            row = counts[tag_id] if tag_id < counts.shape[0] else np.zeros(len(Quality), np.int64)
+            cells = [int(row.sum()), *(int(row[q]) for q in Quality)]
+            lines.append(f"{registry.spec(tag_id).name:<{width}}  " + "  ".join(f"{n:>9}" for n in cells))
+        totals = [int(counts.sum()), *(int(counts[:, q].sum()) for q in Quality)]
+        lines.append(f"{'total':<{width}}  " + "  ".join(f"{n:>9}" for n in totals))
         return "\n".join(lines)
 
 
-def open_audit(project: Project) -> AuditTrail | None:
-    """The audit trail in the historian's database file; None (and an error logged) if it cannot open."""
+def open_audit(project: Project, defer: bool = False) -> AuditTrail | None:
+    """The audit trail in the historian's database file; None (and an error logged) if it cannot
+    open. With `defer` it opens on `open()` or first use (see Runtime.run)."""
     try:
-        return AuditTrail(project.historian.url)
+        return AuditTrail(project.historian.url, defer=defer)
     except AuditError as exc:
         log.error("%s: operator actions will not be audited", exc)
         return None
@@ -406,5 +450,7 @@ def _browse_json(entry: Any, tag: str | None) -> dict[str, Any]:
         "access": list(entry.access),
         "value": value,
         "status": entry.status,
+        "eu_range": list(entry.eu_range) if entry.eu_range else None,
+        "eu_unit": entry.eu_unit,
         "tag": tag,
     }

@@ -206,6 +206,25 @@ class TagBus:
             extra = consistent_with() if consistent_with is not None else None
         return Snapshot(batch), extra
 
+    def publish_from_latest(
+        self, ids: np.ndarray, derive: Callable[[SampleBatch], SampleBatch | None]
+    ) -> SampleBatch | None:
+        """Publish what `derive` makes of the latest values of `ids`, with no sample published
+        in between: a value derived from the latest one (a stale mark) must not overwrite a
+        fresher value that arrived while it was being made. `derive` gets the latest rows of
+        the ids that have a value (texts by row) and returns the batch to publish, or None."""
+        with self._lock:
+            ids = ids[ids < self._ts.shape[0]]
+            ids = ids[self._ts[ids] != 0]
+            texts = {row: self._texts[int(t)] for row, t in enumerate(ids) if int(t) in self._texts}
+            latest = SampleBatch(
+                ids.astype(TAG_ID_DTYPE), self._ts[ids], self._values[ids], self._quality[ids], texts or None
+            )
+            batch = derive(latest)
+            if batch is not None:
+                self.publish(batch)
+            return batch
+
     def subscriber_errors(self) -> dict[str, int]:
         with self._lock:
             return {s.name: s.errors for s in self._batch_subs + self._event_subs if s.errors}

@@ -135,3 +135,11 @@ class SampleBatch:
             np.concatenate([b.quality for b in batches]),
             texts or None,
         )
+
+
+class RuntimeMarks(SampleBatch):
+    """Samples the runtime makes itself about values it already has (a COMM_LOST mark when a
+    source drops, a stale mark): recorded and shown like any other, but not received from a
+    source, so counts of received samples leave them out."""
+
+    __slots__ = ()

@@ -74,7 +74,7 @@ class WriterStats:
     accepted: int = 0  # samples taken into the queue
     written: int = 0  # samples committed
     skipped: int = 0  # not stored by a tag's on_change/off policy (not a loss)
-    restamped: int = 0  # late values recorded after their tag's COMM_LOST mark (_in_arrival_order)
+    restamped: int = 0  # late values recorded after their tag's mark (_in_arrival_order)
     dropped: int = 0  # refused because the queue was full
     lost: int = 0  # accepted but could not be written before close
     events_written: int = 0
@@ -423,10 +423,12 @@ class HistorianWriter:
                 self._held_since = arrived
 
     def _in_arrival_order(self, batch: SampleBatch) -> SampleBatch:
-        """The batch as it is recorded: a value that arrives after its tag's COMM_LOST mark but
-        carries an older source time (a static OPC UA tag's initial value after a start or a
-        reconnect) is recorded 1 ns after the mark, and so are further late values, in arrival
-        order, until the tag's own times pass the mark. So replay shows what the operator saw
+        """The batch as it is recorded: after a sample that says the value is not good (a
+        COMM_LOST mark stamped when the loss was seen, a stale mark, a BAD value), a sample of
+        the same tag that arrives later but carries an older or equal source time (a static OPC
+        UA tag's value after a start or a reconnect, a retained message) is recorded 1 ns after
+        it, and so are further late samples, in arrival order, until a GOOD value newer than
+        the mark ends the rule. So replay shows what the operator saw, in the order seen
         (docs/historian.md, "Recorded order"). The bus's batch is shared: a copy is changed."""
         ids = batch.tag_ids
         if not len(ids):
@@ -436,25 +438,24 @@ class HistorianWriter:
             size = max(top, 2 * self._floor.shape[0])
             self._floor = np.concatenate([self._floor, np.zeros(size - self._floor.shape[0], np.int64)])
             self._has_floor = np.concatenate([self._has_floor, np.zeros(size - self._has_floor.shape[0], bool)])
-        lost = batch.quality == Quality.COMM_LOST
+        not_good = batch.quality != Quality.GOOD
         floor, has_floor = self._floor, self._has_floor
-        if not lost.any() and not has_floor[ids].any():
+        if not not_good.any() and not has_floor[ids].any():
             return batch  # the usual batch: no mark anywhere near
         marked = has_floor[:top].copy()  # tags with a mark standing, or one in this batch
-        marked[ids[lost]] = True
+        marked[ids[not_good]] = True
         ts = batch.ts_ns.copy()
         for row in np.flatnonzero(marked[ids]).tolist():  # arrival order
             tag = int(ids[row])
-            if lost[row]:
-                floor[tag] = max(int(ts[row]), int(floor[tag])) if has_floor[tag] else int(ts[row])
-                has_floor[tag] = True
-            elif not has_floor[tag]:
-                continue
+            if not has_floor[tag]:
+                if not_good[row]:
+                    floor[tag], has_floor[tag] = ts[row], True
             elif ts[row] <= floor[tag]:
-                ts[row] = min(int(floor[tag]) + 1, LATEST_NS)
+                ts[row] = floor[tag] = min(int(floor[tag]) + 1, LATEST_NS)
+            elif not_good[row]:
                 floor[tag] = ts[row]
             else:
-                has_floor[tag] = False  # the stream's own times are past the mark
+                has_floor[tag] = False  # a good value newer than the mark: the stream's own times are past it
         if np.array_equal(ts, batch.ts_ns):
             return batch
         self.stats.restamped += int((ts != batch.ts_ns).sum())

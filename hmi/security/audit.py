@@ -272,16 +272,42 @@ def _engine(url: str) -> sa.Engine:
 
 
 class AuditTrail:
-    def __init__(self, target: str | Path, create: bool = True) -> None:
-        """Open the audit tables in the database at `target` (a URL or a file path)."""
+    def __init__(self, target: str | Path, create: bool = True, defer: bool = False) -> None:
+        """Open the audit tables in the database at `target` (a URL or a file path).
+
+        With `defer`, nothing touches the database until `open()` or the first use: the
+        runtime opens it once its historian holds the file, so a start that fails before
+        that leaves no file behind."""
         self.url = _url(target)
+        self._target = target
+        self._create = create
+        self._lock = threading.Lock()
+        self._open_lock = threading.Lock()
+        self._engine: sa.Engine | None = None
+        if not defer:
+            self.open()
+
+    @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            self.open()
+        assert self._engine is not None
+        return self._engine
+
+    def open(self) -> None:
+        """Open (creating the tables when allowed); raises AuditError. Idempotent."""
+        with self._open_lock:
+            if self._engine is None:
+                self._engine = self._open_engine()
+
+    def _open_engine(self) -> sa.Engine:
+        target, create = self._target, self._create
         parsed = sa.engine.make_url(self.url)
         if not create and parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
             raise AuditError(f"no database at {target}")
-        self.engine = _engine(self.url)
-        self._lock = threading.Lock()
+        engine = _engine(self.url)
         try:
-            with self.engine.begin() as conn:
+            with engine.begin() as conn:
                 names = set(sa.inspect(conn).get_table_names())
                 if "audit_meta" not in names:
                     if not create:
@@ -302,11 +328,16 @@ class AuditTrail:
                             f"{target}: audit schema version {version}; this program knows up to {AUDIT_SCHEMA_VERSION}"
                         )
         except sa.exc.SQLAlchemyError as exc:
-            self.engine.dispose()
+            engine.dispose()
             raise AuditError(f"cannot open the audit trail in {target}: {exc.__class__.__name__}: {exc}") from None
+        except AuditError:
+            engine.dispose()
+            raise
+        return engine
 
     def close(self) -> None:
-        self.engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()
 
     @staticmethod
     def _meta(conn: sa.Connection, key: str) -> str | None:

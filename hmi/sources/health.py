@@ -17,7 +17,7 @@ import numpy as np
 
 from hmi.core.bus import TagBus
 from hmi.core.quality import Quality
-from hmi.core.samples import SampleBatch, now_ns
+from hmi.core.samples import RuntimeMarks, SampleBatch, now_ns
 from hmi.core.tags import DataType, TagSpec
 
 HEALTH_SIGNALS = ("connected", "last_message_age_s", "messages_per_s", "rejected_total")
@@ -130,4 +130,4 @@ def comm_lost_batch(bus: TagBus, ids: list[int]) -> SampleBatch | None:
             texts[row] = latest.value
         elif latest.value is not None:
             last[row] = latest.value
-    return SampleBatch.from_arrays(ids, now_ns(), last, Quality.COMM_LOST, texts or None)
+    return RuntimeMarks.from_arrays(ids, now_ns(), last, Quality.COMM_LOST, texts or None)

@@ -55,20 +55,23 @@ def same_value(a: float | str, b: float | str) -> bool:
 
 
 def recorded_as(written: list[SampleBatch]) -> dict[tuple[int, int], tuple[float | str, int]]:
-    """The rule of "Recorded order", one sample at a time in arrival order: after a COMM_LOST
-    mark, a value not newer than the mark (or than the late value before it) is recorded 1 ns
-    after it; a newer value ends the rule for that tag."""
+    """The rule of "Recorded order", one sample at a time in arrival order: after a sample that
+    is not GOOD (a mark), a sample not newer than the mark (or than the late sample before it)
+    is recorded 1 ns after it; a newer non-GOOD sample moves the mark; a newer GOOD value ends
+    the rule for that tag."""
     floor: dict[int, int] = {}
     out: dict[tuple[int, int], tuple[float | str, int]] = {}
     for batch in written:
         for tag, ts, value, quality in batch.rows():
-            if quality == Quality.COMM_LOST:
-                floor[tag] = max(ts, floor.get(tag, ts))
-            elif tag in floor:
-                if ts <= floor[tag]:
-                    ts = floor[tag] = min(floor[tag] + 1, INT64_MAX - 1)
-                else:
-                    del floor[tag]
+            if tag not in floor:
+                if quality != Quality.GOOD:
+                    floor[tag] = ts
+            elif ts <= floor[tag]:
+                ts = floor[tag] = min(floor[tag] + 1, INT64_MAX - 1)
+            elif quality != Quality.GOOD:
+                floor[tag] = ts
+            else:
+                del floor[tag]
             out[(tag, ts)] = (value, quality)
     return out
 

@@ -37,7 +37,8 @@ def test_headless_runtime_counts_samples_from_the_plant(tmp_path: Path) -> None:
         assert run.returncode == 0, out
     finally:
         stop_process(sim)
-    counts = dict(re.findall(r"^(cnc01\.\w+)\s+(\d+)$", out, re.MULTILINE))
+    # One line per tag: samples, then good, uncertain, bad and comm-lost.
+    counts = dict(re.findall(r"^(cnc01\.\w+)\s+(\d+)(?:\s+\d+){4}$", out, re.MULTILINE))
     assert set(counts) >= {"cnc01.spindle_speed", "cnc01.tool_temperature", "cnc01.axis_z", "cnc01.program_name"}
     # 20 Hz for ~3.5 s after connecting: noisy signals change every tick (the spindle is
     # still stopped for the program's tool change, so it reports its one initial value).
