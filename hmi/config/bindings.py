@@ -16,19 +16,16 @@ from __future__ import annotations
 import string
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from hmi.config.base import NumberOrBool, Pair, Strict, Vector3
 
 HexColour = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$")]
-Vector3 = tuple[float, float, float]
 # An axis in the node's own frame: a name, or a direction vector.
 Axis = Literal["x", "y", "z", "-x", "-y", "-z"] | Vector3
 
 LABEL_FIELDS = frozenset({"value", "raw", "unit", "tag", "signal", "node"})
 DEFAULT_RAMP = ("#8f9296", "#d7191c")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _check_axis(value: Axis) -> Axis:
@@ -37,7 +34,7 @@ def _check_axis(value: Axis) -> Axis:
     return value
 
 
-class RotateAction(_Strict):
+class RotateAction(Strict):
     """Turn the node about `axis` through its origin (the joint's pivot).
 
     unit "deg"/"rad": the tag is an angle, angle = value * scale + offset.
@@ -54,7 +51,7 @@ class RotateAction(_Strict):
     validate_axis = field_validator("axis")(_check_axis)
 
 
-class TranslateAction(_Strict):
+class TranslateAction(Strict):
     """Slide the node along `axis` (model units, metres in the demo models).
 
     mode "position": distance = value * scale + offset, clamped to `limits` if given.
@@ -67,7 +64,7 @@ class TranslateAction(_Strict):
     offset: float = 0.0
     mode: Literal["position", "speed"] = "position"
     wrap: float | None = Field(default=None, gt=0)
-    limits: tuple[float, float] | None = None
+    limits: Pair | None = None
 
     validate_axis = field_validator("axis")(_check_axis)
 
@@ -80,12 +77,12 @@ class TranslateAction(_Strict):
         return self
 
 
-class ColourAction(_Strict):
+class ColourAction(Strict):
     """Colour the node (and its children) by where the tag's value sits in `range`:
     `colours` are evenly spaced stops from range[0] to range[1]."""
 
     tag: str
-    range: tuple[float, float]
+    range: Pair
     colours: list[HexColour] = Field(default_factory=lambda: list(DEFAULT_RAMP), min_length=2)
 
     @field_validator("range")
@@ -96,15 +93,15 @@ class ColourAction(_Strict):
         return value
 
 
-class VisibleAction(_Strict):
+class VisibleAction(Strict):
     """Show the node (and its children) only while `tag op value` holds."""
 
     tag: str
     op: Literal["==", "!=", ">", ">=", "<", "<="] = "!="
-    value: float = 0.0
+    value: NumberOrBool = 0.0  # true/false for a bool tag
 
 
-class ShakeAction(_Strict):
+class ShakeAction(Strict):
     """Shake the node while the tag is above `above`: "shake" is a smooth tremor,
     "glitch" jumps irregularly. Amplitude in model units."""
 
@@ -115,7 +112,7 @@ class ShakeAction(_Strict):
     style: Literal["shake", "glitch"] = "shake"
 
 
-class LabelAction(_Strict):
+class LabelAction(Strict):
     """A live value label anchored to the node's origin plus `offset` (world units).
 
     `format` fields: {value} (formatted), {raw} (the number), {unit}, {tag}, {signal}, {node}."""
@@ -140,7 +137,7 @@ class LabelAction(_Strict):
         return value
 
 
-class BindingConfig(_Strict):
+class BindingConfig(Strict):
     """One glTF node of one machine's model, bound to tags. At least one action."""
 
     machine: str
@@ -172,7 +169,7 @@ class BindingConfig(_Strict):
 ACTIONS = ("rotate", "translate", "colour", "visible", "shake", "label")
 
 
-class CameraPresetConfig(_Strict):
+class CameraPresetConfig(Strict):
     """A named camera position for one machine's 3D view (world coordinates: Y up)."""
 
     machine: str

@@ -6,6 +6,7 @@ of them are reported at once, so an engineer fixes a file in one pass.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import tomllib
 from collections.abc import Sequence
@@ -28,6 +29,21 @@ _FRIENDLY = {
     "extra_forbidden": "unknown key (check the spelling)",
     "missing": "required key is missing",
 }
+# Wrong-type errors of strict mode (base.py), as the TOML type the key takes.
+_EXPECTED = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "list_type": "an array",
+    "tuple_type": "an array",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
+}
+# Far deeper than any key of the schema (4 levels), far shallower than Python's recursion limit.
+MAX_DEPTH = 100
+_TOO_DEEP = f"nesting deeper than {MAX_DEPTH} levels (arrays or tables inside each other)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +88,9 @@ def load_project(path: str | Path) -> Project:
         raise ConfigError([ConfigIssue(name, "", f"not UTF-8 text (byte {exc.start})")]) from None
     try:
         raw = tomllib.loads(text)
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively: thousands deep exhaust the stack.
+        raise ConfigError([ConfigIssue(name, "", _TOO_DEEP)]) from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         where = _TOML_POSITION.search(message)
@@ -82,11 +101,15 @@ def load_project(path: str | Path) -> Project:
 
 
 def validate_project(raw: dict[str, Any], name: str, path: Path | None = None) -> Project:
+    deep = _too_deep(raw)
+    if deep is not None:
+        raise ConfigError([ConfigIssue(name, format_key_path(deep), _TOO_DEEP)])
     try:
         project = Project.model_validate(raw)
     except ValidationError as exc:
-        issues = [ConfigIssue(name, format_key_path(_error_loc(raw, err)), _message(err)) for err in exc.errors()]
-        raise ConfigError(issues) from None
+        raise ConfigError(
+            [ConfigIssue(name, format_key_path(loc), msg) for loc, msg in _schema_issues(raw, exc)]
+        ) from None
     issues = [ConfigIssue(name, format_key_path(loc), msg) for loc, msg in cross_check(project)]
     if issues:
         raise ConfigError(issues)
@@ -95,16 +118,106 @@ def validate_project(raw: dict[str, Any], name: str, path: Path | None = None) -
     return project
 
 
-def _error_loc(raw: Any, err: Any) -> list[str | int]:
-    loc = _file_loc(raw, err["loc"], missing_key=err["type"] == "missing")
+def _too_deep(raw: Any) -> list[str | int] | None:
+    """The first levels of a key path nested deeper than MAX_DEPTH, else None (iterative: a
+    table header `[x.y.z...]` thousands deep parses without recursion but would not validate)."""
+    stack: list[tuple[Any, list[str | int]]] = [(raw, [])]
+    while stack:
+        node, loc = stack.pop()
+        if len(loc) > MAX_DEPTH:
+            return loc[:3]
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        stack.extend((child, [*loc, key]) for key, child in items)
+    return None
+
+
+def _schema_issues(raw: dict[str, Any], exc: ValidationError) -> list[tuple[list[str | int], str]]:
+    """One (key path, message) per problem. A value that fits no member of a union (an axis is
+    a name or a vector) gets one message listing what each member expects, or, when one member
+    got further into the value, only that member's messages."""
+    rows = []
+    for err in exc.errors():
+        loc, union_at = _error_loc(raw, err)
+        rows.append((loc, union_at, err))
+    deeper = {tuple(u) for loc, u, _ in rows if u is not None and len(loc) > len(u)}
+    out: list[tuple[list[str | int], str]] = []
+    merged: dict[tuple[str | int, ...], list[str]] = {}
+    for loc, union_at, err in rows:
+        if union_at is not None and len(loc) == len(union_at) and tuple(union_at) in deeper:
+            continue
+        expected = _expected(err)
+        if union_at is not None and expected is not None and len(loc) == len(union_at):
+            if tuple(loc) not in merged:
+                merged[tuple(loc)] = []
+                out.append((loc, ""))
+            merged[tuple(loc)].append(expected)
+            continue
+        value = _value_at(raw, loc)
+        out.append((loc, f"expected {expected}, got {_describe(value)}" if expected else _message(err, value)))
+    got = {key: _describe(_value_at(raw, list(key))) for key in merged}
+    return [
+        (loc, msg or f"expected {' or '.join(dict.fromkeys(merged[tuple(loc)]))}, got {got[tuple(loc)]}")
+        for loc, msg in out
+    ]
+
+
+def _expected(err: Any) -> str | None:
+    """What a wrong-type error expected, or None for any other error."""
+    if err["type"] in ("enum", "literal_error"):
+        return str(err.get("ctx", {}).get("expected", "")) or None
+    return _EXPECTED.get(err["type"])
+
+
+def _describe(value: Any) -> str:
+    """A value from the file as the engineer wrote it: its TOML type and, when short, the value."""
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int):
+        return f"the integer {value}"
+    if isinstance(value, float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:40] + "…"
+        return 'the string "' + shown.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, dt.datetime):
+        return f"the date-time {value.isoformat()}"
+    if isinstance(value, dt.date):
+        return f"the date {value.isoformat()}"
+    if isinstance(value, dt.time):
+        return f"the time {value.isoformat()}"
+    return f"{value!r:.40}"
+
+
+_ABSENT = object()
+
+
+def _value_at(raw: Any, loc: Sequence[str | int]) -> Any:
+    node = raw
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return _ABSENT
+    return node
+
+
+def _error_loc(raw: Any, err: Any) -> tuple[list[str | int], list[str | int] | None]:
+    """The key path of an error, and the key path of the union whose member reported it (or None)."""
+    loc, union_at = _file_loc(raw, err["loc"], missing_key=err["type"] == "missing")
     if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
         loc.append(str(err.get("ctx", {}).get("discriminator", "kind")).strip("'"))
-    return loc
+    return loc, union_at
 
 
-def _message(err: Any) -> str:
+def _message(err: Any, value: Any = _ABSENT) -> str:
     if err["type"] == "union_tag_invalid":
         ctx = err.get("ctx", {})
+        if value is not _ABSENT and not isinstance(value, str):
+            return f"expected one of {ctx.get('expected_tags')}, got {_describe(value)}"
         return f"unknown kind {ctx.get('tag')!r} (use one of: {ctx.get('expected_tags')})"
     if err["type"] == "union_tag_not_found":
         return "required key is missing"
@@ -115,13 +228,18 @@ def _message(err: Any) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def _file_loc(raw: Any, loc: Sequence[str | int], missing_key: bool = True) -> list[str | int]:
-    """Drop the parts of a pydantic location that are not keys of the file (union tags).
+def _file_loc(
+    raw: Any, loc: Sequence[str | int], missing_key: bool = True
+) -> tuple[list[str | int], list[str | int] | None]:
+    """Drop the parts of a pydantic location that are not keys of the file (union members'
+    names), and say where the last one was dropped.
 
     The last part may be a key the file lacks (a "missing" error); for other errors a last
-    part that is not in the file is a union member's name (a model validator's error).
+    part that is not in the file is a union member's name (a model validator's error). Below
+    an array or a value, a name is always a union member's (`axis` is a name or a vector).
     """
     out: list[str | int] = []
+    union_at: list[str | int] | None = None
     node = raw
     last = len(loc) - 1
     for i, part in enumerate(loc):
@@ -130,13 +248,15 @@ def _file_loc(raw: Any, loc: Sequence[str | int], missing_key: bool = True) -> l
         if in_dict or in_list:
             out.append(part)
             node = node[part]
-        elif isinstance(node, dict) and (i < last or not missing_key):
-            # Not a key of the file: a union member's name.
+        elif (isinstance(node, dict) and (i < last or not missing_key)) or (
+            isinstance(part, str) and node is not _ABSENT and not isinstance(node, dict)
+        ):
+            union_at = list(out)
             continue
         else:
             out.append(part)
-            node = None
-    return out
+            node = _ABSENT
+    return out, union_at
 
 
 def cross_check(project: Project) -> list[tuple[list[str | int], str]]:

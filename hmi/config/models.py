@@ -6,17 +6,19 @@ Unknown keys are errors: in a hand-edited file they are nearly always typos.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from hmi.config.base import Strict
+from hmi.config.base import NumberOrBool, Pair, Strict
 from hmi.config.bindings import BindingConfig, CameraPresetConfig
 from hmi.config.twin import TwinConfig, twin_tag_specs
 from hmi.core.alarms.model import Condition, check_template
 from hmi.core.expressions import ExpressionError, parse_expression
 from hmi.core.tags import DataType, TagSpec
+from hmi.core.values import DEFAULT_MAX_AGE_S, DEFAULT_MAX_AHEAD_S, TimestampWindow
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 
@@ -99,7 +101,18 @@ class Credentials(Strict):
         return self
 
 
-class OpcUaConnection(Credentials):
+class SourceConnection(Credentials):
+    """What every source connection shares: credentials and the window of source timestamps it
+    trusts (hmi/core/values.py: a time outside it is replaced by the arrival time, UNCERTAIN)."""
+
+    timestamp_max_age_s: float = Field(default=DEFAULT_MAX_AGE_S, gt=0)
+    timestamp_max_ahead_s: float = Field(default=DEFAULT_MAX_AHEAD_S, ge=0)
+
+    def timestamp_window(self) -> TimestampWindow:
+        return TimestampWindow(self.timestamp_max_age_s, self.timestamp_max_ahead_s)
+
+
+class OpcUaConnection(SourceConnection):
     kind: Literal["opcua"]
     endpoint: str
     security: str = "None"  # "None" or "<policy>:<mode>", e.g. "Basic256Sha256:SignAndEncrypt"
@@ -158,6 +171,12 @@ class TlsConfig(Strict):
 
 
 MqttFormat = Literal["json", "value", "sparkplugb", "status"]
+QualityName = Literal["GOOD", "UNCERTAIN", "BAD", "COMM_LOST"]  # hmi.core.quality.Quality's names
+
+
+def _check_quality_map(key: str | None, mapping: Mapping[str, str] | None) -> None:
+    if mapping is not None and key is None:
+        raise ValueError("quality_map needs quality_key (the payload key whose values it maps)")
 
 
 class MqttSubscription(Strict):
@@ -172,10 +191,15 @@ class MqttSubscription(Strict):
     tag: str | None = None
     qos: int = Field(default=0, ge=0, le=2)
     timestamp_key: str | None = "ts"  # json: a top-level key holding the sample time
+    # json: a top-level key holding the device's quality of every value in the message, and
+    # how its values map (unset: OPC UA codes and names, good/uncertain/bad; hmi/sources/mqtt.py).
+    quality_key: str | None = None
+    quality_map: dict[str, QualityName] | None = None
     create_tags: bool = False  # register tags the template names but the project does not
     machine: str = "{topic[1]}"  # status: the machine a status message is about
-    online: str = "online"  # status payloads
-    offline: str = "offline"
+    status_path: str | None = Field(default=None, min_length=1)  # status: where the state sits in JSON
+    online: str | list[str] = "online"  # status payloads (or values at status_path)
+    offline: str | list[str] = "offline"
     # sparkplugb: on a sequence gap, an unknown alias or data from a node whose birth was
     # missed, publish the "Node Control/Rebirth" NCMD (at most every 10 s per edge node).
     request_rebirth: bool = True
@@ -195,10 +219,22 @@ class MqttSubscription(Strict):
     def _needs_template(self) -> MqttSubscription:
         if self.format in ("json", "value", "sparkplugb") and self.tag is None:
             raise ValueError(f"a {self.format} subscription needs a tag template (tag = ...)")
+        _check_quality_map(self.quality_key, self.quality_map)
+        both = set(self.online_values) & set(self.offline_values)
+        if both:
+            raise ValueError(f"status value(s) {sorted(both)} listed as both online and offline")
         return self
 
+    @property
+    def online_values(self) -> tuple[str, ...]:
+        return (self.online,) if isinstance(self.online, str) else tuple(self.online)
 
-class MqttConnection(Credentials):
+    @property
+    def offline_values(self) -> tuple[str, ...]:
+        return (self.offline,) if isinstance(self.offline, str) else tuple(self.offline)
+
+
+class MqttConnection(SourceConnection):
     kind: Literal["mqtt"]
     host: str = Field(min_length=1)
     port: Port = 1883
@@ -219,9 +255,28 @@ class MqttConnection(Credentials):
     max_payload_bytes: int = Field(default=256 * 1024, ge=16)
     subscriptions: list[MqttSubscription] = Field(default_factory=list)
     timestamp_key: str | None = "ts"  # for tags addressed one by one (address = topic, json_path)
+    quality_key: str | None = None  # the same, for the device's quality (as on a subscription)
+    quality_map: dict[str, QualityName] | None = None
     command_topic: str | None = None  # writes: e.g. "factory/{machine}/command"
     # json: {"<signal>": value}; set: {"command": "set", "signal": ..., "value": ...}; value: the bare value
     command_format: Literal["json", "set", "value"] = "json"
+    # Where the device answers a command (same fields as command_topic), JSON {"status": "ok"|...};
+    # unset: a write is confirmed by the tag's own next value (read-back), if it has one.
+    command_reply_topic: str | None = None
+    write_confirm_s: float = Field(default=5.0, gt=0, le=8)  # the runtime gives a write 10 s in all
+    # Sparkplug B: publish this host application's STATE (birth, and death as the Last Will).
+    # Only the primary host of the edge nodes should; unset: no STATE.
+    sparkplug_host_id: str | None = Field(default=None, min_length=1, pattern=r"^[^/+#]+$")
+
+    @field_validator("command_reply_topic")
+    @classmethod
+    def _reply_fields_whole_levels(cls, value: str | None) -> str | None:
+        # The source subscribes with each {field} as a "+" wildcard, which must be a whole level.
+        for level in (value or "").split("/"):
+            if ("{" in level and not re.fullmatch(r"\{(machine|signal|tag)\}", level)) or "+" in level or "#" in level:
+                raise ValueError("each level is plain text or exactly one of {machine}, {signal}, {tag}")
+        return value
+
     reconnect_max_delay_s: float = Field(default=10.0, gt=0, le=600)
     # Warn about subscribed topics that delivered nothing this long after subscribing (an ACL
     # that forbids reading them looks exactly like this: brokers grant the subscription).
@@ -230,6 +285,11 @@ class MqttConnection(Credentials):
     @property
     def tls_config(self) -> TlsConfig | None:
         return self.tls
+
+    @model_validator(mode="after")
+    def _quality_map_needs_key(self) -> MqttConnection:
+        _check_quality_map(self.quality_key, self.quality_map)
+        return self
 
 
 Connection = Annotated[OpcUaConnection | MqttConnection, Field(discriminator="kind")]
@@ -240,6 +300,9 @@ class MachineConfig(Strict):
     model: str | None = None  # GLB file, relative to the project file
     description: str = ""
     key_tags: list[str] = Field(default_factory=list)  # shown on the machine's overview tile
+    # A machine (device) silent this long turns every tag of it UNCERTAIN (stale), even while
+    # its connection stays up; a tag's own stale_after_s overrides it. Unset: never stale.
+    stale_after_s: float | None = Field(default=None, gt=0, le=30 * 86400)
 
 
 class TagConfig(Strict):
@@ -248,8 +311,8 @@ class TagConfig(Strict):
     address: str = ""
     unit: str = ""
     description: str = ""
-    datatype: DataType = DataType.FLOAT
-    range: tuple[float, float] | None = None
+    datatype: DataType = Field(default=DataType.FLOAT, strict=False)  # a string in the file: base.py
+    range: Pair | None = None
     decimals: int | None = Field(default=None, ge=0, le=9)  # on screen; default: from the range
     writable: bool = False
     # OPC UA: subscription group, data-change filter, and an element of an array node.
@@ -261,6 +324,8 @@ class TagConfig(Strict):
     # What the historian keeps: every sample, only changes beyond the deadband, or nothing.
     history: Literal["every", "on_change", "off"] = "every"
     history_deadband: float = Field(default=0.0, ge=0)
+    # No new value this long: the value turns UNCERTAIN (stale) live and in the record.
+    stale_after_s: float | None = Field(default=None, gt=0, le=30 * 86400)
 
     @model_validator(mode="after")
     def _deadband_needs_on_change(self) -> TagConfig:
@@ -308,7 +373,7 @@ class AlarmConfig(Strict):
     """One alarm: a condition on a tag ([[alarms]]). Named `<tag>.<condition>` unless `name` says otherwise."""
 
     tag: str
-    condition: Condition
+    condition: Condition = Field(strict=False)  # a string in the file: base.py
     name: str | None = Field(default=None, min_length=1, max_length=200)
     limit: float | None = None
     deadband: float = Field(default=0.0, ge=0)
@@ -322,7 +387,7 @@ class AlarmConfig(Strict):
     setpoint_tag: str | None = None
     rate_period_s: float = Field(default=1.0, gt=0, le=3600)
     direction: Literal["rise", "fall", "both"] = "both"
-    states: list[float] = Field(default_factory=list)
+    states: list[NumberOrBool] = Field(default_factory=list)
     suppress_when: str | None = None
     # Nuisance detection; unset: [alarm_system]'s setting, 0: off for this alarm.
     chatter_count: int | None = Field(default=None, ge=0, le=1000)

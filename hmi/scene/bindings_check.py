@@ -11,16 +11,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from hmi.config.bindings import BindingConfig
-from hmi.scene.report import ModelSummary
+from hmi.scene.report import ModelReport, ModelSummary
 from hmi.scene.validate import validate_file
 
 
 def check_binding_nodes(
-    bindings: Sequence[BindingConfig], models: Mapping[str, Path | None]
+    bindings: Sequence[BindingConfig],
+    models: Mapping[str, Path | None],
+    reports: Mapping[Path, ModelReport] | None = None,
 ) -> list[tuple[list[str | int], str]]:
     """(key path, message) for every binding whose machine has no usable model or whose
     node is not in it, with the closest names as a hint. `models` maps machine id to its
-    GLB path (resolved against the project file), or None when none is configured."""
+    GLB path (resolved against the project file), or None when none is configured;
+    `reports` holds verdicts already made (hmi.project_checks), so no file is read twice."""
     problems: list[tuple[list[str | int], str]] = []
     summaries: dict[str, ModelSummary | str] = {}
     for i, binding in enumerate(bindings):
@@ -31,7 +34,7 @@ def check_binding_nodes(
             problems.append((["bindings", i, "machine"], f"machine {binding.machine!r} has no model to bind to"))
             continue
         if binding.machine not in summaries:
-            report = validate_file(path).report
+            report = reports[path] if reports is not None and path in reports else validate_file(path).report
             summaries[binding.machine] = report.summary if report.ok and report.summary else report.headline()
         summary = summaries[binding.machine]
         if isinstance(summary, str):

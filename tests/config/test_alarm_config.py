@@ -63,13 +63,13 @@ BROKEN = {
     "unknown condition": (
         HI.replace('"hi"', '"high"'),
         [
-            "alarms[0].condition: Input should be 'hi', 'hihi', 'lo', 'lolo', 'deviation', 'rate', 'discrete', "
-            "'bad_quality' or 'comm_loss'"
+            "alarms[0].condition: expected 'hi', 'hihi', 'lo', 'lolo', 'deviation', 'rate', 'discrete', "
+            "'bad_quality' or 'comm_loss', got the string \"high\""
         ],
     ),
     "unknown priority": (
         HI.replace('"high"', '"critical"'),
-        ["alarms[0].priority: Input should be 'urgent', 'high', 'medium' or 'low'"],
+        ["alarms[0].priority: expected 'urgent', 'high', 'medium' or 'low', got the string \"critical\""],
     ),
     "negative deadband": (
         HI.replace("deadband = 2", "deadband = -1"),

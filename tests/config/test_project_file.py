@@ -107,7 +107,7 @@ BROKEN = {
     ),
     "range not numbers": (
         MINIMAL.replace("range = [0, 100]", 'range = [0, "max"]'),
-        ['tags."cnc01.speed".range[1]: Input should be a valid number, unable to parse string as a number'],
+        ['tags."cnc01.speed".range[1]: expected a number, got the string "max"'],
     ),
     "trend pen unknown": (
         MINIMAL.replace('pens = ["cnc01.speed"]', 'pens = ["cnc01.speed", "cnc01.sped"]'),
@@ -115,7 +115,7 @@ BROKEN = {
     ),
     "unknown datatype": (
         MINIMAL.replace('unit = "rpm"', 'unit = "rpm"\ndatatype = "double"'),
-        ["tags.\"cnc01.speed\".datatype: Input should be 'float', 'int', 'bool' or 'string'"],
+        ["tags.\"cnc01.speed\".datatype: expected 'float', 'int', 'bool' or 'string', got the string \"double\""],
     ),
     "port out of range": (
         MINIMAL + "\n[simulator]\nopcua_port = 70000\n",
@@ -127,7 +127,7 @@ BROKEN = {
     ),
     "several errors at once": (
         MINIMAL.replace('unit = "rpm"', "unit = 5").replace('connection = "plc"', 'connection = "x"'),
-        ['tags."cnc01.speed".unit: Input should be a valid string'],
+        ['tags."cnc01.speed".unit: expected a string, got the integer 5'],
     ),
 }
 
