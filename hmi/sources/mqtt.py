@@ -15,6 +15,15 @@ loop (paho's publish is thread-safe) and waits for the broker's PUBACK in a work
 Bad input (oversize, invalid JSON, NaN/Infinity/1e400, deep nesting, wrong types, unknown
 topics or tags, malformed Sparkplug) is dropped or published as BAD, counted per topic and
 reason in the health counters, and logged at a limited rate.
+
+What a value is worth follows hmi/core/values.py: integers beyond 2^53 are kept approximate
+and UNCERTAIN; a payload time that cannot be read or lies outside the connection's window
+gives way to the time of arrival, UNCERTAIN. A payload's own quality (`quality_key`) applies
+to every value of its message (`payload_quality`; unknown means BAD). A retained message
+without a time of its own is UNCERTAIN (it may be a week old) until the first live one;
+status messages excepted (the Last Will keeps them true). Filters another one covers are not
+subscribed, so a broker that sends a copy per matching subscription sends one, and each
+message is decoded once per route.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import ssl
 import threading
 import time
 from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -45,15 +55,25 @@ from paho.mqtt.properties import Properties
 from hmi.config.models import MqttConnection, MqttSubscription
 from hmi.core.bus import TagBus
 from hmi.core.events import Event, EventCategory, Severity
-from hmi.core.quality import Quality
+from hmi.core.quality import Quality, quality_from_opcua_status
 from hmi.core.samples import SampleBatch, now_ns
 from hmi.core.sockets import disable_nagle
 from hmi.core.tags import TAG_NAME_RE, DataType, TagSpec
+from hmi.core.values import INEXACT_INTEGER, MAX_EXACT_INT, NON_FINITE, TIMESTAMP_OUT_OF_WINDOW, exact_in_float
 from hmi.sources import sparkplug
 from hmi.sources.backoff import Backoff
 from hmi.sources.credentials import CredentialError, resolve_password
 from hmi.sources.health import RateLimitedLog, SourceHealth, comm_lost_batch
-from hmi.sources.writes import NotConnected, WriteRejected, WriteResult, check_limits
+from hmi.sources.writes import (
+    CONFIRMED,
+    NOT_CONFIRMED,
+    REFUSED_BY_DEVICE,
+    SENT,
+    NotConnected,
+    WriteRejected,
+    WriteResult,
+    check_limits,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +85,12 @@ _REBIRTH_MIN_INTERVAL_S = 10.0  # per edge node: a birth takes a moment to arriv
 _IDLE_TIMEOUT_S = 0.25
 _BACKOFF_FIRST_S = 0.25
 _TOPIC_CACHE_MAX = 10_000
-_MAX_EXACT_INT = 2**53  # the largest int a float64 holds exactly
+_MAX_EXACT_INT = MAX_EXACT_INT  # the largest int a float64 holds exactly
 _TEMPLATE_FIELD = re.compile(r"\{(\w+)(?:\[(\d+)\])?\}")
 
 
 _NO_PLAN = object()
+_GOOD, _UNCERTAIN = Quality.GOOD, Quality.UNCERTAIN  # module globals: cheaper than the enum's attributes
 
 
 class PayloadError(ValueError):
@@ -178,6 +199,90 @@ def timestamp_ns(value: Any) -> int:
     raise PayloadError("bad timestamp")
 
 
+# -- device quality in a payload (quality_key) ------------------------------------------------
+
+_QUALITY_WORDS = {"good": Quality.GOOD, "uncertain": Quality.UNCERTAIN, "bad": Quality.BAD}
+# OPC UA status names: a severity, then CamelCase detail ("GoodClamped", "BadSensorFailure").
+_STATUS_NAME = re.compile(r"(Good|Uncertain|Bad)(?:[A-Z][A-Za-z0-9]*)?")
+_STATUS_NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|[0-9]+")
+# The names of the codes hmi.core.quality maps to COMM_LOST (the data source is gone, not the value bad).
+_COMM_LOST_NAMES = frozenset(
+    {
+        "BadCommunicationError",
+        "BadServerNotConnected",
+        "BadNoCommunication",
+        "BadNotConnected",
+        "BadConnectionClosed",
+        "BadSecureChannelClosed",
+        "BadTimeout",
+        "BadOutOfService",
+        "BadDeviceFailure",
+    }
+)
+
+
+def payload_quality(value: Any, mapping: dict[str, Quality] | None = None) -> Quality | None:
+    """The device's own quality of a message's values; None when it is not understood.
+
+    With a `quality_map` only its entries count (a device with its own codes, e.g. 0 = bad,
+    would otherwise be read as OPC UA Good). Without one: "good"/"uncertain"/"bad" in any
+    case, OPC UA status names (Good*, Uncertain*, Bad*; the no-communication ones COMM_LOST)
+    and OPC UA status codes by their severity bits, as numbers or as decimal or 0x-hex text.
+    """
+    if mapping is not None:
+        return mapping.get(quality_text(value))  # type: ignore[arg-type]  # None is never a key
+    if type(value) is str:
+        word = _QUALITY_WORDS.get(value.lower())
+        if word is not None:
+            return word
+        name = _STATUS_NAME.fullmatch(value)
+        if name is not None:
+            return Quality.COMM_LOST if value in _COMM_LOST_NAMES else _QUALITY_WORDS[name.group(1).lower()]
+        if _STATUS_NUMBER.fullmatch(value) is None:
+            return None
+        try:
+            code = int(value, 16) if value[1:2] in ("x", "X") else int(value)
+        except ValueError:  # more digits than int() converts
+            return None
+    elif type(value) is int:
+        code = value
+    elif type(value) is float and value.is_integer():
+        code = int(value)
+    else:
+        return None
+    return quality_from_opcua_status(code) if 0 <= code <= 0xFFFFFFFF else None
+
+
+def quality_text(value: Any) -> str | None:
+    """How a payload's quality value is looked up in a quality_map (TOML keys are text)."""
+    if type(value) is str:
+        return value
+    if type(value) is bool:
+        return "true" if value else "false"
+    if type(value) is int:
+        return str(value)
+    if type(value) is float:
+        return str(int(value)) if value.is_integer() else repr(value)
+    return None
+
+
+def _quality_map(mapping: Mapping[str, str] | None) -> dict[str, Quality] | None:
+    return None if mapping is None else {k: Quality[v] for k, v in mapping.items()}
+
+
+def filter_covers(wide: str, narrow: str) -> bool:
+    """Whether every topic the filter `narrow` matches also matches `wide` (False when unsure)."""
+    wl, nl = wide.split("/"), narrow.split("/")
+    if wl[0] in ("+", "#") and nl[0].startswith("$"):
+        return False  # wildcards at the first level do not match $SYS-like topics
+    for i, level in enumerate(wl):
+        if level == "#":
+            return True
+        if i >= len(nl) or nl[i] == "#" or (level != "+" and level != nl[i]):
+            return False
+    return len(nl) == len(wl)
+
+
 def snake(name: str) -> str:
     """ "SpindleSpeed" -> "spindle_speed", "Axes/X" -> "axes_x", "CNC01" -> "cnc01"."""
     name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
@@ -231,11 +336,11 @@ class _Rows:
         self.values.append(value)
         self._runs(ts, quality, 1)
 
-    def add_message(self, plan_ids: array[int], ts: int, values: list[float]) -> None:
-        """A whole message of good values for the tags in `plan_ids`, in order."""
+    def add_message(self, plan_ids: array[int], ts: int, values: list[float], quality: int = 0) -> None:
+        """A whole message of values of one quality for the tags in `plan_ids`, in order."""
         self.ids.extend(plan_ids)
         self.values.extend(values)
-        self._runs(ts, 0, len(values))
+        self._runs(ts, quality, len(values))
 
     def _runs(self, ts: int, quality: int, n: int) -> None:
         if not self.count:
@@ -277,6 +382,10 @@ class _Route:
     sub: MqttSubscription | None = None
     seen: bool = False  # a message arrived since the last (re)subscription
     tags: list[tuple[int, tuple[str | int, ...] | None]] = field(default_factory=list)  # kind "tag"
+    quality_map: dict[str, Quality] | None = None
+    status_path: tuple[str | int, ...] | None = None
+    # Routes with equal settings but the topic (and QoS) make the same samples: one per topic.
+    same_as: str = ""
 
 
 @dataclass(slots=True)
@@ -286,6 +395,8 @@ class _EdgeNode:
     rebirth_asked_at: float = -math.inf
     aliases: dict[int, str] = field(default_factory=dict)
     devices: dict[str, dict[int, str]] = field(default_factory=dict)
+    bdseq: int | None = None  # of its current NBIRTH: an NDEATH with another one is stale
+    refused: set[str] = field(default_factory=set)  # devices ("" = the node) whose last birth was refused
 
 
 class MqttSource:
@@ -324,7 +435,15 @@ class MqttSource:
         self._json_topics: dict[str, tuple[dict[str, int], dict[tuple[str, ...], Any]]] = {}
         self._numeric = {i for i, t in self._datatype.items() if t in (DataType.FLOAT, DataType.INT)}
         self._edge_nodes: dict[tuple[str, str], _EdgeNode] = {}
+        self._timestamp_window = config.timestamp_window()
+        self._max_age_ns = self._timestamp_window.max_age_ns  # the same window, for the hot path
+        self._max_ahead_ns = self._timestamp_window.max_ahead_ns
+        self._pending_writes: list[_PendingWrite] = []  # writes waiting for the device to confirm
+        self._writes_lock = threading.Lock()
+        self._state_ts_ms = 0  # Sparkplug STATE: the timestamp of the Last Will sent with CONNECT
         self._online_ids: dict[str, int] = {}
+        self._tag_quality_map = _quality_map(config.quality_map)  # tags addressed one by one
+        self._retain = False  # the message being decoded is a retained one (paho's thread)
         self._filters: list[tuple[str, int]] = []
         self._pending_subscribe: list[tuple[str, int]] = []
         self._subscribed_at = 0.0
@@ -343,10 +462,16 @@ class MqttSource:
     # -- routes ---------------------------------------------------------------------------------
 
     def _build_routes(self) -> None:
-        for sub in self.config.subscriptions:
-            route = _Route(sub.format, sub.topic, sub)
-            self._add_route(sub.topic, route)
+        subs = self.config.subscriptions
+        for sub in subs:
+            same_as = repr(sub.model_dump(exclude={"topic", "qos"}))
             self._filters.append((sub.topic, sub.qos))
+            if any(o is not sub and _redundant(sub, o, same_as) for o in subs):
+                continue  # another subscription makes the same samples on every topic this one matches
+            status_path = compile_json_path(sub.status_path) if sub.status_path else None
+            route = _Route(sub.format, sub.topic, sub, quality_map=_quality_map(sub.quality_map), same_as=same_as)
+            route.status_path = status_path
+            self._add_route(sub.topic, route)
         by_topic: dict[str, _Route] = {}
         for tag_id, spec in self._spec_by_id.items():
             if not spec.address:
@@ -354,10 +479,11 @@ class MqttSource:
             path = spec.extra.get("json_path")
             tag_route = by_topic.get(spec.address)
             if tag_route is None:
-                tag_route = by_topic[spec.address] = _Route("tag", spec.address)
+                tag_route = by_topic[spec.address] = _Route("tag", spec.address, same_as=f"tag:{spec.address}")
                 self._add_route(spec.address, tag_route)
                 self._filters.append((spec.address, 0))
             tag_route.tags.append((tag_id, compile_json_path(str(path)) if path else None))
+        self._filters = _broker_filters(self._filters)
 
     def _add_route(self, topic: str, route: _Route) -> None:
         if "+" in topic or "#" in topic:
@@ -370,6 +496,9 @@ class MqttSource:
         if routes is None:
             routes = list(self._exact.get(topic, ()))
             routes += [r for f, r in self._wild if paho.topic_matches_sub(f, topic)]
+            if len(routes) > 1:  # equal subscriptions overlapping on this topic: the first one decodes
+                kept: dict[str, _Route] = {}
+                routes = [kept.setdefault(r.same_as, r) for r in routes if r.same_as not in kept]
             if len(self._topic_cache) >= _TOPIC_CACHE_MAX:
                 self._topic_cache.clear()  # bounded: a flood of distinct topics must not grow memory
             self._topic_cache[topic] = routes
@@ -407,17 +536,18 @@ class MqttSource:
                 return
             received = now_ns()
             before = self._rows.count
+            self._retain = msg.retain
             for route in routes:
                 route.seen = True
                 kind = route.kind
                 if kind == "json":
-                    self._decode_json(topic, payload, route.sub, received)  # type: ignore[arg-type]
+                    self._decode_json(topic, payload, route, received)
                 elif kind == "tag":
                     self._decode_tags(topic, payload, route, received)
                 elif kind == "value":
                     self._decode_value(topic, payload, route.sub, received)  # type: ignore[arg-type]
                 elif kind == "status":
-                    self._decode_status(topic, payload, route.sub, received)  # type: ignore[arg-type]
+                    self._decode_status(topic, payload, route, received)
                 else:
                     self._decode_sparkplug(topic, payload, route.sub, received)  # type: ignore[arg-type]
             self.health.received(1, self._rows.count - before)
@@ -437,14 +567,18 @@ class MqttSource:
         """One value for a tag, checked against the tag's data type."""
         dtype = self._datatype.get(tag_id, DataType.FLOAT)
         rows = self._rows
-        if type(value) is int and not -_MAX_EXACT_INT <= value <= _MAX_EXACT_INT:
+        if type(value) is int and not -_MAX_EXACT_INT <= value <= _MAX_EXACT_INT and dtype != DataType.STRING:
             try:
-                value = float(value)
+                number = float(value)
             except OverflowError:  # beyond a float: non-finite, as json.loads makes of 1e400
-                value = math.inf
+                number = math.inf
+            if number - number == 0 and tag_id in self._numeric:  # the shared rule: approximate, UNCERTAIN
+                self._flag(tag_id, topic, INEXACT_INTEGER, f"{str(value)[:30]} kept as {number!r}")
+                quality = max(quality, Quality.UNCERTAIN)
+            value = number
         if type(value) is float or type(value) is int:
             if value - value != 0:  # NaN, Infinity, and 1e400 (which json.loads reads as inf)
-                self._bad(tag_id, ts, topic, "non-finite number")
+                self._bad(tag_id, ts, topic, NON_FINITE)
             elif dtype == DataType.STRING:
                 rows.add_text(tag_id, ts, str(value), quality)
             elif dtype == DataType.BOOL and value not in (0, 1):
@@ -480,26 +614,66 @@ class MqttSource:
             spec.datatype,
         )
 
-    def _payload_time(self, doc: dict[str, Any], key: str | None, topic: str, received: int) -> int:
-        if key is None:
-            return received
-        value = doc.get(key)
-        if value is None:
-            return received
-        if type(value) is int and 100_000_000_000 <= value < 100_000_000_000_000:
-            return value * 1_000_000  # epoch ms, the usual case
-        try:
-            return timestamp_ns(value)
-        except PayloadError:
-            self._reject(topic, "bad timestamp", f"{key}={str(value)[:40]!r}; using the time of arrival")
-            return received
+    def _payload_time(self, doc: dict[str, Any], key: str | None, topic: str, received: int) -> tuple[int, int]:
+        """A JSON message's sample time and the quality it allows (hmi/core/values.py).
 
-    def _decode_json(self, topic: str, payload: bytes, sub: MqttSubscription, received: int) -> None:
+        No time in the payload: the time of arrival, GOOD, but UNCERTAIN for a retained message
+        (the broker may have kept it for a week). A time that cannot be read or lies outside the
+        connection's window: the time of arrival, UNCERTAIN, counted once per message.
+        """
+        value = None if key is None else doc.get(key)
+        if value is None:
+            return received, _UNCERTAIN if self._retain else _GOOD
+        if type(value) is int and 100_000_000_000 <= value < 100_000_000_000_000:
+            ts = value * 1_000_000  # epoch ms, the usual case: the window check inline (hot path)
+            if received - self._max_age_ns <= ts <= received + self._max_ahead_ns:
+                return ts, _GOOD
+        else:
+            try:
+                ts = timestamp_ns(value)
+            except PayloadError as exc:
+                self._doubt(topic, "bad timestamp", f"{key}={str(value)[:40]!r} ({exc}); using the time of arrival")
+                return received, Quality.UNCERTAIN
+        window = self._timestamp_window
+        if not window.accepts(ts, received):
+            self._doubt(
+                topic, TIMESTAMP_OUT_OF_WINDOW, f"{key}={window.describe(ts)} is refused; using the time of arrival"
+            )
+            return received, Quality.UNCERTAIN
+        return ts, _GOOD
+
+    def _device_quality(self, value: Any, mapping: dict[str, Quality] | None, key: str, topic: str) -> int:
+        """The quality a payload's own quality field gives every value of the message."""
+        quality = payload_quality(value, mapping)
+        if quality is None:  # not understood: it may well say "bad", so it must not pass as good
+            self._doubt(topic, "unknown quality", f"{key}={str(value)[:40]!r}", Quality.BAD)
+            return Quality.BAD
+        return quality
+
+    def _doubt(self, topic: str, reason: str, detail: str, quality: Quality = Quality.UNCERTAIN) -> None:
+        """A message whose values are kept but not trusted: counted per topic and reason, logged once."""
+        self.health.reject(topic, reason)
+        self._ratelog(
+            logging.WARNING,
+            f"{topic}:{reason}",
+            "%s: %s on %s: %s (its values recorded %s)",
+            self.name,
+            reason,
+            topic,
+            detail,
+            quality.name,
+        )
+
+    def _decode_json(self, topic: str, payload: bytes | bytearray, route: _Route, received: int) -> None:
         doc = parse_json(payload)
         if not isinstance(doc, dict):
             raise PayloadError("JSON is not an object")
+        sub: MqttSubscription = route.sub  # type: ignore[assignment]
         ts_key = sub.timestamp_key
-        ts = self._payload_time(doc, ts_key, topic, received)
+        q_key = sub.quality_key
+        ts, quality = self._payload_time(doc, ts_key, topic, received)
+        if q_key is not None and q_key in doc:
+            quality = max(quality, self._device_quality(doc[q_key], route.quality_map, q_key, topic))
         state = self._json_topics.get(topic)
         if state is None:
             if len(self._json_topics) >= _TOPIC_CACHE_MAX:
@@ -512,24 +686,25 @@ class MqttSource:
         shape = tuple(doc)
         plan = plans.get(shape, _NO_PLAN)
         if plan is _NO_PLAN:
-            plan = self._json_plan(shape, ts_key, keys) if len(plans) < 64 else None
+            plan = self._json_plan(shape, ts_key, q_key, keys) if len(plans) < 64 else None
             if plan is not _NO_PLAN:
                 plans[shape] = plan
         if plan is not None and plan is not _NO_PLAN:
-            plan_ids, ts_pos = plan
+            plan_ids, skip = plan
             vals = list(doc.values())
-            if ts_pos >= 0:
-                del vals[ts_pos]
-            # A float sum refuses strings, None, lists and objects (TypeError) and ints beyond
-            # a float (OverflowError); NaN and infinities (and finite values whose sum
-            # overflows) leave a non-finite total and take the checked loop below. Bools pass,
-            # as 1.0/0.0, which is what the loop makes of a bool for a numeric tag, too.
+            for pos in skip:  # the time and quality keys, last first
+                del vals[pos]
+            # hypot refuses strings, None, lists and objects (TypeError) and ints beyond a float
+            # (OverflowError); it is NaN or infinite if a value is. Being at least the largest
+            # magnitude, below 2^53 it also proves that every int is exact in a float (the shared
+            # rule: bigger ones are UNCERTAIN), in one C call and without a sum's cancellation.
+            # Bools pass, as 1.0/0.0, which is what the loop makes of a bool for a numeric tag, too.
             try:
-                total = sum(vals, 0.0)
+                size = math.hypot(*vals)
             except (TypeError, OverflowError):
-                total = math.nan
-            if total - total == 0:
-                rows.add_message(plan_ids, ts, vals)
+                size = math.nan
+            if size < _MAX_EXACT_INT:
+                rows.add_message(plan_ids, ts, vals, quality)
                 return
         numeric = self._numeric
         for key, value in doc.items():
@@ -543,11 +718,11 @@ class MqttSource:
                 and (type(value) is float or (type(value) is int and -_MAX_EXACT_INT <= value <= _MAX_EXACT_INT))
             ):
                 if value - value == 0:  # finite: inf - inf and nan - nan are nan
-                    rows.add(tag_id, ts, value, 0)
+                    rows.add(tag_id, ts, value, quality)
                     continue
-                self._bad(tag_id, ts, topic, "non-finite number")
+                self._bad(tag_id, ts, topic, NON_FINITE)
                 continue
-            if key == ts_key:
+            if key in (ts_key, q_key):
                 continue
             if type(value) is dict:
                 self._reject(topic, "nested object", f"key {key!r} holds an object; map it with a json_path tag")
@@ -562,15 +737,15 @@ class MqttSource:
             if type(value) is list:
                 self._bad(tag_id, ts, topic, "array")
                 continue
-            self._put(tag_id, ts, value, topic)
+            self._put(tag_id, ts, value, topic, quality)
 
-    def _json_plan(self, shape: tuple[str, ...], ts_key: str | None, keys: dict[str, int]) -> Any:
-        """Tag ids for a message with these keys, if every key but the timestamp is a numeric tag."""
+    def _json_plan(self, shape: tuple[str, ...], ts_key: str | None, q_key: str | None, keys: dict[str, int]) -> Any:
+        """Tag ids for a message with these keys, if every key but the time and quality is a numeric tag."""
         out: list[int] = []
-        ts_pos = -1
+        skip: list[int] = []
         for pos, key in enumerate(shape):
-            if key == ts_key:
-                ts_pos = pos
+            if key in (ts_key, q_key):
+                skip.append(pos)
                 continue
             tag_id = keys.get(key)
             if tag_id is None:
@@ -578,7 +753,7 @@ class MqttSource:
             if tag_id not in self._numeric:
                 return None
             out.append(tag_id)
-        return array("i", out), ts_pos
+        return array("i", out), tuple(reversed(skip))
 
     def _template_id(
         self, sub: MqttSubscription, topic: str, levels: list[str], datatype: DataType = DataType.FLOAT, **fields: str
@@ -596,21 +771,24 @@ class MqttSource:
             tag_id = self._name_cache[key] = self._template_id(sub, topic, topic.split("/"))
         if tag_id < 0:
             raise PayloadError("unknown tag")
-        self._put(tag_id, received, parse_plain(payload), topic)
+        # A plain value has no time of its own: a retained one is of unknown age.
+        self._put(tag_id, received, parse_plain(payload), topic, Quality.UNCERTAIN if self._retain else Quality.GOOD)
 
     def _decode_tags(self, topic: str, payload: bytes | bytearray, route: _Route, received: int) -> None:
         doc: Any = None
+        fresh = Quality.UNCERTAIN if self._retain else Quality.GOOD  # without a time of its own
+        ts, quality = received, int(fresh)
         for tag_id, path in route.tags:
             if path is None:
-                self._put(tag_id, received, parse_plain(payload), topic)
+                self._put(tag_id, received, parse_plain(payload), topic, fresh)
                 continue
-            if doc is None:
+            if doc is None:  # the time and quality of the message, judged once for all its tags
                 doc = parse_json(payload)
-            ts = (
-                self._payload_time(doc, self.config.timestamp_key, topic, received)
-                if isinstance(doc, dict)
-                else received
-            )
+                if isinstance(doc, dict):
+                    ts, quality = self._payload_time(doc, self.config.timestamp_key, topic, received)
+                    q_key = self.config.quality_key
+                    if q_key is not None and q_key in doc:
+                        quality = max(quality, self._device_quality(doc[q_key], self._tag_quality_map, q_key, topic))
             try:
                 value = extract(doc, path)
             except (KeyError, IndexError, TypeError):
@@ -619,20 +797,34 @@ class MqttSource:
             if isinstance(value, dict | list):
                 self._bad(tag_id, ts, topic, "type")
                 continue
-            self._put(tag_id, ts, value, topic)
+            self._put(tag_id, ts, value, topic, quality)
 
-    def _decode_status(self, topic: str, payload: bytes, sub: MqttSubscription, received: int) -> None:
+    def _decode_status(self, topic: str, payload: bytes | bytearray, route: _Route, received: int) -> None:
+        """A machine's online state: the plain payload, or the value at `status_path` in JSON.
+
+        A retained status stays GOOD: it is the birth/Last Will pattern, where the broker itself
+        replaces a dead device's retained "online" by its will.
+        """
+        sub: MqttSubscription = route.sub  # type: ignore[assignment]
         try:
             machine = render(sub.machine, topic.split("/"))
         except (KeyError, IndexError):
             raise PayloadError("status topic without a machine") from None
-        text = payload.decode("utf-8", "replace").strip()
-        if text == sub.online:
+        if route.status_path is None:
+            state: Any = payload.decode("utf-8", "replace").strip()
+        else:
+            try:
+                state = extract(parse_json(payload), route.status_path)
+            except (KeyError, IndexError, TypeError):
+                raise PayloadError(f"status path not found ({sub.status_path!r})") from None
+            state = quality_text(state) if not isinstance(state, str) else state
+        if state in sub.online_values:
             self._set_online(machine, True, received)
-        elif text == sub.offline:
+        elif state in sub.offline_values:
             self._set_online(machine, False, received)
         else:
-            raise PayloadError(f"unknown status {text[:30]!r}")
+            accepted = f"online {list(sub.online_values)}, offline {list(sub.offline_values)}"
+            raise PayloadError(f"unknown status ({str(state)[:30]!r}; understood: {accepted})")
 
     def _set_online(self, machine: str, online: bool, ts: int, prefix: str | None = None) -> None:
         """A machine's `<machine>.online` tag; going offline turns its tags COMM_LOST."""
@@ -653,18 +845,41 @@ class MqttSource:
         parsed = sparkplug.parse_topic(topic)
         if parsed is None:
             raise PayloadError("not a Sparkplug B topic")
-        if parsed.message_type in ("NCMD", "DCMD", "STATE"):
-            return  # commands from hosts (ours included), not telemetry
+        kind = parsed.message_type
+        if not payload:
+            # Sparkplug B never sends an empty message; a 0-byte one is a retained topic being
+            # cleared (only STATE is ever retained: a host's old state, not an error) or a broken
+            # publisher. Either way nothing is decoded from it, and it is said so.
+            if kind == "STATE":
+                self._ratelog(logging.INFO, f"{topic}:empty", "%s: retained STATE on %s cleared", self.name, topic)
+            else:
+                self._reject(topic, "empty payload", "0-byte Sparkplug message (a retained topic being cleared?)")
+            return
+        if kind in ("NCMD", "DCMD", "STATE"):
+            return  # commands from hosts (ours included) and host states, not telemetry
         try:
             message = sparkplug.decode_payload(payload)
         except sparkplug.SparkplugError as exc:
             raise PayloadError(f"bad Sparkplug payload ({exc})") from None
         key = (parsed.group, parsed.node)
         node = self._edge_nodes.setdefault(key, _EdgeNode())
-        kind = parsed.message_type
         missing: list[str] = []  # why the node's births must be asked for again
         device = parsed.device or parsed.node
         machine = snake(device)
+        if kind == "NDEATH":
+            # A death names the session it ends by bdSeq. One that does not match the current
+            # NBIRTH is late (e.g. the broker firing the Last Will of a session the node already
+            # replaced): taking it would blank a live node.
+            death = sparkplug.bdseq(message)
+            if node.born and node.bdseq is not None and death is not None and death != node.bdseq:
+                self._reject(
+                    topic, "stale death", f"NDEATH bdSeq {death} does not end the current session (bdSeq {node.bdseq})"
+                )
+                return
+            self._edge_nodes.pop(key, None)
+            for dev in [parsed.node, *node.devices, *node.refused]:
+                self._set_online(snake(dev), False, received)
+            return
         # Sequence numbers run 0..255 per edge node across all its messages; a birth restarts them.
         if message.seq is not None:
             if kind == "NBIRTH":
@@ -675,19 +890,28 @@ class MqttSource:
                 node.seq = message.seq
             else:
                 node.seq = message.seq
-        if kind in ("NDEATH", "DDEATH"):
-            if kind == "NDEATH":
-                self._edge_nodes.pop(key, None)
-                for dev in [parsed.node, *node.devices]:
-                    self._set_online(snake(dev), False, received)
-            else:
-                node.devices.pop(device, None)
-                self._set_online(machine, False, received)
+        if kind == "DDEATH":
+            node.devices.pop(device, None)
+            node.refused.discard(device)
+            self._set_online(machine, False, received)
             return
+        if kind in ("NBIRTH", "DBIRTH"):
+            duplicates = sparkplug.duplicate_aliases(message.metrics)
+            if duplicates:
+                self._refuse_birth(topic, parsed, node, duplicates, received, sub.request_rebirth)
+                return
         if kind == "NBIRTH":
             node.aliases = {m.alias: m.name for m in message.metrics if m.alias is not None and m.name}
             node.devices.clear()
+            node.refused.clear()
+            node.bdseq = sparkplug.bdseq(message)
             node.born = True
+        elif "" in node.refused or device in node.refused:
+            # Data after a refused birth cannot be trusted (the aliases are ambiguous) until a good birth.
+            self._reject(topic, "birth refused", "data after a birth with duplicate aliases; waiting for a rebirth")
+            if sub.request_rebirth:
+                self._request_rebirth(parsed, node, "its last birth was refused")
+            return
         elif not node.born:
             missing.append("its birth certificate was not seen (the HMI started after it)")
         elif kind == "DBIRTH":
@@ -696,7 +920,8 @@ class MqttSource:
         if kind in ("NBIRTH", "DBIRTH"):
             self._set_online(machine, True, received)
         levels = topic.split("/")
-        base_ts = int(message.timestamp * 1e6) if message.timestamp else received
+        window = self._timestamp_window
+        base_ts = message.timestamp * 1_000_000 if message.timestamp else received  # exact: ints, not floats
         for m in message.metrics:
             name = m.name if m.name is not None else aliases.get(m.alias) if m.alias is not None else None
             if name is None:
@@ -726,17 +951,86 @@ class MqttSource:
             if tag_id < 0:
                 self.health.reject(topic, "unknown tag")
                 continue
-            ts = int(m.timestamp * 1e6) if m.timestamp else base_ts
+            # The shared value rule (hmi/core/values.py): a time outside the window is replaced
+            # by the arrival time, an integer a float cannot hold is kept approximate; both
+            # UNCERTAIN and counted. Non-finite numbers are BAD in _put.
+            quality = Quality.GOOD
+            ts = m.timestamp * 1_000_000 if m.timestamp else base_ts
+            if ts != received and not window.accepts(ts, received):
+                self._flag(tag_id, topic, TIMESTAMP_OUT_OF_WINDOW, window.describe(ts))
+                ts, quality = received, Quality.UNCERTAIN
+            value = m.value
+            if type(value) is int and not exact_in_float(value):
+                self._flag(tag_id, topic, INEXACT_INTEGER, str(value))
+                value, quality = float(value), Quality.UNCERTAIN
             if m.is_null:
                 self._rows.add(tag_id, ts, math.nan, Quality.BAD)  # the device says: no value
-            elif m.datatype == 13 and isinstance(m.value, int):  # DateTime: ms since the epoch
-                self._put(tag_id, ts, m.value / 1000.0, topic)
-            elif isinstance(m.value, bytes) or (m.value is None and m.datatype >= 16):
+            elif m.datatype == 13 and isinstance(value, int | float):  # DateTime: ms since the epoch
+                self._put(tag_id, ts, value / 1000.0, topic, quality)
+            elif isinstance(value, bytes) or (value is None and m.datatype >= 16):
                 self._bad(tag_id, ts, topic, "type")
             else:
-                self._put(tag_id, ts, m.value, topic)
+                self._put(tag_id, ts, value, topic, quality)
         if missing and sub.request_rebirth:
             self._request_rebirth(parsed, node, missing[0])
+
+    def _flag(self, tag_id: int, topic: str, reason: str, detail: str) -> None:
+        """A value kept but UNCERTAIN under the shared rule: counted, logged once per tag and reason."""
+        self.health.reject(topic, reason)
+        self._ratelog(
+            logging.WARNING,
+            f"{tag_id}:{reason}",
+            "%s: %s on %s: %s (%s; recorded UNCERTAIN)",
+            self.name,
+            self.bus.registry.spec(tag_id).name,
+            topic,
+            reason,
+            detail,
+        )
+
+    def _refuse_birth(
+        self,
+        topic: str,
+        parsed: sparkplug.Topic,
+        node: _EdgeNode,
+        duplicates: list[int],
+        received: int,
+        rebirth: bool,
+    ) -> None:
+        """A birth that gives one alias to several metrics: data using those aliases would land on
+        the wrong tags. Refuse it, mark what it was about BAD (last value kept) until a good
+        birth, and ask for a rebirth."""
+        shown = ", ".join(map(str, duplicates[:10])) + (" …" if len(duplicates) > 10 else "")
+        self.health.reject(topic, "duplicate alias")
+        log.warning(
+            "%s: refused the %s on %s: alias(es) %s name more than one metric; its data is not trusted until a "
+            "good birth",
+            self.name,
+            parsed.message_type,
+            topic,
+            shown,
+        )
+        if parsed.device is None:  # an NBIRTH restarts the node's session: its devices' births go with it
+            devices = [parsed.node, *node.devices, *node.refused - {""}]
+            node.aliases = {}
+            node.devices.clear()
+            node.refused = {""}
+            node.born = False
+            node.bdseq = None
+            node.seq = 0
+        else:
+            devices = [parsed.device]
+            node.devices.pop(parsed.device, None)
+            node.refused.add(parsed.device)
+        prefixes = {f"{parsed.group}/{d}" for d in devices}
+        ids = sorted({i for (where, _), i in self._name_cache.items() if where in prefixes and i >= 0})
+        self._flush()
+        batch = comm_lost_batch(self.bus, ids)
+        if batch is not None:
+            batch.quality[:] = Quality.BAD  # the values are not lost, they are not trustworthy
+            self._hand_over(batch)
+        if rebirth:
+            self._request_rebirth(parsed, node, f"its {parsed.message_type} repeats alias(es) {shown}")
 
     def _request_rebirth(self, parsed: sparkplug.Topic, node: _EdgeNode, reason: str) -> None:
         """Ask the edge node for its births again (Sparkplug B's host duty), at a limited rate."""
@@ -756,6 +1050,8 @@ class MqttSource:
         try:
             if batch is not None and len(batch):
                 self.notifications += len(batch)
+                if self._pending_writes:
+                    self._check_read_back(batch)
                 self.bus.publish(batch)
             if events:
                 self.bus.publish_events(events)
@@ -815,6 +1111,12 @@ class MqttSource:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        # These topics bypass on_message (paho calls a filter's own callback instead).
+        reply = self._reply_filter()
+        if reply:
+            client.message_callback_add(reply, self._on_write_reply)
+        if c.sparkplug_host_id:
+            client.message_callback_add(sparkplug.state_topic(c.sparkplug_host_id), self._on_own_state)
         client.on_socket_open = disable_nagle
         # With this set, paho queues outgoing packets (PUBACKs, command publishes) instead of
         # sending each at once from the thread that made it: the pump writes them in one
@@ -832,6 +1134,16 @@ class MqttSource:
 
     def _connect(self, client: paho.Client, first: bool) -> None:
         c = self.config
+        if c.sparkplug_host_id:
+            # Sparkplug 3.0: the death (the Last Will) carries the time of this CONNECT, and the
+            # birth published once connected repeats it, so an edge node can tell them apart.
+            self._state_ts_ms = time.time_ns() // 1_000_000
+            client.will_set(
+                sparkplug.state_topic(c.sparkplug_host_id),
+                sparkplug.encode_state(False, self._state_ts_ms),
+                qos=1,
+                retain=True,
+            )
         properties = None
         if c.protocol == "5":
             properties = Properties(PacketTypes.CONNECT)
@@ -901,10 +1213,40 @@ class MqttSource:
             route.seen = False
         self._subscribed_at = time.monotonic()
         self._silent_checked = False
-        if not self._filters:
+        reply = self._reply_filter()
+        extra = [(reply, 1)] if reply else []
+        host_id = self.config.sparkplug_host_id
+        if host_id:
+            extra.append((sparkplug.state_topic(host_id), 1))  # Sparkplug 3.0: a host watches its own STATE
+        if not self._filters and not extra:
             return
-        self._pending_subscribe = list(self._filters)
+        self._pending_subscribe = list(self._filters) + extra
         client.subscribe(self._pending_subscribe)
+        if host_id:
+            self._publish_state(client, True)
+
+    def _reply_filter(self) -> str | None:
+        """command_reply_topic with each {field} as a "+" wildcard (whole levels: see the config model)."""
+        template = self.config.command_reply_topic
+        return re.sub(r"\{\w+\}", "+", template) if template else None
+
+    def _publish_state(self, client: paho.Client, online: bool) -> paho.MQTTMessageInfo:
+        """This host application's STATE (Sparkplug 3.0): retained, QoS 1. The birth repeats the
+        Last Will's timestamp; a death published on a clean stop carries the time of stopping."""
+        ts = self._state_ts_ms if online else time.time_ns() // 1_000_000
+        topic = sparkplug.state_topic(self.config.sparkplug_host_id or "")
+        return client.publish(topic, sparkplug.encode_state(online, ts), qos=1, retain=True)
+
+    def _on_own_state(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        """Our own STATE topic: whoever says we are offline (a stale Last Will of an earlier
+        session, another client) while we are connected, we say otherwise at once (Sparkplug 3.0)."""
+        try:
+            state = sparkplug.decode_state(msg.payload) if msg.payload else None
+            if state is not None and not state[0] and self.connected:
+                log.info("%s: %s says offline; publishing our STATE birth again", self.name, msg.topic)
+                self._publish_state(client, True)
+        except Exception:
+            log.exception("%s: own STATE handling failed", self.name)
 
     def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: list[Any], properties: Any) -> None:
         try:
@@ -980,10 +1322,24 @@ class MqttSource:
             self._stopping.wait(wait)
         if client is not None:
             try:
-                client.disconnect()
+                self._disconnect_cleanly(client)
             except Exception:  # already gone
                 pass
             self._flush()
+
+    def _disconnect_cleanly(self, client: paho.Client) -> None:
+        """A clean stop: the STATE death first (a DISCONNECT discards the Last Will), then DISCONNECT.
+        The pump no longer runs, so this writes the queued packets itself."""
+        if self.config.sparkplug_host_id and client.is_connected():
+            info = self._publish_state(client, False)
+            deadline = time.monotonic() + 2.0
+            while not info.is_published() and time.monotonic() < deadline:
+                if client.loop(0.05) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    break
+        client.disconnect()
+        for _ in range(10):  # the DISCONNECT packet is queued, not yet written (see _write_in_pump)
+            if not client.want_write() or client.loop_write() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
 
     def _report_once(self, reason: str) -> None:
         if reason and reason != self._reported:
@@ -1055,7 +1411,11 @@ class MqttSource:
             self.health.tick()
 
     async def write(self, tag: str, value: Any, timeout_s: float = 5.0) -> WriteResult:
-        """Publish a command for a writable tag (QoS 1) and wait for the broker's acknowledgement."""
+        """Publish a command for a writable tag (QoS 1), wait for the broker's PUBACK, then for the
+        device's confirmation: a reply on `command_reply_topic` when one is configured, else the
+        tag's own next value (read-back) when it has one. Result statuses (hmi/sources/writes.py):
+        CONFIRMED ("Good"), SENT (nothing can confirm it), NOT_CONFIRMED (no confirmation in
+        `write_confirm_s`), REFUSED_BY_DEVICE (the reply says no)."""
         tag_id = self.bus.registry.get_id(tag)
         if tag_id is None or tag_id not in self._own_ids:
             return WriteResult(False, "Rejected", message=f"{tag} is not a tag of connection {self.name}")
@@ -1072,7 +1432,8 @@ class MqttSource:
         client = self._client
         if client is None or not self.connected:
             raise NotConnected(f"{self.name} is not connected ({self.last_error or 'connecting'})")
-        topic = self.config.command_topic.format(machine=spec.machine, signal=spec.signal, tag=spec.name)
+        fields = {"machine": spec.machine, "signal": spec.signal, "tag": spec.name}
+        topic = self.config.command_topic.format(**fields)
         fmt = self.config.command_format
         if fmt == "json":
             body = json.dumps({spec.signal: coerced})
@@ -1080,17 +1441,157 @@ class MqttSource:
             body = json.dumps({"command": "set", "signal": spec.signal, "value": coerced})
         else:
             body = json.dumps(coerced)
-        info = client.publish(topic, body, qos=1)
-        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            return WriteResult(False, "NotSent", info.rc, paho.error_string(info.rc), coerced)
+        pending = self._expect_confirmation(tag_id, spec, coerced, fields)
+        properties = None
+        if pending is not None and pending.reply_topic and self.config.protocol == "5":
+            # MQTT 5's request/response: a device that honours it echoes the correlation data.
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.ResponseTopic = pending.reply_topic
+            properties.CorrelationData = pending.correlation
         try:
-            await asyncio.to_thread(info.wait_for_publish, timeout_s)
-        except (RuntimeError, ValueError) as exc:
-            return WriteResult(False, "NotSent", message=str(exc), value=coerced)
-        if not info.is_published():
-            return WriteResult(False, "Timeout", message=f"no PUBACK within {timeout_s:g} s", value=coerced)
-        log.info("%s: command %s = %r on %s", self.name, tag, coerced, topic)
-        return WriteResult(True, "Good", 0, f"published to {topic}", coerced)
+            info = client.publish(topic, body, qos=1, properties=properties)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return WriteResult(False, "NotSent", info.rc, paho.error_string(info.rc), coerced)
+            puback_s = min(timeout_s, 9.5 - self.config.write_confirm_s)  # within the runtime's 10 s
+            try:
+                await asyncio.to_thread(info.wait_for_publish, puback_s)
+            except (RuntimeError, ValueError) as exc:
+                return WriteResult(False, "NotSent", message=str(exc), value=coerced)
+            if not info.is_published():
+                return WriteResult(False, "Timeout", message=f"no PUBACK within {puback_s:g} s", value=coerced)
+            log.info("%s: command %s = %r on %s", self.name, tag, coerced, topic)
+            if pending is None:
+                return WriteResult(
+                    True,
+                    SENT,
+                    0,
+                    f"published to {topic}; not confirmed: {tag} has no value of its own to read back and "
+                    "no command_reply_topic is configured",
+                    coerced,
+                )
+            wait_s = self.config.write_confirm_s
+            try:
+                return await asyncio.wait_for(asyncio.shield(pending.future), wait_s)
+            except TimeoutError:
+                if pending.reply_topic:
+                    why = f"no reply on {pending.reply_topic} within {wait_s:g} s"
+                else:
+                    seen = "no new value" if pending.last_seen is _NOTHING else f"it shows {pending.last_seen!r}"
+                    why = f"{tag} did not show {coerced!r} within {wait_s:g} s ({seen})"
+                log.warning("%s: command %s = %r not confirmed: %s", self.name, tag, coerced, why)
+                return WriteResult(False, NOT_CONFIRMED, 0, f"published to {topic}, but {why}", coerced)
+        finally:
+            if pending is not None:
+                with self._writes_lock:
+                    self._pending_writes.remove(pending)
+
+    def _expect_confirmation(
+        self, tag_id: int, spec: TagSpec, value: Any, fields: dict[str, str]
+    ) -> _PendingWrite | None:
+        """Register what will confirm this write, before it is published (a fast device may
+        answer before the PUBACK arrives); None when nothing can."""
+        reply_template = self.config.command_reply_topic
+        if reply_template:
+            reply_topic = reply_template.format(**fields)
+        else:
+            latest = self.bus.latest(tag_id)
+            if latest is None or (isinstance(latest.value, float) and math.isnan(latest.value)):
+                return None  # the tag never showed a value: a command-only tag, nothing to read back
+            reply_topic = None
+        loop = asyncio.get_running_loop()
+        pending = _PendingWrite(tag_id, spec, value, reply_topic, os.urandom(8), loop, loop.create_future())
+        with self._writes_lock:
+            self._pending_writes.append(pending)
+        return pending
+
+    def _check_read_back(self, batch: SampleBatch) -> None:
+        """A write waiting for its tag's own value: resolve it when the value arrives (paho's thread)."""
+        with self._writes_lock:
+            waiting = [p for p in self._pending_writes if p.reply_topic is None and not p.future.done()]
+        for p in waiting:
+            for row in np.flatnonzero(batch.tag_ids == p.tag_id):
+                if batch.quality[row] >= Quality.BAD:
+                    continue  # a BAD or lost value says nothing about the write
+                shown: Any = batch.texts.get(int(row)) if batch.texts else None
+                if shown is None:
+                    shown = float(batch.values[row])
+                p.last_seen = shown
+                if _same_value(shown, p.value):
+                    p.resolve(WriteResult(True, CONFIRMED, 0, f"confirmed: {p.spec.name} shows {shown!r}", p.value))
+                    break
+
+    def _on_write_reply(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        """A device's answer to a command on `command_reply_topic` (paho's thread; never raises).
+
+        Contract (docs/project-file.md): a JSON object with "status": "ok" (done) or anything else
+        (refused, with an optional "message"). It answers the oldest write waiting on that topic;
+        if it carries "signal" it must name the written signal, and under MQTT 5 a reply with
+        correlation data answers only the write that sent it."""
+        try:
+            correlation = getattr(msg.properties, "CorrelationData", None) if msg.properties else None
+            try:
+                doc = json.loads(msg.payload)
+            except (ValueError, RecursionError):
+                doc = None
+            if not isinstance(doc, dict) or not isinstance(doc.get("status"), str):
+                self._reject(msg.topic, "bad command reply", 'expected a JSON object with "status"')
+                return
+            with self._writes_lock:
+                match = next(
+                    (
+                        p
+                        for p in self._pending_writes
+                        if p.reply_topic == msg.topic
+                        and not p.future.done()
+                        and (correlation is None or correlation == p.correlation)
+                        and doc.get("signal") in (None, p.spec.signal)
+                    ),
+                    None,
+                )
+            if match is None:
+                log.info("%s: a command reply on %s answers no waiting write: %s", self.name, msg.topic, doc)
+                return
+            detail = str(doc.get("message", ""))[:200]
+            if doc["status"].lower() == "ok":
+                text = f"confirmed by the device on {msg.topic}" + (f": {detail}" if detail else "")
+                match.resolve(WriteResult(True, CONFIRMED, 0, text, match.value))
+            else:
+                text = f"the device refused it ({doc['status'][:40]})" + (f": {detail}" if detail else "")
+                match.resolve(WriteResult(False, REFUSED_BY_DEVICE, 0, text, match.value))
+        except Exception:
+            log.exception("%s: command reply handling failed", self.name)
+
+
+_NOTHING = object()
+
+
+@dataclass(eq=False, slots=True)
+class _PendingWrite:
+    """A write waiting for its confirmation; resolved from paho's thread, awaited on the loop."""
+
+    tag_id: int
+    spec: TagSpec
+    value: Any
+    reply_topic: str | None  # None: confirmed by read-back
+    correlation: bytes
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[WriteResult]
+    last_seen: Any = _NOTHING
+
+    def resolve(self, result: WriteResult) -> None:
+        def settle() -> None:
+            if not self.future.done():
+                self.future.set_result(result)
+
+        self.loop.call_soon_threadsafe(settle)
+
+
+def _same_value(shown: Any, written: Any) -> bool:
+    """Whether a read-back shows the written value: text exactly, numbers to a float32's precision
+    (a device holding the setpoint as float32 reports 80.1 as 80.09999847)."""
+    if isinstance(written, str) or isinstance(shown, str):
+        return str(shown) == str(written)
+    return math.isclose(float(shown), float(written), rel_tol=1e-6, abs_tol=1e-9)
 
 
 # Sparkplug data types of tags a birth certificate creates: String, Text, UUID; Boolean; the integers.
@@ -1129,6 +1630,36 @@ def _coerce(value: Any, datatype: DataType) -> Any:
             raise WriteRejected(f"{value!r} is not a whole number")
         return int(number)
     return number
+
+
+def _redundant(sub: MqttSubscription, other: MqttSubscription, same_as: str) -> bool:
+    """Whether `other` already makes every sample `sub` would (equal settings, a covering filter)."""
+    if not filter_covers(other.topic, sub.topic) or repr(other.model_dump(exclude={"topic", "qos"})) != same_as:
+        return False
+    # Two filters covering each other (the same filter twice, or "#" and "+/#"): keep the first.
+    return (
+        not filter_covers(sub.topic, other.topic)
+        or other.topic < sub.topic
+        or (other.topic == sub.topic and id(other) < id(sub))
+    )
+
+
+def _broker_filters(filters: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The filters to subscribe: one per message path. An MQTT 5 broker (Mosquitto) delivers a
+    message once per matching subscription, so a filter another one covers is left out, and
+    the covering one takes the highest QoS of those it stands for."""
+    qos: dict[str, int] = {}
+    for topic, q in filters:
+        qos[topic] = max(qos.get(topic, 0), q)
+
+    def dropped(topic: str) -> bool:
+        return any(
+            other != topic and filter_covers(other, topic) and (not filter_covers(topic, other) or other < topic)
+            for other in qos
+        )
+
+    kept = [t for t in qos if not dropped(t)]
+    return [(t, max([qos[t]] + [q for o, q in qos.items() if o not in kept and filter_covers(t, o)])) for t in kept]
 
 
 def _write_in_pump(client: paho.Client, userdata: Any, sock: Any) -> None:

@@ -24,6 +24,7 @@ Pure functions, no I/O: runs on whatever thread calls it (paho's, for the MQTT s
 
 from __future__ import annotations
 
+import json
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,11 +96,58 @@ class Topic:
 
 
 def parse_topic(topic: str) -> Topic | None:
-    """spBv1.0/<group>/<type>/<node>[/<device>]; None for anything else."""
+    """spBv1.0/<group>/<type>/<node>[/<device>], or a host's spBv1.0/STATE/<host_id> (Sparkplug
+    3.0; the host id in `node`, no group); None for anything else."""
     parts = topic.split("/")
+    if len(parts) == 3 and parts[0] == "spBv1.0" and parts[1] == "STATE":
+        return Topic("", "STATE", parts[2], None)
     if len(parts) not in (4, 5) or parts[0] != "spBv1.0" or parts[2] not in _MESSAGE_TYPES:
         return None
     return Topic(parts[1], parts[2], parts[3], parts[4] if len(parts) == 5 else None)
+
+
+# -- host application duties (Sparkplug 3.0) ---------------------------------------------------
+
+BDSEQ_METRIC = "bdSeq"
+
+
+def bdseq(payload: Payload) -> int | None:
+    """The birth/death sequence number an NBIRTH or NDEATH carries (its "bdSeq" metric)."""
+    for m in payload.metrics:
+        if m.name == BDSEQ_METRIC and isinstance(m.value, int) and not isinstance(m.value, bool):
+            return m.value
+    return None
+
+
+def duplicate_aliases(metrics: list[Metric]) -> list[int]:
+    """Aliases a birth gives to more than one metric (sorted): data using them cannot be resolved."""
+    seen: set[int] = set()
+    dup: set[int] = set()
+    for m in metrics:
+        if m.alias is not None:
+            (dup if m.alias in seen else seen).add(m.alias)
+    return sorted(dup)
+
+
+def state_topic(host_id: str) -> str:
+    return f"spBv1.0/STATE/{host_id}"
+
+
+def encode_state(online: bool, timestamp_ms: int) -> bytes:
+    """A host application's STATE birth or death: UTF-8 JSON, not a Sparkplug B payload."""
+    return json.dumps({"online": online, "timestamp": timestamp_ms}, separators=(",", ":")).encode()
+
+
+def decode_state(data: bytes | bytearray) -> tuple[bool, int] | None:
+    """(online, timestamp ms) of a STATE payload, or None when it is not one."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("online"), bool):
+        return None
+    ts = doc.get("timestamp")
+    return doc["online"], ts if isinstance(ts, int) and not isinstance(ts, bool) else 0
 
 
 # -- wire format ----------------------------------------------------------------------------
@@ -154,6 +202,7 @@ def _fields(buf: bytes) -> list[tuple[int, int, Any]]:
         number, wire = key >> 3, key & 7
         if number == 0:
             raise SparkplugError("field number 0")
+        value: Any
         if wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 1:

@@ -143,7 +143,12 @@ class WriteDialog(QDialog):
         self.confirm_button.setEnabled(True)
         self.confirm_button.hide()
         self.write_button.show()
-        if reply.get("ok"):
-            self._say(f"Written: {reply.get('status', 'Good')}")
+        status = str(reply.get("status", "Good"))
+        if reply.get("ok") and status == "Sent":  # hmi/sources/writes.py: nothing can confirm it
+            self._say(f"Sent, not confirmed by the device: {reply.get('message', '')}".rstrip(": "))
+        elif reply.get("ok"):
+            self._say(f"Written: {status}")
+        elif status.startswith("Uncertain"):
+            self._say(f"Sent, NOT confirmed: {reply.get('message', '')}", bad=True)
         else:
             self._say(f"Not written: {reply.get('error', 'unknown error')}", bad=True)
