@@ -1,4 +1,4 @@
-"""`hmi` command line: run, stop, window, sim, check-config, trust, replay, export, report, model-info, twin,
+"""`hmi` command line: run, stop, window, sim, check-config, trust, cert, replay, export, report, model-info, twin,
 self-test.
 
 Exit codes: 0 success, 1 runtime failure, 2 a bad project file or bad arguments, 3 (the
@@ -49,8 +49,14 @@ def _log_to_file(role: str) -> None:
     add_log_file(role)
 
 
-def _load(path: Path) -> Project:
+def _load(path: Path, files: bool = False) -> Project:
+    """The project, or exit 2 printing every problem. `files`: also check the files it names
+    (models, bound nodes, demo machines) exactly as `hmi check-config` does."""
     try:
+        if files:
+            from hmi.project_checks import load_checked_project
+
+            return load_checked_project(path)
         return load_project(path)
     except ConfigError as exc:
         for issue in exc.issues:
@@ -75,29 +81,13 @@ def _ipc_addresses(args: argparse.Namespace, project: Project) -> tuple[str | No
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from hmi.sim.plant import unknown_machines
+    from hmi.project_checks import load_checked_project
 
     try:
-        project = load_project(args.file)
+        project = load_checked_project(args.file)
     except ConfigError as exc:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
-        return EXIT_CONFIG
-    from hmi.config.loader import format_key_path
-    from hmi.scene.bindings_check import check_binding_nodes
-
-    problems = [
-        (["simulator", "machines"], f"unknown demo machine {n!r}") for n in unknown_machines(project.simulator.machines)
-    ]
-    models = {m: project.resolve_path(c.model) if c.model else None for m, c in project.machines.items()}
-    for machine, path in models.items():
-        if path is not None and not path.is_file():
-            problems.append((["machines", machine, "model"], f"no such file: {path}"))
-            models[machine] = None
-    problems += check_binding_nodes(project.bindings, models)
-    if problems:
-        for loc, message in problems:
-            print(f"{args.file}: {format_key_path(loc)}: {message}", file=sys.stderr)
         return EXIT_CONFIG
     print(
         f"{args.file}: OK: project {project.project.name!r}, {len(project.connections)} connection(s), "
@@ -226,7 +216,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     project_path = Path(args.project)
-    project = _load(project_path)
+    project = _load(project_path, files=True)  # never start what check-config refuses
     _log_to_file("runtime" if args.headless else "supervisor")
     if args.headless:
         return _run_headless(args, project)
@@ -465,6 +455,15 @@ def cmd_trust(args: argparse.Namespace) -> int:
     from hmi.sources.pki import Pki
 
     pki = Pki()
+    if args.remove:
+        try:
+            removed = pki.untrust(args.remove)
+        except ValueError as exc:
+            print(f"hmi trust: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        for info in removed:
+            print(f"no longer trusted: {info.thumbprint} ({info.subject}), moved to {info.path}")
+        return EXIT_OK
     if args.list or not args.certificate:
         entries = pki.list()
         if not entries:
@@ -478,6 +477,50 @@ def cmd_trust(args: argparse.Namespace) -> int:
         print(f"hmi trust: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     print(f"trusted {info.thumbprint} ({info.subject}): {info.path}")
+    return EXIT_OK
+
+
+def cmd_cert(args: argparse.Namespace) -> int:
+    """Show or export the client's own OPC UA certificate (made now if there is none yet), the
+    one a server must trust."""
+    import hashlib
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from hmi.sources.pki import Pki, application_uris, default_application_uri, thumbprint
+
+    pki = Pki()
+    encoding = None
+    if args.action == "export":
+        encoding = {".pem": Encoding.PEM, ".der": Encoding.DER, ".cer": Encoding.DER, ".crt": Encoding.DER}.get(
+            Path(args.file).suffix.lower()
+        )
+        if encoding is None:
+            print(f"hmi cert: {args.file}: give a file ending in .der, .cer, .crt (DER) or .pem (PEM)", file=sys.stderr)
+            return EXIT_CONFIG
+    try:
+        if not pki.own_cert.exists():
+            uri = args.application_uri or default_application_uri()
+            asyncio.run(pki.ensure_client_certificate(uri))
+            print(f"created the client certificate for {uri}", file=sys.stderr)
+        cert = pki.own_certificate()
+        if encoding is not None:
+            Path(args.file).write_bytes(cert.public_bytes(encoding))
+    except (OSError, ValueError) as exc:
+        print(f"hmi cert: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    der = cert.public_bytes(Encoding.DER)
+    if encoding is not None:
+        print(f"wrote the client certificate ({thumbprint(der)}) to {args.file}")
+        return EXIT_OK
+    not_after = cert.not_valid_after_utc
+    state = " (expired)" if not_after < datetime.now(UTC) else ""
+    print(f"file            {pki.own_cert}")
+    print(f"subject         {cert.subject.rfc4514_string()}")
+    print(f"ApplicationUri  {', '.join(application_uris(cert)) or '(none)'}")
+    print(f"valid           {cert.not_valid_before_utc:%Y-%m-%d %H:%M} to {not_after:%Y-%m-%d %H:%M} UTC{state}")
+    print(f"SHA-256         {hashlib.sha256(der).hexdigest().upper()}")
+    print(f"SHA-1           {thumbprint(der)} (the thumbprint OPC UA servers show)")
     return EXIT_OK
 
 
@@ -775,7 +818,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("trust", help="trust an OPC UA server certificate (see the rejected list with --list)")
     p.add_argument("certificate", nargs="?", help="SHA-1 thumbprint of a rejected certificate, or a certificate file")
     p.add_argument("--list", action="store_true", help="list trusted and rejected certificates")
+    p.add_argument(
+        "--remove", metavar="THUMBPRINT|NAME", help="stop trusting a server certificate (moved back to rejected)"
+    )
     p.set_defaults(func=cmd_trust)
+    p = sub.add_parser("cert", help="show or export this client's OPC UA certificate (for the server to trust)")
+    cert = p.add_subparsers(dest="action", required=True)
+    c = cert.add_parser("show", help="subject, ApplicationUri, validity and thumbprints")
+    c.add_argument("--application-uri", help="for a certificate made now (default urn:<host>:hmi:client)")
+    c.set_defaults(func=cmd_cert)
+    c = cert.add_parser("export", help="write the certificate to FILE: DER (.der .cer .crt) or PEM (.pem)")
+    c.add_argument("file", help="where to write it")
+    c.add_argument("--application-uri", help="for a certificate made now (default urn:<host>:hmi:client)")
+    c.set_defaults(func=cmd_cert)
     p = sub.add_parser("users", help="manage users (stored in the data folder; no default password)")
     users = p.add_subparsers(dest="action", required=True)
     u = users.add_parser("list", help="list users and their roles")

@@ -4,7 +4,8 @@
 as an Event (the historian records them from the bus, windows get them over IPC).
 `OperatorCommands` answers the commands windows send over the IPC request channel:
 login/logout, the alarm snapshot, acknowledge, reset, shelve, unshelve, out of service,
-writes to the plant and config reload. Each command names a login session; the role is
+writes to the plant, method calls on the plant (and their signatures), and config
+reload. Each command names a login session; the role is
 checked here, in the runtime, so no window can bypass it, and every action, refused or
 done, is written to the audit trail before the reply goes back.
 
@@ -23,9 +24,10 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -188,8 +190,97 @@ def station_of(command: dict[str, Any]) -> str:
     return str(command.get("station") or "")[:100]
 
 
-# Method calls on the plant: (method name, arguments) -> outcome. None: the runtime has none.
-MethodCaller = Callable[[str, list[Any]], WriteOutcome]
+@dataclass(frozen=True, slots=True)
+class CallOutcome(WriteOutcome):
+    """What the plant said to a method call, with its outputs as [{"name", "value"}]."""
+
+    outputs: tuple[dict[str, Any], ...] = ()
+
+
+class MethodCaller(Protocol):
+    """Method calls on the plant: a method is its NodeId on a named connection, called on an
+    object (NodeId). Runs on the IPC request thread."""
+
+    def signature(self, connection: str, method: str) -> dict[str, Any]:
+        """{"name", "inputs", "outputs"}, each argument {"name", "data_type", "value_rank",
+        "description"}; ValueError says why not."""
+        ...
+
+    def check(self, connection: str, method: str, arguments: list[Any]) -> tuple[str, list[Any]]:
+        """(the method's name, `arguments` coerced to its declared input types); ValueError
+        says why not (count, type, connection down), before anything is sent."""
+        ...
+
+    def call(self, connection: str, object_id: str, method: str, arguments: list[Any]) -> CallOutcome: ...
+
+
+CALL_TIMEOUT_S = 10.0
+
+
+class SourceMethodCaller:
+    """MethodCaller on the runtime's sources: `source_of(name)` is the connection's source (or
+    None), `run(coroutine, timeout_s)` runs it on the runtime's loop and waits for it."""
+
+    def __init__(self, source_of: Callable[[str], Any], run: Callable[[Coroutine[Any, Any, Any], float], Any]) -> None:
+        self.source_of = source_of
+        self.run = run
+
+    def _source(self, connection: str) -> Any:
+        source = self.source_of(connection)
+        if source is None:
+            raise ValueError(f"there is no connection {connection!r}")
+        if not hasattr(source, "method_signature"):
+            raise ValueError(f"connection {connection!r} has no methods (only OPC UA connections do)")
+        return source
+
+    def _signature(self, connection: str, method: str) -> Any:
+        source = self._source(connection)
+        try:
+            return self.run(source.method_signature(method), CALL_TIMEOUT_S)
+        except TimeoutError:
+            raise ValueError(f"no answer from {connection} within {CALL_TIMEOUT_S:g} s") from None
+        except ValueError:
+            raise
+        except Exception as exc:  # not connected, and whatever the connection raised
+            raise ValueError(f"{exc.__class__.__name__}: {exc}") from None
+
+    def signature(self, connection: str, method: str) -> dict[str, Any]:
+        sig = self._signature(connection, method)
+        return {"name": sig.name, "inputs": [a.to_json() for a in sig.inputs],
+                "outputs": [a.to_json() for a in sig.outputs]}  # fmt: skip
+
+    def check(self, connection: str, method: str, arguments: list[Any]) -> tuple[str, list[Any]]:
+        sig = self._signature(connection, method)
+        return sig.name, sig.coerce(arguments)  # WriteRejected is a ValueError
+
+    def call(self, connection: str, object_id: str, method: str, arguments: list[Any]) -> CallOutcome:
+        source = self._source(connection)
+        try:
+            result = self.run(source.call(object_id, method, *arguments), CALL_TIMEOUT_S)
+        except TimeoutError:
+            return CallOutcome(False, "BadTimeout", f"no answer from {connection} within {CALL_TIMEOUT_S:g} s")
+        except Exception as exc:  # not connected, and whatever the connection raised
+            return CallOutcome(False, "BadNotConnected", f"{exc.__class__.__name__}: {exc}")
+        names = result.output_names
+        outputs = tuple(
+            {"name": (names[i] if i < len(names) else "") or f"output {i + 1}", "value": _plain(value)}
+            for i, value in enumerate(result.outputs)
+        )
+        return CallOutcome(bool(result.ok), str(result.status), str(result.message or ""), outputs)
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON can carry it into the audit trail and the reply, without hiding anything."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "nan", "inf": what the plant said, not a blank
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return str(value)[:500]
+
 
 USERS_CHECK_S = 2.0  # how often the runtime looks for user changes made with `hmi users`
 
@@ -217,7 +308,7 @@ class OperatorCommands:
     ) -> None:
         """`advisories` is the twin's advisory engine: its advisories are acknowledged,
         shelved and audited with the same commands as alarms (they are told apart by name).
-        `caller` carries method calls to the plant (none yet: calls are then refused)."""
+        `caller` carries method calls to the plant (None: calls are refused)."""
         self.sessions = sessions
         self.audit = audit
         self.bus = bus
@@ -241,6 +332,7 @@ class OperatorCommands:
             "out_of_service": self._out_of_service,
             "write": self._write,
             "call": self._call,
+            "method_signature": self._method_signature,
             "reload_config": self._reload,
             "stop_system": self._stop_system,
         }
@@ -306,17 +398,18 @@ class OperatorCommands:
         targets: str | list[str],
         details: dict[str, Any] | None = None,
         kind: str | None = None,
+        doing: str | None = None,
     ) -> Session | dict[str, Any]:
         """The session allowed to do `action`, or a refusal reply (recorded as `kind`, default
-        the action, one entry per target, when a user is known)."""
+        the action, one entry per target, when a user is known). `doing` names the action in
+        the refusal when it is not the action itself ("calling a method" needs the write role)."""
         session = self.sessions.resolve(command.get("session"), self.clock())
         if session is None:
             return _refused("not logged in (or the session ended): log in again")
         if not may(session.role, action):
             needed = REQUIRED_ROLE[action]
-            message = (
-                f"{action.replace('_', ' ')} needs the {needed.label} role; {session.user} is {session.role.label}"
-            )
+            what = doing or action.replace("_", " ")
+            message = f"{what} needs the {needed.label} role; {session.user} is {session.role.label}"
             facts = {**(details or {}), "station": station_of(command), "reason": message}
             names = [targets] if isinstance(targets, str) else targets
             self._record([AuditEntry(kind or str(action), session.user, n, "refused", facts) for n in names])
@@ -587,20 +680,51 @@ class OperatorCommands:
         return {**reply, "old": details["old"]} if "status" in reply else reply
 
     def _call(self, command: dict[str, Any]) -> dict[str, Any]:
+        """{"command": "call", "connection", "object": NodeId, "method": NodeId, "arguments": [...],
+        "comment"}: the arguments are checked against the method's declared types before the
+        call is recorded and sent; the reply carries the status and the named outputs."""
+        connection = str(command.get("connection", ""))
+        object_id = str(command.get("object", ""))
         method = str(command.get("method", ""))
         arguments = command.get("arguments", [])
-        details: dict[str, Any] = {"station": station_of(command), "arguments": arguments}
+        details: dict[str, Any] = {
+            "station": station_of(command),
+            "connection": connection,
+            "object": object_id,
+            "arguments": _plain(arguments),
+        }
+        comment = str(command.get("comment", "")).strip()[:500]
+        if comment:
+            details["comment"] = comment
         # A call acts on the plant like a write (the same role), but is recorded as a call.
-        session = self._session(command, Action.WRITE, method, details, kind="call")
+        session = self._session(command, Action.WRITE, method, details, kind="call", doing="calling a method")
         if isinstance(session, dict):
             return session
-        if not method or not isinstance(arguments, list):
-            reason = "a call names a method and gives its arguments as a list"
-            self._record([AuditEntry("call", session.user, method, "refused", {**details, "reason": reason})])
-            return _refused(reason)
         caller = self.caller
-        act = (lambda: caller(method, arguments)) if caller is not None else None
+        values: list[Any] = []
+        try:
+            if not (connection and object_id and method) or not isinstance(arguments, list):
+                raise ValueError("a call names a connection, an object and a method, and gives its arguments as a list")
+            if caller is not None:
+                name, values = caller.check(connection, method, arguments)
+                details = {**details, "method_name": name, "arguments": _plain(values)}
+        except ValueError as exc:
+            self._record([AuditEntry("call", session.user, method, "refused", {**details, "reason": str(exc)})])
+            return _refused(str(exc))
+        act = (lambda: caller.call(connection, object_id, method, values)) if caller is not None else None
         return self._carry_out(session, "call", method, details, act, "this runtime cannot call methods on the plant")
+
+    def _method_signature(self, command: dict[str, Any]) -> dict[str, Any]:
+        """A method's declared arguments for the call dialog: any logged-in user may read them."""
+        if self.sessions.resolve(command.get("session"), self.clock()) is None:
+            return _refused("not logged in (or the session ended): log in again")
+        if self.caller is None:
+            return _refused("this runtime cannot call methods on the plant")
+        try:
+            signature = self.caller.signature(str(command.get("connection", "")), str(command.get("method", "")))
+        except ValueError as exc:
+            return _refused(str(exc))
+        return {"ok": True, **signature}
 
     def _carry_out(
         self,
@@ -628,8 +752,13 @@ class OperatorCommands:
                 log.exception("%s %s failed", kind, target)
                 outcome = WriteOutcome(False, "BadInternalError", f"{exc.__class__.__name__}: {exc}")
         result = {**details, "status": outcome.status, "message": outcome.message}
-        self._record([AuditEntry(kind, session.user, target, "ok" if outcome.ok else "failed", result)])
         reply: dict[str, Any] = {"ok": outcome.ok, "status": outcome.status, "message": outcome.message}
+        if isinstance(outcome, CallOutcome):
+            result["outputs"] = reply["outputs"] = list(outcome.outputs)
+        # Sent but not confirmed by the device (an Uncertain status, hmi/sources/writes.py): it
+        # may or may not have happened, so it is neither "ok" nor "failed" (a WARNING event).
+        word = "ok" if outcome.ok else "unconfirmed" if outcome.status.startswith("Uncertain") else "failed"
+        self._record([AuditEntry(kind, session.user, target, word, result)])
         if not outcome.ok:
             reply["error"] = f"{outcome.status}: {outcome.message}" if outcome.message else outcome.status
         return reply

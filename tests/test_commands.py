@@ -1,5 +1,6 @@
 """Operator commands in the runtime: roles are checked there, every action is audited,
-writes are guarded by the tag's declaration and limits, and replies say why not."""
+writes are guarded by the tag's declaration and limits, method calls reach the plant through
+the real runtime with their arguments checked, and replies say why not."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from hmi.core.events import EventCategory
+from hmi.core.events import Event, EventCategory, Severity
+from hmi.historian.reader import HistorianReader
+from hmi.security.audit import AuditRecord, AuditTrail
 from tests.alarm_runtime import InProcessRuntime
+from tests.method_plant import ADJUST, OBJECT, STATION, MethodPlant
 
 
 @pytest.fixture
@@ -123,3 +127,104 @@ def test_alarm_snapshot_lists_every_alarm_with_its_state(rt: InProcessRuntime) -
     assert by_name["cnc01.tool_temperature.hi"]["state"] == "UNACK_ACTIVE"
     assert by_name["cnc01.tool_temperature.hi"]["guidance"] == "Check coolant flow and tool wear."
     assert reply["unacknowledged"] == 1 and reply["epoch"] == rt.engine.epoch
+
+
+# -- method calls: the real runtime on a real OPC UA server ----------------------------------------
+
+
+@pytest.fixture
+def plant(tmp_path: Path) -> Iterator[MethodPlant]:
+    running = MethodPlant(tmp_path).start()
+    yield running
+    running.stop()
+
+
+def call_records(plant: MethodPlant) -> list[AuditRecord]:
+    trail = AuditTrail(plant.db, create=False)
+    try:
+        return [r for r in trail.records() if r.kind in ("call", "call_request")]
+    finally:
+        trail.close()
+
+
+def call_events(plant: MethodPlant) -> list[Event]:
+    with HistorianReader(plant.db) as reader:
+        events = reader.events(0, 2**62, categories=[EventCategory.OPERATOR])
+    return [e for e in events if e.details["action"] in ("call", "call_request")]
+
+
+def test_an_operator_calls_a_plant_method_through_the_runtime_and_it_is_audited(plant: MethodPlant) -> None:
+    """The runtime coerces the arguments to the method's declared types, calls it on the server,
+    replies with the status and the named outputs, and records request and result (user, station,
+    method, arguments, outputs or Bad status, comment) in the audit trail and as OPERATOR events."""
+    olga = plant.login("olga")
+    reply = plant.call(olga, ["42.5", "trim after tool change"], comment="batch 7")
+    assert reply == {
+        "ok": True, "status": "Good", "message": "The operation succeeded.",
+        "outputs": [{"name": "accepted", "value": True}],
+    }, reply  # fmt: skip
+    assert plant.peer.adjusted == [(42.5, "trim after tool change")]  # "42.5" arrived as a Double
+    bad = plant.call(olga, [1500, "too much"], comment="test")
+    assert not bad["ok"] and bad["status"] == "BadOutOfRange" and bad["error"].startswith("BadOutOfRange")
+    assert plant.peer.adjusted == [(42.5, "trim after tool change")]
+    plant.stop()
+    records = call_records(plant)
+    assert [(r.kind, r.user, r.target, r.outcome) for r in records] == [
+        ("call_request", "olga", ADJUST, "ok"), ("call", "olga", ADJUST, "ok"),
+        ("call_request", "olga", ADJUST, "ok"), ("call", "olga", ADJUST, "failed"),
+    ]  # fmt: skip
+    done = records[1].details_dict()
+    assert done == {
+        "station": STATION, "connection": "plc", "object": OBJECT, "method_name": "Adjust",
+        "arguments": [42.5, "trim after tool change"], "comment": "batch 7",
+        "status": "Good", "message": "The operation succeeded.", "outputs": [{"name": "accepted", "value": True}],
+    }  # fmt: skip
+    assert records[3].details_dict()["status"] == "BadOutOfRange"
+    events = call_events(plant)
+    assert [(e.details["action"], e.details["outcome"], e.severity) for e in events] == [
+        ("call_request", "ok", Severity.INFO), ("call", "ok", Severity.INFO),
+        ("call_request", "ok", Severity.INFO), ("call", "failed", Severity.WARNING),
+    ]  # fmt: skip
+    assert events[1].user == "olga" and events[1].message == f"olga called {ADJUST}: Good: batch 7"
+    assert events[1].details["outputs"] == [{"name": "accepted", "value": True}]
+
+
+def test_a_call_with_wrong_arguments_is_refused_before_it_reaches_the_plant(plant: MethodPlant) -> None:
+    """A wrong count, a value that is not of the declared type, or an unknown connection is refused
+    with the reason, audited as refused, and never sent to the server."""
+    olga = plant.login("olga")
+    count = plant.call(olga, [1])
+    assert not count["ok"] and count["error"] == "Adjust takes 2 argument(s) (setpoint, reason), 1 given"
+    typed = plant.call(olga, ["fast", "why not"])
+    assert not typed["ok"] and typed["error"] == "argument 1 (setpoint, Double): 'fast' is not a number"
+    elsewhere = plant.call(olga, [1, "x"], connection="nowhere")
+    assert not elsewhere["ok"] and "no connection 'nowhere'" in elsewhere["error"]
+    assert plant.peer.adjusted == []
+    plant.stop()
+    records = call_records(plant)
+    assert [(r.kind, r.outcome) for r in records] == [("call", "refused")] * 3
+    assert records[1].details_dict()["reason"] == typed["error"]
+    assert [e.severity for e in call_events(plant)] == [Severity.WARNING] * 3
+
+
+def test_a_viewer_may_read_a_method_signature_but_not_call_it(plant: MethodPlant) -> None:
+    """Any logged-in user reads a method's arguments (name, type, rank, description); a call by a
+    viewer is refused for the role, audited and announced as a WARNING, and not sent."""
+    assert not plant.command("method_signature", connection="plc", object=OBJECT, method=ADJUST)["ok"]
+    vic = plant.login("vic")
+    signature = plant.command("method_signature", session=vic, connection="plc", object=OBJECT, method=ADJUST)
+    assert signature["ok"] and signature["name"] == "Adjust"
+    assert signature["inputs"] == [
+        {"name": "setpoint", "data_type": "Double", "value_rank": -1, "description": "new setpoint in %"},
+        {"name": "reason", "data_type": "String", "value_rank": -1, "description": "why"},
+    ]
+    assert signature["outputs"] == [
+        {"name": "accepted", "data_type": "Boolean", "value_rank": -1, "description": "the setpoint is within 0..100"}
+    ]
+    reply = plant.call(vic, [50, "try"], comment="curious")
+    assert not reply["ok"] and reply["error"] == "calling a method needs the operator role; vic is viewer"
+    assert plant.peer.adjusted == []
+    plant.stop()
+    assert [(r.kind, r.user, r.outcome) for r in call_records(plant)] == [("call", "vic", "refused")]
+    (event,) = call_events(plant)
+    assert event.severity == Severity.WARNING and event.details["arguments"] == [50, "try"]

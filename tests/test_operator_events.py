@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from hmi.commands import WriteOutcome
+from hmi.commands import CallOutcome
 from hmi.core.events import Event, EventCategory, Severity
 from hmi.historian.reader import HistorianReader
 from hmi.historian.writer import HistorianWriter
@@ -22,6 +22,24 @@ from tests.alarm_runtime import InProcessRuntime, demo_definitions
 
 STATION = "ws3:0"
 A, B, C = "cnc01.tool_temperature.hi", "cnc01.tool_temperature.hihi", "pump01.pressure.lo"
+RESET_FAULT = {"connection": "plc", "object": "ns=2;s=cnc01", "method": "cnc01.reset_fault"}
+
+
+class PlantCaller:
+    """Stands in for the PLC's methods (the real path is in tests/test_commands.py): takes any arguments."""
+
+    def __init__(self, calls: list[tuple[str, list[Any]]]) -> None:
+        self.calls = calls
+
+    def signature(self, connection: str, method: str) -> dict[str, Any]:
+        return {"name": method, "inputs": [], "outputs": []}
+
+    def check(self, connection: str, method: str, arguments: list[Any]) -> tuple[str, list[Any]]:
+        return method, arguments
+
+    def call(self, connection: str, object_id: str, method: str, arguments: list[Any]) -> CallOutcome:
+        self.calls.append((method, arguments))
+        return CallOutcome(True, "Good")
 
 
 class Recorded:
@@ -75,7 +93,7 @@ def test_every_action_is_one_operator_event_per_target_in_the_historian(rec: Rec
     logout each land in the events table once per target, with user, station, outcome and comment,
     and each event carries exactly the facts of its audit record."""
     rec.rt.commands.reload = lambda: "3 alarms, 4 tags"
-    rec.rt.commands.caller = lambda method, args: (rec.calls.append((method, args)), WriteOutcome(True, "Good"))[1]
+    rec.rt.commands.caller = PlantCaller(rec.calls)
     rec.rt.publish("cnc01.tool_temperature", 99)
     rec.rt.publish("pump01.pressure", 1)
     rec.rt.publish("cnc01.feed_override", 100)
@@ -89,7 +107,7 @@ def test_every_action_is_one_operator_event_per_target_in_the_historian(rec: Rec
     assert rec.cmd("out_of_service", erik, alarms=[C], reason="calibration")["ok"]
     assert rec.cmd("out_of_service", erik, alarms=[C], out=False, reason="calibrated")["ok"]
     assert rec.cmd("write", olga, tag="cnc01.feed_override", value=80)["ok"]
-    assert rec.cmd("call", olga, method="cnc01.reset_fault", arguments=[1])["ok"]
+    assert rec.cmd("call", olga, **RESET_FAULT, arguments=[1])["ok"]
     assert rec.cmd("reload_config", erik)["ok"]
     assert rec.cmd("logout", olga, reason="user")["ok"]
 
@@ -268,9 +286,9 @@ def test_user_changes_made_before_the_runtime_started_are_not_announced(tmp_path
 def test_a_method_call_refused_for_the_role_is_recorded_as_a_call(rec: Recorded) -> None:
     """A viewer's method call is refused and recorded as the call it was (with its arguments),
     not as a write: the journal and the shift report list it under calls."""
-    rec.rt.commands.caller = lambda method, args: (rec.calls.append((method, args)), WriteOutcome(True, "Good"))[1]
+    rec.rt.commands.caller = PlantCaller(rec.calls)
     vic = rec.login("vic")
-    assert not rec.cmd("call", vic, method="cnc01.reset_fault", arguments=[1])["ok"]
+    assert not rec.cmd("call", vic, **RESET_FAULT, arguments=[1])["ok"]
     assert rec.calls == []
     refused = [e for e in rec.operator_events() if e.details["outcome"] == "refused"]
     assert [(e.details["action"], e.source, e.user, e.details["arguments"]) for e in refused] == [

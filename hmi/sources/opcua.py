@@ -8,9 +8,10 @@ kept; the StatusCode maps to Quality.
 
 Security: None, Sign or SignAndEncrypt with the policies asyncua implements. The client's
 application certificate is generated on first use under <data folder>/pki (hmi.sources.pki);
-the server's certificate is taken from its endpoint list and checked against the trust list
-*before* a secure channel is opened with it, so an unknown server gets nothing, not even a
-user name. Identities: anonymous, or user name with a password resolved from a reference
+the server's certificate is taken from its endpoint list and validated as OPC UA Part 4 asks
+(validity, ApplicationUri, host name, key usage, trust list or a trusted CA's chain with its
+CRLs: Pki.check_server) *before* a secure channel is opened with it, so an unknown or invalid
+server gets nothing, not even a user name. Identities: anonymous, or user name with a password resolved from a reference
 (hmi.sources.credentials).
 
 Connection life, and why it is our own loop rather than asyncua's `auto_reconnect`:
@@ -38,6 +39,7 @@ Threads: everything runs on the runtime's asyncio loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -45,6 +47,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 from asyncua import Client, ua
@@ -58,10 +61,11 @@ from hmi.core.events import Event, EventCategory, Severity
 from hmi.core.quality import Quality, quality_from_opcua_status
 from hmi.core.samples import SampleBatch, now_ns
 from hmi.core.tags import DataType, TagSpec
+from hmi.core.values import INEXACT_INTEGER, MAX_EXACT_INT, NON_FINITE, TIMESTAMP_OUT_OF_WINDOW
 from hmi.sources.backoff import Backoff
 from hmi.sources.credentials import CredentialError, resolve_password
 from hmi.sources.health import RateLimitedLog, SourceHealth, comm_lost_batch
-from hmi.sources.pki import Pki, UntrustedCertificate, default_application_uri, thumbprint
+from hmi.sources.pki import CertificateRefused, Pki, default_application_uri, thumbprint
 from hmi.sources.writes import NotConnected, WriteRejected, WriteResult, check_limits
 
 log = logging.getLogger(__name__)
@@ -83,6 +87,7 @@ class _LostConnectionIsNotACrash(logging.Filter):
 logging.getLogger("asyncua.client.ua_session.UaSession").addFilter(_LostConnectionIsNotACrash())
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_OPCUA_NO_TIME_NS = -11_644_473_600 * 1_000_000_000  # 1601-01-01, OPC UA's encoded 0: "no time"
 _BACKOFF_FIRST_S = 0.25
 _HEALTH_PERIOD_S = 1.0
 _ASYNCUA_PROBE_OFF_S = 3600.0  # see _make_client
@@ -115,12 +120,39 @@ _FLOAT32_MAX = 3.4028234663852886e38
 
 
 def datetime_to_ns(value: datetime | None) -> int:
+    """ns since the Unix epoch; 0 for no time, which includes OPC UA's zero DateTime (1601-01-01)."""
     if value is None:
         return 0
     if value.tzinfo is None:  # asyncua returns naive UTC in some versions
         value = value.replace(tzinfo=UTC)
     delta = value - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    ns = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    return 0 if ns == _OPCUA_NO_TIME_NS else ns
+
+
+_TS_BEYOND = np.iinfo(np.int64).max  # a time int64 ns cannot hold (after 2262): surely outside the window
+
+
+def status_name(code: int | ua.StatusCode | None) -> str:
+    """The name of an OPC UA status code for logs and events: "BadNotReadable", with the info
+    bits in hex when set ("BadNotReadable (0x806F0400)"), "Bad 0x80FF0000" for an unknown code.
+    (asyncua's StatusCode prints as "StatusCode(value=2154758144)", and its `.name` says only
+    "Bad" for a code with info bits.)"""
+    if code is None:
+        return "Good"
+    return _status_name(int(code.value if isinstance(code, ua.StatusCode) else code) & 0xFFFFFFFF)
+
+
+@functools.cache
+def _status_name(code: int) -> str:
+    names = ua.status_codes.code_to_name_doc
+    if code in names:
+        return names[code][0]
+    base = names.get(code & 0xFFFF0000)
+    if base is not None:
+        return f"{base[0]} (0x{code:08X})"
+    severity = ("Good", "Uncertain", "Bad", "Bad")[code >> 30]
+    return f"{severity} 0x{code:08X}"
 
 
 def parse_node_id(address: str, namespaces: list[str]) -> ua.NodeId:
@@ -154,15 +186,66 @@ class BrowseEntry:
     access: tuple[str, ...] = ()  # ("read", "write", "history_read", ...)
     value: Any = None
     status: str = ""
+    # Part 8 AnalogItem properties, where the variable has them: EURange (low, high) and the
+    # EngineeringUnits' display name ("rpm").
+    eu_range: tuple[float, float] | None = None
+    eu_unit: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class CallResult:
+    """What the server said to a method call. "Rejected": not sent (the message says why)."""
+
     ok: bool
     status: str
     code: int = 0
     message: str = ""
     outputs: list[Any] = field(default_factory=list)
+    output_names: tuple[str, ...] = ()  # as declared by the method, one per output when it declares them
+
+
+@dataclass(frozen=True, slots=True)
+class MethodArgument:
+    """One declared argument of a method (an element of its InputArguments/OutputArguments)."""
+
+    name: str
+    data_type: str  # "Double", "String", ... or the NodeId of a server-defined type
+    value_rank: int  # -1 scalar, 1 one-dimensional array, ... (OPC UA Part 3)
+    description: str = ""
+    variant_type: ua.VariantType | None = None  # how the value is encoded; None: a type we cannot send
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "data_type": self.data_type, "value_rank": self.value_rank,
+                "description": self.description}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class MethodSignature:
+    """A method's name and declared arguments, as the server states them."""
+
+    name: str
+    inputs: tuple[MethodArgument, ...] = ()
+    outputs: tuple[MethodArgument, ...] = ()
+
+    def coerce(self, args: Sequence[Any]) -> list[Any]:
+        """`args` as the values of the declared input types; WriteRejected names the argument
+        that does not fit and why (the same lossless rules as writes: `coerce_value`)."""
+        if len(args) != len(self.inputs):
+            names = ", ".join(a.name for a in self.inputs)
+            listed = f" ({names})" if names and all(a.name for a in self.inputs) else ""
+            raise WriteRejected(f"{self.name} takes {len(self.inputs)} argument(s){listed}, {len(args)} given")
+        values = []
+        for i, (value, decl) in enumerate(zip(args, self.inputs, strict=True)):
+            label = f"argument {i + 1} ({decl.name}, {decl.data_type})" if decl.name else f"argument {i + 1}"
+            if decl.value_rank >= 0:  # 0 and above are arrays (-2 any and -3 scalar-or-array take a scalar)
+                raise WriteRejected(f"{label}: array arguments are not supported")
+            if decl.variant_type is None:
+                raise WriteRejected(f"{label}: values of type {decl.data_type} cannot be sent")
+            try:
+                values.append(coerce_value(value, decl.variant_type))
+            except WriteRejected as exc:
+                raise WriteRejected(f"{label}: {exc}") from None
+        return values
 
 
 # -- subscriptions ----------------------------------------------------------------------------
@@ -234,6 +317,8 @@ class OpcUaSource:
         self.last_error = ""
         self._groups = self._make_groups()
         self._quality_cache: dict[int, int] = {}
+        self._window = config.timestamp_window()
+        self._reason_of: dict[int, str] = {}  # tag id -> why its last value was not taken as sent
         self._lost = asyncio.Event()
         self._client: Client | None = None
         self._subscriptions: list[_BatchingSubscription] = []
@@ -275,9 +360,13 @@ class OpcUaSource:
         values = np.empty(n, np.float64)
         quality = np.empty(n, np.uint8)
         texts: dict[int, str] = {}
+        # Rows not taken as sent: (row, reason, detail, counted as a reject). None until one occurs.
+        odd: list[tuple[int, str, str, bool]] | None = None
+        far: dict[int, int] | None = None  # rows whose time int64 ns cannot hold -> that time
         received = now_ns()
         specs = self._spec_by_id
         qcache = self._quality_cache
+        exact = MAX_EXACT_INT
         row = 0
         for item in items:
             tag_id = item.ClientHandle
@@ -289,28 +378,121 @@ class OpcUaSource:
             q = qcache.get(status)
             if q is None:
                 q = qcache[status] = int(quality_from_opcua_status(status))
-            raw = dv.Value.Value if dv.Value is not None else None
-            value = np.nan
-            if type(raw) is float or type(raw) is int or type(raw) is bool:
+            variant = dv.Value
+            raw = variant.Value if variant is not None else None
+            kind = type(raw)
+            # The common case first and cheap; non-finite floats are found after the loop, vectorised.
+            if kind is float:
+                value = raw
+            elif (kind is int and -exact <= raw <= exact) or kind is bool:
                 value = float(raw)
-            elif raw is None:
-                if q == Quality.GOOD:
-                    q = Quality.BAD
             else:
-                value, q = self._convert(tag_id, raw, q, row, texts)
+                value, q, why = self._convert(tag_id, raw, variant, q, row, texts)
+                if why:
+                    odd = odd or []
+                    odd.append((row, why[0], why[1], why[2]))
+            if status and qcache[status]:  # a non-Good status: keep its name (Bad ones are rejects)
+                odd = odd or []
+                odd.append((row, status_name(status), "", qcache[status] >= Quality.BAD))
             ids[row] = tag_id
-            ts[row] = datetime_to_ns(dv.SourceTimestamp) or datetime_to_ns(dv.ServerTimestamp) or received
+            stamp = datetime_to_ns(dv.SourceTimestamp) or datetime_to_ns(dv.ServerTimestamp) or received
+            try:
+                ts[row] = stamp
+            except OverflowError:  # year 9999 and the like: refused by the window check below
+                ts[row] = _TS_BEYOND if stamp > 0 else -_TS_BEYOND
+                far = far or {}
+                far[row] = stamp
             values[row] = value
             quality[row] = q
             row += 1
-        if row:
-            self.notifications += row
-            self.health.received(1, row)
-            self.bus.publish(SampleBatch(ids[:row], ts[:row], values[:row], quality[:row], texts or None))
+        if not row:
+            return
+        ids, ts, values, quality = ids[:row], ts[:row], values[:row], quality[:row]
+        odd = self._check_batch(ids, ts, values, quality, texts, received, odd, far)
+        self.notifications += row
+        self.health.received(1, row)
+        self.bus.publish(SampleBatch(ids, ts, values, quality, texts or None))
+        if odd is not None or self._reason_of:
+            self._account(ids, odd or [])
 
-    def _convert(self, tag_id: int, raw: Any, q: int, row: int, texts: dict[int, str]) -> tuple[float, int]:
-        """The less common value types: strings, arrays, DateTime, numpy scalars."""
+    def _check_batch(
+        self,
+        ids: np.ndarray,
+        ts: np.ndarray,
+        values: np.ndarray,
+        quality: np.ndarray,
+        texts: dict[int, str],
+        received: int,
+        odd: list[tuple[int, str, str, bool]] | None,
+        far: dict[int, int] | None,
+    ) -> list[tuple[int, str, str, bool]] | None:
+        """The shared value rule over a whole batch (hmi/core/values.py): non-finite numbers
+        BAD, source times outside the window replaced by the arrival time, UNCERTAIN."""
+        nonfinite = ~np.isfinite(values) & (quality < Quality.BAD)
+        if nonfinite.any():
+            for r in np.flatnonzero(nonfinite).tolist():
+                if r not in texts:  # a text row carries NaN as its number
+                    quality[r] = Quality.BAD
+                    odd = odd or []
+                    odd.append((r, NON_FINITE, f"{values[r]}", True))
+        window = self._window
+        outside = (ts < received - window.max_age_ns) | (ts > received + window.max_ahead_ns)
+        if outside.any():
+            for r in np.flatnonzero(outside).tolist():
+                refused = far.get(r, int(ts[r])) if far else int(ts[r])
+                ts[r] = received
+                quality[r] = max(int(quality[r]), Quality.UNCERTAIN)
+                odd = odd or []
+                odd.append((r, TIMESTAMP_OUT_OF_WINDOW, f"source time {window.describe(refused)}", True))
+        return odd
+
+    def _account(self, ids: np.ndarray, odd: list[tuple[int, str, str, bool]]) -> None:
+        """Count every value not taken as sent, and tell the record why a tag is not GOOD: one
+        event (and one log line) per change of a tag's reason, not per sample, so a tag stuck
+        at Bad does not flood the event log; another event when it is good again."""
+        by_row: dict[int, list[tuple[str, str]]] = {}
+        for r, reason, detail, counted in odd:
+            by_row.setdefault(r, []).append((reason, detail))
+            if counted:
+                self.health.reject(self._spec_by_id[int(ids[r])].name, reason)
+        rows = set(by_row)
+        state = self._reason_of
+        if state:  # rows of tags that had a reason: those without one now have recovered
+            known = np.fromiter(state, np.int64, len(state))
+            rows.update(np.flatnonzero(np.isin(ids, known)).tolist())
+        events = []
+        for r in sorted(rows):
+            tag_id = int(ids[r])
+            name = self._spec_by_id[tag_id].name
+            reasons = by_row.get(r)
+            why = "; ".join(reason for reason, _ in reasons) if reasons else ""
+            before = state.get(tag_id, "")
+            if why == before:
+                continue
+            if why:
+                state[tag_id] = why
+                detail = "; ".join(d for _, d in reasons if d)
+                message = f"{name}: {why}" + (f" ({detail})" if detail else "")
+                events.append(Event(EventCategory.SYSTEM, name, message, Severity.WARNING,
+                                    details={"connection": self.name, "reason": why}))  # fmt: skip
+                self._ratelog(logging.WARNING, f"value:{tag_id}:{why}", "%s: %s", self.name, message)
+            else:
+                del state[tag_id]
+                events.append(Event(EventCategory.SYSTEM, name, f"{name}: good again (was {before})",
+                                    details={"connection": self.name, "reason": ""}))  # fmt: skip
+        if events:
+            self.bus.publish_events(events)
+
+    def _convert(
+        self, tag_id: int, raw: Any, variant: ua.Variant | None, q: int, row: int, texts: dict[int, str]
+    ) -> tuple[float, int, tuple[str, str, bool] | None]:
+        """The less common values: None, big integers, strings, arrays, DateTime, numpy scalars,
+        and what cannot be a sample. Returns (value, quality, (reason, detail, counted) or None)."""
         spec = self._spec_by_id[tag_id]
+        if raw is None:
+            if q == Quality.GOOD:  # Good status without a value; a Bad status says why itself
+                return np.nan, Quality.BAD, ("no value (Null variant)", "", True)
+            return np.nan, max(q, Quality.BAD), None
         if isinstance(raw, list):
             index = self._index_of.get(tag_id)
             if index is not None and len(raw) == 1:
@@ -318,50 +500,30 @@ class OpcUaSource:
             elif index is not None and index < len(raw):
                 raw = raw[index]  # it sent the whole array (asyncua's server ignores IndexRange here)
             else:
-                self.health.reject(spec.name, "array")
-                self._ratelog(
-                    logging.WARNING,
-                    f"array:{tag_id}",
-                    "%s: %s (%s) holds an array of %d values; give the tag an `index` to read one element",
-                    self.name,
-                    spec.name,
-                    spec.address,
-                    len(raw),
-                )
-                return np.nan, Quality.BAD
-        if isinstance(raw, bool | int | float | np.number):
-            return float(raw), q
+                detail = f"{len(raw)} values at {spec.address}; give the tag an `index` to read one element"
+                return np.nan, Quality.BAD, ("array without an index", detail, True)
+        if isinstance(raw, bool):
+            return float(raw), q, None  # a flag on a numeric tag is 1 or 0 (the shared value rule)
+        if isinstance(raw, int | np.integer):
+            if -MAX_EXACT_INT <= raw <= MAX_EXACT_INT:
+                return float(raw), q, None
+            return float(raw), max(q, Quality.UNCERTAIN), (INEXACT_INTEGER, f"{int(raw)}", True)
+        if isinstance(raw, float | np.floating):
+            return float(raw), q, None  # NaN and ±Inf are checked for the whole batch
         if isinstance(raw, str | ua.LocalizedText):
             text = raw if isinstance(raw, str) else (raw.Text or "")
             if tag_id in self._numeric:
-                self.health.reject(spec.name, "type")
-                self._ratelog(
-                    logging.WARNING,
-                    f"type:{tag_id}",
-                    "%s: %s is %s but the server sent text",
-                    self.name,
-                    spec.name,
-                    spec.datatype,
-                )
-                return np.nan, Quality.BAD
+                return np.nan, Quality.BAD, ("text on a numeric tag", f"{spec.name} is {spec.datatype}", True)
             texts[row] = text
-            return np.nan, q
+            return np.nan, q, None
         if isinstance(raw, datetime):
-            return datetime_to_ns(raw) / 1e9, q
-        self.health.reject(spec.name, "type")
-        self._ratelog(
-            logging.WARNING,
-            f"type:{tag_id}",
-            "%s: %s: values of type %s are not supported",
-            self.name,
-            spec.name,
-            type(raw).__name__,
-        )
-        return np.nan, Quality.BAD
+            return datetime_to_ns(raw) / 1e9, q, None
+        kind = variant.VariantType.name if variant is not None else type(raw).__name__  # Guid, not UUID
+        return np.nan, Quality.BAD, (f"unsupported type {kind}", f"{type(raw).__name__} at {spec.address}", True)
 
     def on_status_change(self, status: ua.StatusCode) -> None:
         if not status.is_good():
-            log.warning("%s: subscription status %s", self.name, status)
+            log.warning("%s: subscription status %s", self.name, status_name(status))
             self._lost.set()
 
     # -- connection life ----------------------------------------------------------------
@@ -378,7 +540,7 @@ class OpcUaSource:
                     await self._session(stop)
                     backoff.reset()
                     reason = "connection lost"
-                except (UntrustedCertificate, CredentialError) as exc:
+                except (CertificateRefused, CredentialError) as exc:
                     reason, failure_is_config = str(exc), True
                 except ua.UaStatusCodeError as exc:
                     reason, failure_is_config = self._explain_status(exc)
@@ -409,7 +571,7 @@ class OpcUaSource:
 
     def _explain_status(self, exc: ua.UaStatusCodeError) -> tuple[str, bool]:
         code = exc.code
-        name = ua.StatusCode(code).name
+        name = status_name(code)
         if code in _IDENTITY_CODES:
             who = f"user {self.config.user!r}" if self.config.user else "anonymous access"
             return (
@@ -471,9 +633,18 @@ class OpcUaSource:
             offered = sorted({f"{e.SecurityPolicyUri.rsplit('#', 1)[-1]}:{e.SecurityMode.name}" for e in endpoints})
             raise ValueError(f"{c.endpoint} does not offer {c.security} (it offers: {', '.join(offered)})")
         endpoint = matching[0]
-        server_der = _first_certificate(endpoint.ServerCertificate)
+        server_der, *issuers = _split_certificates(endpoint.ServerCertificate)
         server_name = f"{endpoint.Server.ApplicationName.Text or endpoint.Server.ApplicationUri!r} at {c.endpoint}"
-        pki.check_server(server_der, server_name)
+        # Part 4's checks (validity, ApplicationUri, host, usage, chain and CRLs) before the
+        # server gets anything from us; off the loop, as it reads the PKI and may resolve names.
+        await asyncio.to_thread(
+            pki.check_server,
+            server_der,
+            server_name,
+            application_uri=endpoint.Server.ApplicationUri or "",
+            host=urlsplit(c.endpoint).hostname or "",
+            chain=issuers,
+        )
         await client.set_security(policy, str(cert), str(key), server_certificate=server_der, mode=mode)
         return client
 
@@ -644,7 +815,7 @@ class OpcUaSource:
             for request, res in zip(requests, results, strict=True):
                 if isinstance(res, ua.StatusCode):
                     spec = self._spec_by_id[request.RequestedParameters.ClientHandle]
-                    bad.append((spec, res.name if hasattr(res, "name") else str(res)))
+                    bad.append((spec, status_name(res)))
         if bad:
             self._mark_bad(bad)
 
@@ -720,8 +891,9 @@ class OpcUaSource:
     def _mark_bad(self, bad: list[tuple[TagSpec, str]]) -> None:
         ids = [self.bus.registry.id_of(spec.name) for spec, _ in bad]
         self.bus.publish(SampleBatch.from_arrays(ids, now_ns(), np.full(len(ids), np.nan), Quality.BAD))
-        for spec, why in bad:
+        for tag_id, (spec, why) in zip(ids, bad, strict=True):
             self.health.reject(spec.name, "cannot monitor")
+            self._reason_of[tag_id] = f"cannot monitor: {why}"  # a later value says "good again"
             log.error("%s: cannot monitor %s at %s: %s", self.name, spec.name, spec.address, why)
         self.bus.publish_events(
             [
@@ -769,7 +941,7 @@ class OpcUaSource:
         results = await client.uaclient.read(_read_params([nid], attrs))
         status = results[0].StatusCode
         if status is not None and not status.is_good():
-            raise ValueError(f"no node {node_id} on {self.config.endpoint} ({status.name})")
+            raise ValueError(f"no node {node_id} on {self.config.endpoint} ({status_name(status)})")
         browse_name, display, node_class = (r.Value.Value for r in results)
         return (await self._describe(client, [(nid, browse_name, display, ua.NodeClass(node_class))]))[0]
 
@@ -806,10 +978,20 @@ class OpcUaSource:
             ua.AttributeIds.Value,
         ]
         details: dict[str, list[ua.DataValue]] = {}
+        analog: dict[str, tuple[tuple[float, float] | None, str]] = {}
         if variables:
-            results = await client.uaclient.read(_read_params(variables, attrs))
+            # The properties' NodeIds by one TranslateBrowsePaths for all variables; their values
+            # then come in the same Read as the attributes (no request per node).
+            props = await _analog_property_ids(client, variables)
+            params = _read_params(variables, attrs)
+            params.NodesToRead += [ua.ReadValueId(NodeId=p, AttributeId=ua.AttributeIds.Value) for p in props.values()]
+            results = await client.uaclient.read(params)
             for i, nid in enumerate(variables):
                 details[nid.to_string()] = results[i * len(attrs) : (i + 1) * len(attrs)]
+            prop_values = dict(zip(props, results[len(variables) * len(attrs) :], strict=True))
+            for i, nid in enumerate(variables):
+                eu_range, eu_unit = prop_values.get((i, "EURange")), prop_values.get((i, "EngineeringUnits"))
+                analog[nid.to_string()] = (_eu_range(eu_range), _eu_unit(eu_unit))
         out = []
         for nid, browse_name, display, node_class in nodes:
             key = nid.to_string()
@@ -828,7 +1010,9 @@ class OpcUaSource:
                         "value_rank": rank.Value.Value if rank.Value else None,
                         "access": _access_names(access.Value.Value if access.Value else 0),
                         "value": value.Value.Value if value.Value is not None else None,
-                        "status": value.StatusCode.name if value.StatusCode is not None else "Good",
+                        "status": status_name(value.StatusCode),
+                        "eu_range": analog[key][0],
+                        "eu_unit": analog[key][1],
                     }
                 )
             out.append(entry)
@@ -842,13 +1026,22 @@ class OpcUaSource:
     async def watch(self, node_id: str, name: str, unit: str = "", datatype: DataType = DataType.FLOAT) -> str:
         """Subscribe to a browsed node that no configured tag covers, as tag `name` (the tag
         browser's drag into a trend). Returns the tag's name: the configured one if the node
-        already has a tag. Ad-hoc tags live until the runtime restarts."""
+        already has a tag. Ad-hoc tags live until the runtime restarts. A node with EURange
+        and EngineeringUnits gives the tag its range and (unless `unit` is given) its unit."""
         client = self._live_client()
         nid = parse_node_id(node_id, await client.get_namespace_array())
         existing = self.tag_for_node(nid.to_string())
         if existing is not None:
             return existing
-        spec = TagSpec(name, unit, datatype, f"ad hoc: {node_id}", connection=self.name, address=node_id)
+        eu_range, eu_unit = None, ""
+        props = await _analog_property_ids(client, [nid])
+        if props:
+            read = [ua.ReadValueId(NodeId=p, AttributeId=ua.AttributeIds.Value) for p in props.values()]
+            values = dict(zip(props, await client.uaclient.read(ua.ReadParameters(NodesToRead=read)), strict=True))
+            eu_range, eu_unit = _eu_range(values.get((0, "EURange"))), _eu_unit(values.get((0, "EngineeringUnits")))
+        low, high = eu_range if eu_range is not None and eu_range[0] < eu_range[1] else (None, None)
+        spec = TagSpec(name, unit or eu_unit, datatype, f"ad hoc: {node_id}", connection=self.name, address=node_id,
+                       low=low, high=high)  # fmt: skip
         tag_id = self.bus.register([spec])[0]
         if self.bus.registry.spec(tag_id).connection != self.name:
             raise ValueError(f"a tag named {name!r} already exists")
@@ -868,7 +1061,7 @@ class OpcUaSource:
         if sub is not None:
             results = await sub.create_monitored_items([self._monitor_request(nid, tag_id, spec, group)])
             if results and isinstance(results[0], ua.StatusCode):
-                raise ValueError(f"{node_id} cannot be monitored: {results[0].name}")
+                raise ValueError(f"{node_id} cannot be monitored: {status_name(results[0])}")
         log.info("%s: watching %s as ad-hoc tag %s", self.name, node_id, name)
         return name
 
@@ -906,39 +1099,66 @@ class OpcUaSource:
         )
         results = await client.uaclient.write(ua.WriteParameters(NodesToWrite=[wv]))
         status = results[0]
-        log.info("%s: write %s = %r -> %s", self.name, tag, coerced, status.name)
-        return WriteResult(status.is_good(), status.name, status.value, status.doc or "", coerced)
+        log.info("%s: write %s = %r -> %s", self.name, tag, coerced, status_name(status))
+        return WriteResult(status.is_good(), status_name(status), status.value, status.doc or "", coerced)
 
     async def call(self, object_id: str, method_id: str, *args: Any) -> CallResult:
-        """Call a method; arguments are coerced to the method's declared input types."""
+        """Call a method; arguments are coerced to the method's declared input types (not sent,
+        status "Rejected", when they do not fit). Raises NotConnected when the connection is down."""
         client = self._live_client()
         namespaces = await client.get_namespace_array()
         try:
             obj = parse_node_id(object_id, namespaces)
             method = parse_node_id(method_id, namespaces)
-            declared: list[ua.Argument] = []
-            try:
-                arguments = await client.get_node(method).get_child("0:InputArguments")
-                declared = await arguments.read_value() or []
-            except ua.UaError:
-                declared = []
-            if len(args) != len(declared):
-                raise WriteRejected(f"the method takes {len(declared)} argument(s), {len(args)} given")
-            variants = []
-            for i, (arg, decl) in enumerate(zip(args, declared, strict=True)):
-                vtype = await data_type_to_variant_type(client.get_node(decl.DataType))
-                try:
-                    variants.append(ua.Variant(coerce_value(arg, vtype), vtype))
-                except WriteRejected as exc:
-                    raise WriteRejected(f"argument {i + 1} ({decl.Name}): {exc}") from None
+            signature = await self._signature(client, method, method_id)
+            values = signature.coerce(args)
         except (WriteRejected, ValueError) as exc:
             return CallResult(False, "Rejected", message=str(exc))
+        variants = [ua.Variant(v, a.variant_type) for v, a in zip(values, signature.inputs, strict=True)]
         request = ua.CallMethodRequest(ObjectId=obj, MethodId=method, InputArguments=variants)
         result = (await client.uaclient.call([request]))[0]
         status = result.StatusCode
         outputs = [v.Value for v in (result.OutputArguments or [])]
-        log.info("%s: call %s on %s -> %s", self.name, method_id, object_id, status.name)
-        return CallResult(status.is_good(), status.name, status.value, status.doc or "", outputs)
+        log.info("%s: call %s on %s -> %s", self.name, method_id, object_id, status_name(status))
+        names = tuple(a.name for a in signature.outputs)
+        return CallResult(status.is_good(), status_name(status), status.value, status.doc or "", outputs, names)
+
+    async def method_signature(self, method_id: str) -> MethodSignature:
+        """A method's display name and declared input and output arguments (the call dialog's
+        form). ValueError when the node is missing or not a method."""
+        client = self._live_client()
+        nid = parse_node_id(method_id, await client.get_namespace_array())
+        return await self._signature(client, nid, method_id)
+
+    async def _signature(self, client: Client, nid: ua.NodeId, method_id: str) -> MethodSignature:
+        attrs = [ua.AttributeIds.DisplayName, ua.AttributeIds.NodeClass]
+        results = await client.uaclient.read(_read_params([nid], attrs))
+        status = results[0].StatusCode
+        if status is not None and not status.is_good():
+            raise ValueError(f"no node {method_id} on {self.config.endpoint} ({status_name(status)})")
+        display, node_class = (r.Value.Value for r in results)
+        if node_class != ua.NodeClass.Method:
+            raise ValueError(f"{method_id} is not a method (it is a {ua.NodeClass(node_class).name})")
+        node = client.get_node(nid)
+        inputs = await self._arguments(client, node, "0:InputArguments")
+        outputs = await self._arguments(client, node, "0:OutputArguments")
+        return MethodSignature(display.Text or method_id, inputs, outputs)
+
+    async def _arguments(self, client: Client, method: Any, property_name: str) -> tuple[MethodArgument, ...]:
+        try:
+            declared = await (await method.get_child(property_name)).read_value() or []
+        except ua.UaError:  # a method without arguments has no such property
+            return ()
+        out = []
+        for decl in declared:
+            try:
+                vtype: ua.VariantType | None = await data_type_to_variant_type(client.get_node(decl.DataType))
+            except Exception:  # a type the server cannot resolve to a built-in one
+                vtype = None
+            description = decl.Description.Text if decl.Description is not None else ""
+            name = _type_name(decl.DataType) or ""
+            out.append(MethodArgument(decl.Name or "", name, int(decl.ValueRank), description or "", vtype))
+        return tuple(out)
 
     async def _variant_of(self, client: Client, nid: ua.NodeId) -> tuple[ua.VariantType, int]:
         key = nid.to_string()
@@ -1022,6 +1242,53 @@ def _read_params(nodes: Iterable[ua.NodeId], attrs: Sequence[ua.AttributeIds]) -
     )
 
 
+async def _analog_property_ids(client: Client, variables: Sequence[ua.NodeId]) -> dict[tuple[int, str], ua.NodeId]:
+    """(index in `variables`, property name) -> NodeId of its EURange and EngineeringUnits, where it has them."""
+    names = ("EURange", "EngineeringUnits")
+    paths = [
+        ua.BrowsePath(
+            StartingNode=nid,
+            RelativePath=ua.RelativePath(
+                Elements=[
+                    ua.RelativePathElement(
+                        ReferenceTypeId=ua.NodeId(ua.ObjectIds.HasProperty),
+                        IsInverse=False,
+                        IncludeSubtypes=True,
+                        TargetName=ua.QualifiedName(name, 0),
+                    )
+                ]
+            ),
+        )
+        for nid in variables
+        for name in names
+    ]
+    try:
+        results = await client.uaclient.translate_browsepaths_to_nodeids(paths)
+    except ua.UaStatusCodeError as exc:  # a server without the service: browse without units
+        log.debug("TranslateBrowsePathsToNodeIds failed: %s", status_name(exc.code))
+        return {}
+    found = {}
+    for k, result in enumerate(results):
+        if result.StatusCode.is_good() and result.Targets:
+            t = result.Targets[0].TargetId  # an ExpandedNodeId; Read takes a plain NodeId
+            found[(k // len(names), names[k % len(names)])] = ua.NodeId(t.Identifier, t.NamespaceIndex, t.NodeIdType)
+    return found
+
+
+def _eu_range(dv: ua.DataValue | None) -> tuple[float, float] | None:
+    value = dv.Value.Value if dv is not None and dv.Value is not None and dv.StatusCode.is_good() else None
+    low, high = getattr(value, "Low", None), getattr(value, "High", None)
+    if isinstance(low, int | float) and isinstance(high, int | float) and math.isfinite(low) and math.isfinite(high):
+        return float(low), float(high)
+    return None
+
+
+def _eu_unit(dv: ua.DataValue | None) -> str:
+    value = dv.Value.Value if dv is not None and dv.Value is not None and dv.StatusCode.is_good() else None
+    text = getattr(getattr(value, "DisplayName", None), "Text", None)
+    return text if isinstance(text, str) else ""
+
+
 def _type_name(dtype: ua.NodeId | None) -> str | None:
     if dtype is None:
         return None
@@ -1054,6 +1321,16 @@ def _first_certificate(chain: bytes) -> bytes:
     count = first & 0x7F
     length = int.from_bytes(chain[2 : 2 + count], "big")
     return chain[: 2 + count + length]
+
+
+def _split_certificates(chain: bytes) -> list[bytes]:
+    """The certificates of a DER chain, leaf first (Part 6: the server's own, then its CAs)."""
+    out: list[bytes] = []
+    while chain:
+        first = _first_certificate(chain)
+        out.append(first)
+        chain = chain[len(first) :]
+    return out or [b""]
 
 
 def _describe(exc: BaseException) -> str:

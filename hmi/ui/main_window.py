@@ -167,7 +167,8 @@ class MainWindow(QMainWindow):
         self.trend = self.trends[0]
 
         opcua = [name for name, c in project.connections.items() if getattr(c, "kind", "") == "opcua"]
-        self.tag_browser = TagBrowser(self.bus, opcua, self._send if client is not None else None)
+        self.tag_browser = TagBrowser(self.bus, opcua, self._send if client is not None else None,
+                                      feed=self.alarm_feed if client is not None else None)  # fmt: skip
         self.tag_browser.write_requested.connect(self.open_write_dialog)
         self.table_model = self.tag_browser.table_model
         self.table = self.tag_browser.table

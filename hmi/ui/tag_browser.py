@@ -4,6 +4,7 @@ Both lists are drag sources for trends: a configured tag drags as its name; a br
 variable drags as (connection, NodeId, suggested tag name), and the window asks the
 runtime to watch it as an ad-hoc tag before it adds the pen. Browsing goes through the
 runtime (`browse` command), which holds the connection: the window never talks to a PLC.
+A Method node has "Call…" (button and context menu): the call dialog, through the runtime too.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QMimeData, QModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtCore import QMimeData, QModelIndex, QPoint, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
     QPushButton,
     QTableView,
     QTabWidget,
@@ -31,12 +33,15 @@ from PySide6.QtWidgets import (
 )
 
 from hmi.core.bus import TagBus
+from hmi.ui.alarm_feed import AlarmFeed
+from hmi.ui.call_dialog import CallDialog
 from hmi.ui.mime import NODE_MIME, TAGS_MIME
 from hmi.ui.tag_table import COL_TAG, TagTableModel
 
 SendCommand = Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], None]
 
 NODE_ROLE = Qt.ItemDataRole.UserRole + 1
+OBJECTS_FOLDER = "i=85"  # the parent of the top level of the address space
 LOADED_ROLE = Qt.ItemDataRole.UserRole + 2
 
 
@@ -60,7 +65,7 @@ class DraggableTagModel(QSortFilterProxyModel):
 class AddressSpaceModel(QStandardItemModel):
     """Lazily browsed nodes; variables drag as node descriptions."""
 
-    COLUMNS = ("Name", "Class", "Data type", "Value", "Access", "Tag")
+    COLUMNS = ("Name", "Class", "Data type", "Value", "Unit / range", "Access", "Tag")
 
     def __init__(self) -> None:
         super().__init__()
@@ -87,6 +92,13 @@ class AddressSpaceModel(QStandardItemModel):
         return mime
 
 
+def engineering_units(node: dict[str, Any]) -> str:
+    """A variable's EngineeringUnits and EURange as the browser shows them: "rpm, 0 … 6000"."""
+    eu_range = node.get("eu_range")
+    span = f"{eu_range[0]:g} … {eu_range[1]:g}" if eu_range else ""
+    return ", ".join(part for part in (node.get("eu_unit") or "", span) if part)
+
+
 def suggested_tag_name(connection: str, path: list[str]) -> str:
     """A `machine.signal` name for an ad-hoc tag from its browse path: the connection is the
     machine part, the path's last names (lower snake case) the signal."""
@@ -105,10 +117,20 @@ class TagBrowser(QWidget):
 
     write_requested = Signal(str)  # a configured tag the operator wants to write
 
-    def __init__(self, bus: TagBus, connections: list[str], send: SendCommand | None, parent: QWidget | None = None):
+    def __init__(
+        self,
+        bus: TagBus,
+        connections: list[str],
+        send: SendCommand | None,
+        parent: QWidget | None = None,
+        feed: AlarmFeed | None = None,
+    ):
+        """`feed` carries method calls with the operator's session (None: no "Call…")."""
         super().__init__(parent)
         self.bus = bus
         self.send = send
+        self.feed = feed
+        self.call_dialog: CallDialog | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.tabs = QTabWidget()
@@ -156,6 +178,12 @@ class TagBrowser(QWidget):
         self.reload_button = QPushButton("Browse")
         self.reload_button.clicked.connect(self.refresh_address_space)
         row.addWidget(self.reload_button)
+        self.call_button = QPushButton("Call…")
+        self.call_button.setToolTip("call the selected method on the plant (operator role; confirmed and audited)")
+        self.call_button.setEnabled(False)
+        self.call_button.clicked.connect(lambda: self.open_call_dialog(self.selected_node()))
+        self.call_button.setVisible(feed is not None)
+        row.addWidget(self.call_button)
         col.addLayout(row)
         self.space_model = AddressSpaceModel()
         self.tree = QTreeView()
@@ -166,6 +194,9 @@ class TagBrowser(QWidget):
         self.tree.expanded.connect(self._on_expanded)
         self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         self.tree.setColumnWidth(0, 200)
+        self.tree.selectionModel().currentChanged.connect(self._on_current_node)
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._on_tree_menu)
         col.addWidget(self.tree)
         self.browse_status = QLabel("")
         self.browse_status.setWordWrap(True)
@@ -222,13 +253,16 @@ class TagBrowser(QWidget):
         self.send({"command": "browse", "connection": connection, "node_id": node_id}, on_reply)
 
     def _add_node(self, parent: QStandardItem, node: dict[str, Any], path: list[str]) -> None:
-        node = {**node, "path": [*path, node["display_name"]], "connection": self.space_model.connection}
+        owner = parent.data(NODE_ROLE)  # a method is called on the object it belongs to
+        node = {**node, "path": [*path, node["display_name"]], "connection": self.space_model.connection,
+                "object": owner["node_id"] if owner else OBJECTS_FOLDER}  # fmt: skip
         value = node.get("value")
         cells = [
             node["display_name"],
             node["node_class"],
             node.get("data_type") or "",
             "" if value is None else str(value),
+            engineering_units(node),
             ", ".join(node.get("access") or []),
             node.get("tag") or "",
         ]
@@ -242,3 +276,36 @@ class TagBrowser(QWidget):
         if node["node_class"] in ("Object", "Folder", "View") or not variable:
             items[0].appendRow([QStandardItem("…")])  # an expander until its children are browsed
         parent.appendRow(items)
+
+    # -- method calls ---------------------------------------------------------------------------
+
+    def selected_node(self) -> dict[str, Any] | None:
+        index = self.tree.currentIndex()
+        item = self.space_model.itemFromIndex(index.siblingAtColumn(0)) if index.isValid() else None
+        return item.data(NODE_ROLE) if item is not None else None
+
+    def _on_current_node(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        node = self.selected_node()
+        self.call_button.setEnabled(self.feed is not None and bool(node) and node["node_class"] == "Method")
+
+    def _on_tree_menu(self, position: QPoint) -> None:
+        index = self.tree.indexAt(position)
+        item = self.space_model.itemFromIndex(index.siblingAtColumn(0)) if index.isValid() else None
+        node = item.data(NODE_ROLE) if item is not None else None
+        if self.feed is None or not node or node["node_class"] != "Method":
+            return
+        menu = QMenu(self)
+        menu.addAction("Call…", lambda: self.open_call_dialog(node))
+        menu.exec(self.tree.viewport().mapToGlobal(position))
+
+    def open_call_dialog(self, node: dict[str, Any] | None) -> CallDialog | None:
+        """The call dialog for a browsed Method node (None for anything else, or without a feed)."""
+        if self.feed is None or not node or node["node_class"] != "Method":
+            return None
+        if self.call_dialog is not None:
+            self.call_dialog.close()
+        self.call_dialog = CallDialog(
+            self.feed, node["connection"], node["object"], node["node_id"], node["display_name"], self
+        )
+        self.call_dialog.open()
+        return self.call_dialog

@@ -1,9 +1,10 @@
 """A small real OPC UA server for the source tests, in a thread or (for chaos tests) a process.
 
 Objects/Test holds one variable of each data type the source maps, an array, a writable
-setpoint with a range, a counter that a ticker increments at `rate_hz`, and a method
-Add(a, b). Security and user names are set per test, so each mode is tested against a
-server configured for exactly that mode. Run as a process:
+setpoint with a range, a counter that a ticker increments at `rate_hz`, and methods
+Add(a, b) and Adjust(Double setpoint, String reason) -> (Boolean accepted). Security and
+user names are set per test, so each mode is tested against a server configured for exactly
+that mode. Run as a process:
 
     python -m tests.sources.opcua_peer --port P --pki DIR [--security ...] [--start N]
 
@@ -99,8 +100,10 @@ class OpcUaPeer:
         users: dict[str, str] | None = None,
         rate_hz: float = 20.0,
         start: int = 0,
+        certificate: tuple[Path, Path] | None = None,
     ) -> None:
         self.port = port
+        self.certificate = certificate  # (DER certificate, PEM key) to serve instead of a generated one
         self.pki = pki
         self.security = security
         self.users = users
@@ -109,6 +112,7 @@ class OpcUaPeer:
         self.server: Server | None = None
         self.nodes: dict[str, Any] = {}
         self.written: list[tuple[str, Any]] = []
+        self.adjusted: list[tuple[float, str]] = []  # Adjust(setpoint, reason) calls that were carried out
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
@@ -121,7 +125,7 @@ class OpcUaPeer:
 
     @property
     def certificate_der(self) -> bytes:
-        return (self.pki / "server-cert.der").read_bytes()
+        return (self.certificate[0] if self.certificate else self.pki / "server-cert.der").read_bytes()
 
     async def serve(self, stop: asyncio.Event | None = None, on_ready: Any = None) -> None:
         self._stop = stop or asyncio.Event()
@@ -135,7 +139,7 @@ class OpcUaPeer:
             [ua.UserNameIdentityToken] if self.users else [ua.AnonymousIdentityToken, ua.UserNameIdentityToken]
         )
         if any(s != "None" for s in self.security) or self.users:
-            cert, key = await _server_certificate(self.pki)
+            cert, key = self.certificate or await _server_certificate(self.pki)
             await server.load_certificate(str(cert))
             await server.load_private_key(str(key))
         _fix_transfer(server)
@@ -172,6 +176,24 @@ class OpcUaPeer:
             add,
             [ua.VariantType.Double] * 2,
             [ua.VariantType.Double],
+        )
+
+        async def adjust(parent: Any, setpoint: ua.Variant, reason: ua.Variant) -> list[ua.Variant] | ua.StatusCode:
+            if setpoint.Value > 1000:  # a Bad status, not an output: the caller must show it as such
+                return ua.StatusCode(ua.StatusCodes.BadOutOfRange)
+            self.adjusted.append((setpoint.Value, reason.Value))
+            return [ua.Variant(0 <= setpoint.Value <= 100, ua.VariantType.Boolean)]
+
+        def arg(name: str, vtype: ua.VariantType, text: str) -> ua.Argument:
+            return ua.Argument(Name=name, DataType=ua.NodeId(vtype.value), ValueRank=-1,
+                               Description=ua.LocalizedText(text))  # fmt: skip
+
+        self.nodes["adjust"] = await folder.add_method(
+            ua.NodeId("Test/adjust", ns),
+            ua.QualifiedName("Adjust", ns),
+            adjust,
+            [arg("setpoint", ua.VariantType.Double, "new setpoint in %"), arg("reason", ua.VariantType.String, "why")],
+            [arg("accepted", ua.VariantType.Boolean, "the setpoint is within 0..100")],
         )
         self.server = server
         async with server:

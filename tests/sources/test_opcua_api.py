@@ -7,12 +7,22 @@ from pathlib import Path
 
 import pytest
 from asyncua import ua
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hmi.config.models import Deadband, OpcUaConnection
 from hmi.core.bus import TagBus
 from hmi.core.quality import Quality
 from hmi.core.tags import DataType, TagSpec
-from hmi.sources.opcua import NotConnected, OpcUaSource, coerce_value, parse_node_id
+from hmi.sources.opcua import (
+    MethodArgument,
+    MethodSignature,
+    NotConnected,
+    OpcUaSource,
+    coerce_value,
+    parse_node_id,
+)
+from hmi.sources.writes import WriteRejected
 from tests.helpers import async_wait_until, free_port, run_async
 from tests.sources.common import Collector, running
 from tests.sources.opcua_peer import OpcUaPeer
@@ -87,7 +97,7 @@ def test_array_elements_by_index_and_whole_arrays_rejected(peer: OpcUaPeer) -> N
     assert collector.values("test.a2") == [3.0]
     assert collector.of("test.whole")[-2][2] == Quality.BAD or collector.latest("test.whole")[1] == Quality.COMM_LOST
     assert Quality.BAD in [q for _, _, q in collector.of("test.whole")]
-    assert source.health.rejected_by_reason().get("array") == 1
+    assert source.health.rejected_by_reason().get("array without an index") == 1
 
 
 def test_unknown_node_is_bad_with_an_event(peer: OpcUaPeer) -> None:
@@ -298,3 +308,46 @@ def test_a_static_tag_is_recorded_in_the_order_it_was_shown_across_a_start_and_a
     assert recorded.quality.tolist() == shown(), "the recording contradicts what the window showed"
     assert live.count(Quality.COMM_LOST) == 2 and live[0] == Quality.COMM_LOST and live[-1] == Quality.GOOD
     assert float(recorded.values[len(live) - 1]) == 42.0
+
+
+def test_method_signature_and_calls_with_named_outputs_and_bad_status(peer: OpcUaPeer) -> None:
+    """A method's declared arguments are read with name, type, rank and description; a call returns
+    its outputs with their declared names, a Bad status as such, and arguments that do not fit are
+    not sent; a variable is not a method."""
+    source = source_for(peer, [], TagBus())
+    adjust = NS + "adjust"
+
+    async def scenario() -> None:
+        async with running(source):
+            await async_wait_until(lambda: source.connected, 10, source.last_error)
+            signature = await source.method_signature(adjust)
+            assert signature.name == "Adjust"
+            assert [a.to_json() for a in signature.inputs] == [
+                {"name": "setpoint", "data_type": "Double", "value_rank": -1, "description": "new setpoint in %"},
+                {"name": "reason", "data_type": "String", "value_rank": -1, "description": "why"},
+            ]
+            assert [(a.name, a.variant_type) for a in signature.outputs] == [("accepted", ua.VariantType.Boolean)]
+            ok = await source.call(NS[:-5] + "Test", adjust, 120, "too high for the plant")
+            assert ok.ok and ok.outputs == [False] and ok.output_names == ("accepted",)
+            bad = await source.call(NS[:-5] + "Test", adjust, 5000, "out of range")
+            assert not bad.ok and bad.status == "BadOutOfRange"
+            typed = await source.call(NS[:-5] + "Test", adjust, [1.0], "a list")
+            assert typed.status == "Rejected" and typed.message.startswith("argument 1 (setpoint, Double): ")
+            with pytest.raises(ValueError, match="is not a method"):
+                await source.method_signature(NS + "setpoint")
+            with pytest.raises(ValueError, match="BadNodeIdUnknown"):
+                await source.method_signature(NS + "nothing")
+
+    run_async(scenario())
+    assert peer.adjusted == [(120.0, "too high for the plant")]
+
+
+@given(st.lists(st.one_of(st.floats(allow_nan=False), st.text(max_size=5)), max_size=5))
+def test_a_wrong_argument_count_is_always_refused(args: list[object]) -> None:
+    """Whatever the arguments, a count other than the declared one is refused, naming both counts."""
+    signature = MethodSignature("Adjust", tuple(MethodArgument(f"a{i}", "Double", -1, "", ua.VariantType.Double)
+                                                for i in range(2)))  # fmt: skip
+    if len(args) == 2:
+        return
+    with pytest.raises(WriteRejected, match=rf"^Adjust takes 2 argument\(s\) \(a0, a1\), {len(args)} given$"):
+        signature.coerce(args)

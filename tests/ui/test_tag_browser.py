@@ -71,3 +71,28 @@ def test_browse_the_plant_and_watch_an_unconfigured_node(qtbot, main_window_fact
 def test_suggested_names_are_tag_names() -> None:
     assert suggested_tag_name("plant", ["Plant", "cnc01", "spindle_speed"]) == "plant.cnc01_spindle_speed"
     assert suggested_tag_name("Line 2", ["9 Pressure (bar)"]) == "line_2.n_9_pressure_bar"
+
+
+def test_browsed_variables_show_their_engineering_units_and_range(qtbot) -> None:
+    """A variable's EngineeringUnits and EURange, as the runtime's browse reply carries them,
+    show in the address space's "Unit / range" column; a variable without them shows nothing."""
+    from dataclasses import replace
+
+    from hmi.core.bus import TagBus
+    from hmi.runtime import _browse_json
+    from hmi.sources.opcua import BrowseEntry
+    from hmi.ui.tag_browser import AddressSpaceModel, TagBrowser
+
+    speed = BrowseEntry("ns=2;s=speed", "2:speed", "speed", "Variable", "Double", value=10.0, eu_unit="rpm")
+    entries = [replace(speed, eu_range=(0.0, 6000.0)), BrowseEntry("ns=2;s=n", "2:n", "n", "Variable", "Int32")]
+
+    def send(command, on_reply) -> None:  # the runtime's answer to `browse`, built as the runtime builds it
+        on_reply({"ok": True, "nodes": [_browse_json(e, None) for e in entries]})
+
+    browser = TagBrowser(TagBus(), ["plc"], send)
+    qtbot.addWidget(browser)
+    browser.refresh_address_space()
+    column = AddressSpaceModel.COLUMNS.index("Unit / range")
+    root = browser.space_model.invisibleRootItem()
+    assert root.child(0, column).text() == "rpm, 0 … 6000"
+    assert root.child(1, column).text() == ""
