@@ -17,6 +17,7 @@ from hmi.gcfreeze import FREEZE_AFTER_START_S, freeze_startup_objects
 from hmi.historian.reader import HistoryLookup
 from hmi.ipc.client import IpcClient
 from hmi.ipc.mirror import BusMirror
+from hmi.ui.gc_guard import GuiThreadCollector
 from hmi.ui.main_window import MainWindow
 from hmi.ui.theme import apply_theme
 
@@ -67,6 +68,7 @@ def run_window(
     assert isinstance(app, QApplication)
     app.setApplicationName("HMI")
     apply_theme(app)
+    collector = GuiThreadCollector(app)  # Qt objects in garbage cycles die on the GUI thread
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
 
@@ -95,4 +97,5 @@ def run_window(
     if window.scene is not None:
         window.scene.shutdown()
     client.stop()
+    collector.stop()
     return 0

@@ -18,6 +18,7 @@ from hmi.historian.reader import HistorianReader, HistoryLookup, TimeRange
 from hmi.ipc.mirror import BusMirror
 from hmi.sources.replay import ReplaySource, project_for_recording
 from hmi.ui.app import finish_after, quit_on_signals
+from hmi.ui.gc_guard import GuiThreadCollector
 from hmi.ui.main_window import MainWindow
 from hmi.ui.playback import PlaybackBar
 from hmi.ui.theme import apply_theme
@@ -79,6 +80,7 @@ def run_replay_window(
     assert isinstance(app, QApplication)
     app.setApplicationName("HMI playback")
     apply_theme(app)
+    collector = GuiThreadCollector(app)  # Qt objects in garbage cycles die on the GUI thread
     session = PlaybackSession(db, time_range, project, speed)
     session.window.show()
     session.start()
@@ -88,4 +90,5 @@ def run_replay_window(
     code = app.exec()
     heartbeat.stop()
     session.close()
+    collector.stop()
     return int(code)

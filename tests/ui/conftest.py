@@ -38,6 +38,24 @@ def live_runtime(tmp_path: Path) -> Iterator[LiveRuntime]:
         stop_process(sim)
 
 
+@pytest.fixture(autouse=True)
+def _collect_on_the_gui_thread(qapp, request):
+    """As in the window process (hmi/ui/gc_guard.py): a worker thread of a window under test
+    must never collect a cycle holding Qt objects (a deadlock seen in the suite); what the
+    test left is collected here, on the GUI thread."""
+    import gc
+
+    from hmi.ui.gc_guard import GuiThreadCollector
+
+    if request.node.get_closest_marker("automatic_gc"):
+        yield
+        return
+    collector = GuiThreadCollector()
+    yield
+    collector.stop()
+    gc.collect()
+
+
 def dispose_widget(widget) -> None:
     """Close and delete a window now (see main_window_factory for why)."""
     from PySide6.QtCore import QCoreApplication, QEvent
