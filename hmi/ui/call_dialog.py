@@ -12,20 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import (
-    QComboBox,
-    QDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QWidget,
-)
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QWidget
 
 from hmi.ui import theme
 from hmi.ui.alarm_feed import AlarmFeed, Reply
+from hmi.ui.confirm_dialog import ConfirmedActionDialog, parse_bool
 
 INTEGER_TYPES = frozenset({"SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64"})
 FLOAT_TYPES = frozenset({"Float", "Double"})
@@ -41,12 +33,7 @@ def parse_argument(argument: dict[str, Any], text: str) -> Any:
     dtype = str(argument.get("data_type") or "")
     text = text.strip()
     if dtype == "Boolean":
-        lowered = text.lower()
-        if lowered in ("1", "true", "on", "yes"):
-            return True
-        if lowered in ("0", "false", "off", "no"):
-            return False
-        raise ValueError("choose true or false")
+        return parse_bool(text, "choose true or false")
     if dtype in INTEGER_TYPES:
         try:
             return int(text)  # exact: an Int64 beyond 2^53 must not pass through a float
@@ -73,7 +60,7 @@ def value_text(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-class CallDialog(QDialog):
+class CallDialog(ConfirmedActionDialog):
     def __init__(
         self,
         feed: AlarmFeed,
@@ -84,19 +71,16 @@ class CallDialog(QDialog):
         parent: QWidget | None = None,
     ) -> None:
         """`object_id`: the object the method is called on (its parent in the address space)."""
-        super().__init__(parent)
-        self.feed = feed
+        super().__init__(feed, parent)
         self.connection = connection
         self.object_id = object_id
         self.method_id = method_id
         self.name = name or method_id
         self.signature: dict[str, Any] | None = None
         self.values: list[Any] | None = None
-        self.result: Reply | None = None
         self.editors: list[QLineEdit | QComboBox] = []
         self.setWindowTitle(f"Call {self.name}")
         self.setMinimumWidth(440)
-        self.form = QFormLayout(self)
         method = QLabel(f"{self.name}  on {connection}")
         method.setToolTip(f"method {method_id}\nobject {object_id}")
         self.form.addRow("Method", method)
@@ -109,38 +93,11 @@ class CallDialog(QDialog):
         self.outputs.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.form.addRow("Outputs", self.outputs)
         self.form.setRowVisible(self.outputs, False)  # until a call returns some
-        self.message = QLabel()
-        self.message.setWordWrap(True)
-        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.form.addRow(self.message)
-        buttons = QHBoxLayout()
-        self.call_button = QPushButton("Call…")
-        self.call_button.clicked.connect(self.ask_confirmation)
+        self.call_button = self._add_message_and_buttons("Call…", "Confirm call")
         self.call_button.setEnabled(False)  # until the signature is in
-        self.confirm_button = QPushButton("Confirm call")
-        self.confirm_button.clicked.connect(self.confirm)
-        self.confirm_button.hide()
-        self.close_button = QPushButton("Close")
-        self.close_button.clicked.connect(self.reject)
-        for button in (self.call_button, self.confirm_button, self.close_button):
-            buttons.addWidget(button)
-        self.form.addRow(buttons)
         self._say("reading the method's arguments…")
         command = {"command": "method_signature", "connection": connection, "object": object_id, "method": method_id}
         feed.send(command, self._on_signature)
-
-    def _say(self, text: str, bad: bool = False) -> None:
-        self.message.setStyleSheet(f"color: {theme.ALARM_URGENT};" if bad else "")
-        self.message.setText(text)
-        # After Qt's deferred show of newly inserted rows, not now: see _fit_height.
-        QTimer.singleShot(0, self._fit_height)
-
-    def _fit_height(self) -> None:
-        """A shown dialog does not grow by itself for a label that wraps onto more lines (long
-        confirmations name every argument): make room so that nothing is cut off."""
-        needed = self.form.totalHeightForWidth(self.width()) if self.form.hasHeightForWidth() else 0
-        if self.isVisible() and needed > self.height():
-            self.resize(self.width(), needed)
 
     def _on_signature(self, reply: Reply) -> None:
         if not reply.get("ok"):
@@ -195,11 +152,6 @@ class CallDialog(QDialog):
         edit.textEdited.connect(self._back_to_entry)
         return edit
 
-    def _back_to_entry(self) -> None:
-        self.confirm_button.hide()
-        self.call_button.show()
-        self._say("")
-
     def ask_confirmation(self) -> None:
         if self.signature is None:
             return
@@ -220,17 +172,13 @@ class CallDialog(QDialog):
             f"{a.get('name') or f'argument {i + 1}'} = {value_text(v)}"
             for i, (a, v) in enumerate(zip(inputs, values, strict=True))
         )
-        self._say(f"Call {self.name}({shown}) on {self.connection}?")
-        self.call_button.hide()
-        self.confirm_button.show()
+        self._ask(f"Call {self.name}({shown}) on {self.connection}?")
 
     def confirm(self) -> None:
         if self.values is None:
             return
-        self.confirm_button.setEnabled(False)
-        self._say("calling…")
         self.form.setRowVisible(self.outputs, False)
-        self.feed.send(
+        self._send(
             {
                 "command": "call",
                 "connection": self.connection,
@@ -239,14 +187,10 @@ class CallDialog(QDialog):
                 "arguments": self.values,
                 "comment": self.comment.text().strip(),
             },
-            self._on_reply,
+            "calling…",
         )
 
-    def _on_reply(self, reply: Reply) -> None:
-        self.result = reply
-        self.confirm_button.setEnabled(True)
-        self.confirm_button.hide()
-        self.call_button.show()
+    def _show_reply(self, reply: Reply) -> None:
         outputs = list(reply.get("outputs") or [])
         declared = {str(a.get("name")): a for a in (self.signature or {}).get("outputs") or []}
         if outputs:

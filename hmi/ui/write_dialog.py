@@ -8,21 +8,13 @@ bad status and why.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import (
-    QDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QWidget,
-)
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QLabel, QLineEdit, QWidget
 
 from hmi.core.bus import TagBus
 from hmi.core.tags import DataType, TagSpec
-from hmi.ui import theme
 from hmi.ui.alarm_feed import AlarmFeed, Reply
+from hmi.ui.confirm_dialog import ConfirmedActionDialog, parse_bool
 from hmi.ui.format import format_tag_value
 
 
@@ -32,12 +24,7 @@ def parse_value(spec: TagSpec, text: str) -> float | bool | str:
     if spec.datatype == DataType.STRING:
         return text
     if spec.datatype == DataType.BOOL:
-        lowered = text.lower()
-        if lowered in ("1", "true", "on", "yes"):
-            return True
-        if lowered in ("0", "false", "off", "no"):
-            return False
-        raise ValueError("enter true or false")
+        return parse_bool(text, "enter true or false")
     try:
         number = float(text.replace(",", "."))
     except ValueError:
@@ -49,45 +36,28 @@ def parse_value(spec: TagSpec, text: str) -> float | bool | str:
     return int(number) if spec.datatype == DataType.INT else number
 
 
-class WriteDialog(QDialog):
+class WriteDialog(ConfirmedActionDialog):
     def __init__(
         self, spec: TagSpec, bus: TagBus, feed: AlarmFeed, parent: QWidget | None = None, context: str = ""
     ) -> None:
         """`context` says why (e.g. the advisory whose recommendation this is); it goes into the audit record."""
-        super().__init__(parent)
+        super().__init__(feed, parent)
         self.spec = spec
         self.context = context
         self.bus = bus
-        self.feed = feed
         self.value: float | bool | str | None = None
-        self.result: Reply | None = None
         self.setWindowTitle(f"Write {spec.name}")
-        form = QFormLayout(self)
-        form.addRow("Tag", QLabel(f"{spec.name}  {spec.description}".strip()))
+        self.form.addRow("Tag", QLabel(f"{spec.name}  {spec.description}".strip()))
         self.current = QLabel()
-        form.addRow("Current value", self.current)
+        self.form.addRow("Current value", self.current)
         limits = (
             f"{spec.low:g} … {spec.high:g} {spec.unit}" if spec.low is not None and spec.high is not None else "none"
         )
-        form.addRow("Limits", QLabel(limits.strip()))
+        self.form.addRow("Limits", QLabel(limits.strip()))
         self.new_value = QLineEdit()
         self.new_value.setPlaceholderText(f"new value in {spec.unit}" if spec.unit else "new value")
-        form.addRow("New value", self.new_value)
-        self.message = QLabel()
-        self.message.setWordWrap(True)
-        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        form.addRow(self.message)
-        buttons = QHBoxLayout()
-        self.write_button = QPushButton("Write…")
-        self.write_button.clicked.connect(self.ask_confirmation)
-        self.confirm_button = QPushButton("Confirm write")
-        self.confirm_button.clicked.connect(self.confirm)
-        self.confirm_button.hide()
-        self.close_button = QPushButton("Close")
-        self.close_button.clicked.connect(self.reject)
-        for button in (self.write_button, self.confirm_button, self.close_button):
-            buttons.addWidget(button)
-        form.addRow(buttons)
+        self.form.addRow("New value", self.new_value)
+        self.write_button = self._add_message_and_buttons("Write…", "Confirm write")
         self.new_value.textEdited.connect(self._back_to_entry)
         self._timer = QTimer(self)
         self._timer.timeout.connect(self._show_current)
@@ -103,15 +73,6 @@ class WriteDialog(QDialog):
     def _show_current(self) -> None:
         self.current.setText(self._current_text())
 
-    def _say(self, text: str, bad: bool = False) -> None:
-        self.message.setStyleSheet(f"color: {theme.ALARM_URGENT};" if bad else "")
-        self.message.setText(text)
-
-    def _back_to_entry(self) -> None:
-        self.confirm_button.hide()
-        self.write_button.show()
-        self._say("")
-
     def ask_confirmation(self) -> None:
         if not self.feed.session.logged_in:
             self._say("log in first: writing needs the operator role", bad=True)
@@ -122,27 +83,19 @@ class WriteDialog(QDialog):
             self._say(str(exc), bad=True)
             return
         shown = format_tag_value(self.value, self.spec) if not isinstance(self.value, str) else self.value
-        self._say(
+        self._ask(
             f"Write {shown} {self.spec.unit} to {self.spec.name} (now {self._current_text()})?".replace("  ", " ")
         )
-        self.write_button.hide()
-        self.confirm_button.show()
 
     def confirm(self) -> None:
         if self.value is None:
             return
-        self.confirm_button.setEnabled(False)
-        self._say("writing…")
         command = {"command": "write", "tag": self.spec.name, "value": self.value}
         if self.context:
             command["context"] = self.context
-        self.feed.send(command, self._on_reply)
+        self._send(command, "writing…")
 
-    def _on_reply(self, reply: Reply) -> None:
-        self.result = reply
-        self.confirm_button.setEnabled(True)
-        self.confirm_button.hide()
-        self.write_button.show()
+    def _show_reply(self, reply: Reply) -> None:
         status = str(reply.get("status", "Good"))
         if reply.get("ok") and status == "Sent":  # hmi/sources/writes.py: nothing can confirm it
             self._say(f"Sent, not confirmed by the device: {reply.get('message', '')}".rstrip(": "))

@@ -10,6 +10,9 @@ that mode. Run as a process:
 
 (it prints "ready" once it serves, and the counter starts at N so a restarted server
 continues the sequence).
+
+BareServer is the plain kind for tests that script each value themselves: no security, no
+ticker, on the test's own event loop, with the nodes a subclass adds.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from asyncua import Server, ua
+from asyncua import Node, Server, ua
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.user_managers import UserManager
 
@@ -241,6 +244,38 @@ class OpcUaPeer:
         if self._loop is not None and self._stop is not None and self._thread is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
             self._thread.join(10)
+
+
+class BareServer:
+    """A real OPC UA server on 127.0.0.1:`port` without security, started and stopped on the
+    test's loop; a subclass sets `namespace`, adds its nodes and writes values as it needs."""
+
+    namespace = NAMESPACE
+    path = "test"
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.server = Server()
+        self.ns = 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"opc.tcp://127.0.0.1:{self.port}/{self.path}"
+
+    async def start(self) -> Self:
+        await self.server.init()
+        self.server.set_endpoint(self.endpoint)
+        self.server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        self.ns = await self.server.register_namespace(self.namespace)
+        await self.add_nodes(self.server.nodes.objects)
+        await self.server.start()
+        return self
+
+    async def add_nodes(self, objects: Node) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        await self.server.stop()
 
 
 def main() -> None:

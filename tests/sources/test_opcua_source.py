@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from asyncua import Server, ua
+from asyncua import Node, ua
 
 from hmi.config.models import OpcUaConnection
 from hmi.core.bus import TagBus
@@ -18,43 +18,27 @@ from hmi.core.samples import SampleBatch
 from hmi.core.tags import DataType, TagSpec
 from hmi.sources.opcua import OpcUaSource, datetime_to_ns, parse_node_id
 from tests.helpers import async_wait_until, free_port, run_async
+from tests.sources.opcua_peer import BareServer
 
 NS_URI = "urn:test:plc"
 
 
-class PlcServer:
+class PlcServer(BareServer):
     """A small real OPC UA server whose values, timestamps and status codes the test sets."""
 
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.server = Server()
-        self.ns = 0
+    namespace = NS_URI
 
-    @property
-    def endpoint(self) -> str:
-        return f"opc.tcp://127.0.0.1:{self.port}/test"
-
-    async def start(self) -> PlcServer:
-        await self.server.init()
-        self.server.set_endpoint(self.endpoint)
-        self.server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-        self.ns = await self.server.register_namespace(NS_URI)
-        objects = self.server.nodes.objects
+    async def add_nodes(self, objects: Node) -> None:
         await objects.add_variable(ua.NodeId("speed", self.ns), "speed", 0.0, ua.VariantType.Double)
         await objects.add_variable(ua.NodeId("running", self.ns), "running", False, ua.VariantType.Boolean)
         await objects.add_variable(ua.NodeId("program", self.ns), "program", "", ua.VariantType.String)
         await objects.add_variable(ua.NodeId("count", self.ns), "count", 0, ua.VariantType.Int32)
-        await self.server.start()
-        return self
 
     async def write(self, name: str, value: object, variant: ua.VariantType, ts: datetime | None = None,
                     status: int = ua.StatusCodes.Good) -> None:  # fmt: skip
         ts = ts or datetime.now(UTC)
         dv = ua.DataValue(ua.Variant(value, variant), ua.StatusCode(status), SourceTimestamp=ts, ServerTimestamp=ts)
         await self.server.write_attribute_value(ua.NodeId(name, self.ns), dv)
-
-    async def stop(self) -> None:
-        await self.server.stop()
 
 
 TAGS = [

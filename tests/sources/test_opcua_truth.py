@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncua import Server, ua
+from asyncua import Node, ua
 from asyncua.ua.status_codes import code_to_name_doc
 from hypothesis import given
 from hypothesis import strategies as st
@@ -31,28 +31,19 @@ from hmi.historian import HistorianWriter
 from hmi.sources.opcua import OpcUaSource
 from tests.helpers import async_wait_until, free_port, run_async
 from tests.sources.common import Collector, running
+from tests.sources.opcua_peer import BareServer
 
 NS_URI = "urn:test:truth"
 
 
-class TruthServer:
+class TruthServer(BareServer):
     """A real OPC UA server; the test writes whole DataValues (value, status, timestamps)."""
 
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.server = Server()
-        self.ns = 0
+    namespace = NS_URI
+    path = "truth"
 
-    @property
-    def endpoint(self) -> str:
-        return f"opc.tcp://127.0.0.1:{self.port}/truth"
-
-    async def start(self) -> TruthServer:
-        await self.server.init()
-        self.server.set_endpoint(self.endpoint)
-        self.server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-        self.ns = await self.server.register_namespace(NS_URI)
-        folder = await self.server.nodes.objects.add_folder(ua.NodeId("Truth", self.ns), "Truth")
+    async def add_nodes(self, objects: Node) -> None:
+        folder = await objects.add_folder(ua.NodeId("Truth", self.ns), "Truth")
         for name, value, vtype in (
             ("double", 1.0, ua.VariantType.Double),
             ("int64", 1, ua.VariantType.Int64),
@@ -78,8 +69,6 @@ class TruthServer:
         await speed.add_property(
             ua.NodeId("speed.EngineeringUnits", self.ns), ua.QualifiedName("EngineeringUnits", 0), unit
         )
-        await self.server.start()
-        return self
 
     async def write(
         self,
@@ -98,9 +87,6 @@ class TruthServer:
         # device sends what it sends): forget the held value first, as a fresh node has none.
         self.server.iserver.aspace._nodes[node].attributes[ua.AttributeIds.Value].value = None
         await self.server.write_attribute_value(node, dv)
-
-    async def stop(self) -> None:
-        await self.server.stop()
 
 
 def tag(name: str, datatype: DataType = DataType.FLOAT) -> TagSpec:
