@@ -169,7 +169,9 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
             raise SparkplugError("varint longer than 64 bits")
 
 
-def _encode_varint(value: int) -> bytes:
+def encode_varint(value: int) -> bytes:
+    """A protobuf varint; a negative int64 as its two's complement (ten bytes), as protobuf does."""
+    value &= (1 << 64) - 1
     out = bytearray()
     while True:
         low = value & 0x7F
@@ -188,8 +190,8 @@ def encode_rebirth_request(timestamp_ms: int) -> bytes:
     """The NCMD payload a host sends to make an edge node publish its births again: one
     Boolean metric "Node Control/Rebirth" = true (the same bytes as Eclipse Tahu's host)."""
     name = REBIRTH_METRIC.encode()
-    metric = b"\x0a" + _encode_varint(len(name)) + name + b"\x20\x0b" + b"\x70\x01"  # name, Boolean, true
-    return b"\x08" + _encode_varint(timestamp_ms) + b"\x12" + _encode_varint(len(metric)) + metric
+    metric = b"\x0a" + encode_varint(len(name)) + name + b"\x20\x0b" + b"\x70\x01"  # name, Boolean, true
+    return b"\x08" + encode_varint(timestamp_ms) + b"\x12" + encode_varint(len(metric)) + metric
 
 
 def _fields(buf: bytes) -> list[tuple[int, int, Any]]:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from hmi.config import ConfigError, load_project
+from hmi.config import load_project
 from hmi.config.models import MqttConnection, OpcUaConnection
+from tests.config.common import errors
 from tests.helpers import REPO
 
 BASE = """
@@ -71,14 +72,6 @@ connection = "broker"
 address = "plant/pump01"
 json_path = "$.hydraulics.pressure"
 """
-
-
-def errors(tmp_path: Path, text: str) -> list[str]:
-    path = tmp_path / "project.toml"
-    path.write_text(text, encoding="utf-8")
-    with pytest.raises(ConfigError) as info:
-        load_project(path)
-    return [str(issue).removeprefix(f"{path}: ") for issue in info.value.issues]
 
 
 def test_both_kinds_load_with_their_keys(tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from hmi.config import ConfigError, load_project
+from tests.config.common import errors
+from tests.config.common import write_project as write
 from tests.helpers import DEMO_PROJECT, REPO
 
 MINIMAL = """
@@ -32,19 +34,6 @@ range = [0, 100]
 name = "Speed"
 pens = ["cnc01.speed"]
 """
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "project.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def errors(tmp_path: Path, text: str) -> list[str]:
-    path = write(tmp_path, text)
-    with pytest.raises(ConfigError) as info:
-        load_project(path)
-    return [str(issue).removeprefix(f"{path}: ") for issue in info.value.issues]
 
 
 def test_demo_project_is_valid() -> None:

@@ -20,6 +20,7 @@ from hmi.config import ConfigError, load_project
 from hmi.config.base import NumberOrBool
 from hmi.config.loader import format_key_path, validate_project
 from hmi.config.models import Project
+from tests.config.common import errors
 from tests.helpers import REPO
 
 MQTT = """
@@ -37,14 +38,6 @@ connection = "mqtt"
 address = "factory/cnc01/speed"
 range = [0, 200]
 """
-
-
-def errors(tmp_path: Path, text: str) -> list[str]:
-    path = tmp_path / "project.toml"
-    path.write_text(text, encoding="utf-8")
-    with pytest.raises(ConfigError) as info:
-        load_project(path)
-    return [str(issue).removeprefix(f"{path}: ") for issue in info.value.issues]
 
 
 WRONG_TYPES = {

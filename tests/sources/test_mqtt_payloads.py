@@ -143,14 +143,7 @@ def test_rebirth_request_is_byte_for_byte_what_tahus_host_sends() -> None:
 def encode_metric(alias: int, datatype: int, value: float | None) -> bytes:
     """A minimal Sparkplug B metric: alias, datatype, and a double_value or is_null."""
 
-    def varint(n: int) -> bytes:
-        out = b""
-        while True:
-            b, n = n & 0x7F, n >> 7
-            out += bytes([b | (0x80 if n else 0)])
-            if not n:
-                return out
-
+    varint = sparkplug.encode_varint
     body = b"\x10" + varint(alias) + b"\x20" + varint(datatype)
     body += b"\x38\x01" if value is None else b"\x69" + struct.pack("<d", value)
     return b"\x12" + varint(len(body)) + body

@@ -39,49 +39,39 @@ SUB = {"topic": f"spBv1.0/{GROUP}/#", "format": "sparkplugb", "tag": "{device}.{
 MetricSpec = tuple[str | None, int | None, int, Any, int | None]
 
 
-def _varint(n: int) -> bytes:
-    n &= (1 << 64) - 1
-    out = b""
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out += bytes([b | (0x80 if n else 0)])
-        if not n:
-            return out
-
-
 def _metric(name: str | None, alias: int | None, datatype: int, value: Any, ts: int | None) -> bytes:
     body = b""
     if name is not None:
         raw = name.encode()
-        body += b"\x0a" + _varint(len(raw)) + raw
+        body += b"\x0a" + sparkplug.encode_varint(len(raw)) + raw
     if alias is not None:
-        body += b"\x10" + _varint(alias)
+        body += b"\x10" + sparkplug.encode_varint(alias)
     if ts is not None:
-        body += b"\x18" + _varint(ts)
-    body += b"\x20" + _varint(datatype)
+        body += b"\x18" + sparkplug.encode_varint(ts)
+    body += b"\x20" + sparkplug.encode_varint(datatype)
     if value is None:
         body += b"\x38\x01"
     elif datatype == 11:
-        body += b"\x70" + _varint(int(value))
+        body += b"\x70" + sparkplug.encode_varint(int(value))
     elif datatype in (4, 8, 13):
-        body += b"\x58" + _varint(int(value))  # long_value
+        body += b"\x58" + sparkplug.encode_varint(int(value))  # long_value
     elif datatype in (1, 2, 3, 5, 6, 7):
-        body += b"\x50" + _varint(int(value) & 0xFFFFFFFF)
+        body += b"\x50" + sparkplug.encode_varint(int(value) & 0xFFFFFFFF)
     elif datatype == 9:
         body += b"\x65" + struct.pack("<f", value)
     elif datatype == 12:
         raw = str(value).encode()
-        body += b"\x7a" + _varint(len(raw)) + raw
+        body += b"\x7a" + sparkplug.encode_varint(len(raw)) + raw
     else:
         body += b"\x69" + struct.pack("<d", value)
-    return b"\x12" + _varint(len(body)) + body
+    return b"\x12" + sparkplug.encode_varint(len(body)) + body
 
 
 def encode_payload(metrics: list[MetricSpec], seq: int | None = None, ts: int | None = None) -> bytes:
-    out = b"\x08" + _varint(ts if ts is not None else time.time_ns() // 1_000_000)
+    out = b"\x08" + sparkplug.encode_varint(ts if ts is not None else time.time_ns() // 1_000_000)
     out += b"".join(_metric(*m) for m in metrics)
     if seq is not None:
-        out += b"\x18" + _varint(seq)
+        out += b"\x18" + sparkplug.encode_varint(seq)
     return out
 
 
