@@ -16,6 +16,7 @@ PANEL = "#e0e0e0"
 PANEL_DARK = "#c4c4c4"
 TEXT = "#1e1e1e"
 TEXT_DIM = "#5c5c5c"
+TEXT_DISABLED = "#9a9a9a"  # a control that cannot be used now
 GRID = "#b4b4b4"
 PLOT_BACKGROUND = "#e8e8e8"
 
@@ -64,6 +65,10 @@ def apply_theme(app: QApplication) -> None:
     palette.setColor(QPalette.ColorRole.ButtonText, QColor(TEXT))
     palette.setColor(QPalette.ColorRole.Highlight, QColor("#9aa7b4"))
     palette.setColor(QPalette.ColorRole.HighlightedText, QColor(TEXT))
+    # setColor(role, ...) sets every colour group, the disabled one too: a disabled button
+    # (Call… before a method is chosen, Confirm while a command is on its way) looked usable.
+    for role in (QPalette.ColorRole.ButtonText, QPalette.ColorRole.WindowText, QPalette.ColorRole.Text):
+        palette.setColor(QPalette.ColorGroup.Disabled, role, QColor(TEXT_DISABLED))
     app.setPalette(palette)
     font = QFont(app.font())
     font.setPointSize(10)
