@@ -21,7 +21,7 @@ identity failures forever without a way to tell the operator, and does not retry
 connect at all. So we run the loop: connect with exponential backoff and jitter, and use
 asyncua's supervisor only to report a closed transport (`auto_reconnect=False`,
 `connection_lost_callback`); a hung server is found by our own keep-alive check on every
-subscription (and a state read every `watchdog_interval_s` on a connection without
+subscription (and a state read every `keepalive_s` on a connection without
 subscriptions). On a loss every tag turns COMM_LOST at
 once and a system event is published. What we do take from asyncua is the protocol part of
 recovery: after reconnecting, the old subscriptions are offered to the new session with
@@ -707,7 +707,7 @@ class OpcUaSource:
         """Return when the connection is lost: a subscription has sent neither data nor
         keep-alive for two periods, or, on a connection without subscriptions (nothing to
         keep alive), the server does not answer a read of its state within the request timeout."""
-        interval = self.config.watchdog_interval_s
+        interval = self.config.keepalive_s
         next_probe = time.monotonic() + interval
         while True:
             await asyncio.sleep(0.25)
@@ -783,7 +783,7 @@ class OpcUaSource:
 
     async def _create_subscriptions(self, client: Client, namespaces: list[str]) -> None:
         bad: list[tuple[TagSpec, str]] = []
-        watchdog_ms = self.config.watchdog_interval_s * 1000
+        watchdog_ms = self.config.keepalive_s * 1000
         for group in self._groups.values():
             interval = group.publishing_interval_ms
             keepalive = max(1, math.ceil(watchdog_ms / interval))

@@ -61,7 +61,7 @@ def counter_source(port: int, tags: list[TagSpec], **connection: float) -> tuple
     conn = OpcUaConnection(
         kind="opcua",
         endpoint=f"opc.tcp://127.0.0.1:{port}/test",
-        watchdog_interval_s=KEEPALIVE_S,
+        keepalive_s=KEEPALIVE_S,
         reconnect_max_delay_s=1.0,
         **connection,
     )

@@ -50,7 +50,7 @@ TAGS = [
 
 
 def make_source(endpoint: str, bus: TagBus, tags: list[TagSpec] = TAGS) -> OpcUaSource:
-    config = OpcUaConnection(kind="opcua", endpoint=endpoint, publishing_interval_ms=50, watchdog_interval_s=0.5)
+    config = OpcUaConnection(kind="opcua", endpoint=endpoint, publishing_interval_ms=50, keepalive_s=0.5)
     return OpcUaSource("plc", config, tags, bus)
 
 

@@ -110,7 +110,7 @@ class Rig:
         self.bus = TagBus()
         self.server = TruthServer(free_port())
         config = OpcUaConnection(
-            kind="opcua", endpoint=self.server.endpoint, publishing_interval_ms=50, watchdog_interval_s=0.5
+            kind="opcua", endpoint=self.server.endpoint, publishing_interval_ms=50, keepalive_s=0.5
         )
         self.source = OpcUaSource("plc", config, TAGS, self.bus)
         self.seen = Collector(self.bus)
