@@ -14,8 +14,9 @@ How a batch is evaluated (the hot path is numpy, once per batch):
   deadband) nudged down one ulp, i.e. value <= limit - deadband. A batch costs two gathers
   of (n, K) slots, one multiply and one compare; NaN (bad quality, missing value)
   compares false and so never changes a state. Only the few samples that do change one
-  go on to per-alarm Python: that is where delays, chatter, latching, modes, first-out
-  and flood live.
+  go on to per-alarm Python: each alarm's `AlarmLogic` (hmi/core/alarms/logic.py: delays,
+  chatter, latching, modes, acknowledgement) and, through its listener, the engine's
+  timers, first-out and flood.
 - Other conditions (deviation, rate, discrete, quality) compute their own x per sample of
   the tags they watch, with numpy per alarm, and share the same hysteresis.
 
@@ -29,23 +30,25 @@ import heapq
 import math
 import random
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from hmi.core.alarms.logic import (
+    DELAY,
+    NS,
+    AlarmCommandError,
+    AlarmLogic,
+    AlarmLogicListener,
+    Record,
+)
 from hmi.core.alarms.model import (
-    MODE_CAUSES,
     AlarmDefinition,
-    AlarmState,
+    AlarmSettings,
     AlarmStatus,
     AlarmTransition,
-    Cause,
     Condition,
     FloodChange,
-    Mode,
-    alarm_state,
-    shown_state,
 )
 from hmi.core.events import Event
 from hmi.core.expressions import Expression, parse_expression
@@ -53,111 +56,44 @@ from hmi.core.quality import Quality
 from hmi.core.samples import SampleBatch
 from hmi.core.tags import TagRegistry
 
-NS = 1_000_000_000
 ALL_POSITION = "all"
 FEW_CHANGES = 16  # alarms changing in one batch up to which each is found by a scan, not a sort
 
-Record = AlarmTransition | FloodChange
+# AlarmCommandError, AlarmSettings and Record are imported from here too (hmi.config, hmi.commands).
+__all__ = ["ALL_POSITION", "AlarmCommandError", "AlarmEngine", "AlarmSettings", "Record", "records_to_events"]
 
 
-class AlarmCommandError(ValueError):
-    """An operator action the engine refuses; the message is for the operator."""
+class _Alarm(AlarmLogicListener):
+    """One alarm as the engine drives it: its logic, plus what detection needs (its tag, slot,
+    hysteresis thresholds, rate history) and what the engine counts for it (machine, positions).
+    It is its logic's listener: schedules go to the engine's timers, first-out to the machine's
+    count, annunciations to the flood count of its positions."""
 
-
-@dataclass(frozen=True, slots=True)
-class AlarmSettings:
-    """System-wide alarm settings ([alarm_system] in the project file)."""
-
-    flood_threshold: int = 10  # more than this many new alarms ...
-    flood_window_s: float = 600.0  # ... within this window is a flood (ISA-18.2: 10 in 10 min)
-    max_shelve_s: float = 8 * 3600.0
-    # Nuisance alarms (ISA-18.2, EEMUA 191), for alarms that do not set their own: this many
-    # activations within the window mark an alarm chattering (0: off); an activation that
-    # returns to normal sooner than fleeting_s marks it fleeting (0: off). Flags only: the
-    # alarm's states are not changed by them.
-    chatter_count: int = 3
-    chatter_window_s: float = 60.0
-    fleeting_s: float = 5.0
-    # operator position -> the machines it watches; empty: one position "all" for every machine
-    positions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-
-
-class _Alarm:
     __slots__ = (
         "_armed",
         "_tripped",
-        "acked",
-        "chatter",
-        "chatter_count",
-        "chatter_hold",
-        "chatter_window_ns",
-        "chattering",
         "clear_thr",
-        "cond",
-        "counted",
         "d",
-        "first_out",
-        "fleeting",
-        "fleeting_ns",
+        "engine",
         "hist_t",
         "hist_v",
         "index",
-        "last",
-        "latched",
-        "message",
-        "oos",
-        "pending_at",
-        "pending_aux",
-        "pending_value",
+        "logic",
         "positions",
-        "raw",
-        "reason",
-        "revision",
         "set_thr",
-        "shelved_until",
         "sign",
-        "since_ns",
         "slot",
-        "suppressed",
         "tag_id",
-        "value",
     )
 
-    def __init__(self, index: int, d: AlarmDefinition, tag_id: int, settings: AlarmSettings) -> None:
+    def __init__(self, index: int, d: AlarmDefinition, tag_id: int, engine: AlarmEngine) -> None:
         self.index = index
         self.d = d
         self.tag_id = tag_id
-        self.raw = False  # the condition as the samples say, before delays
-        self.cond = False  # the condition after on/off delays
-        self.acked = True
-        self.latched = False
-        self.oos = False
-        self.suppressed = False
-        self.shelved_until: int | None = None
-        self.reason = ""
-        self.pending_at: int | None = None
-        self.pending_value: float | None = None
-        self.pending_aux: float | None = None
-        self.chatter: deque[int] = deque()
-        self.chattering = False
-        self.fleeting = False
-        self.chatter_count = d.chatter_count if d.chatter_count is not None else settings.chatter_count
-        # The project-wide setting only flags and counts; an alarm that sets its own chatter_count
-        # is a known chatterer and is also held active through a quiet window (the chatter guard).
-        self.chatter_hold = bool(d.chatter_count)
-        window_s = d.chatter_window_s if d.chatter_window_s is not None else settings.chatter_window_s
-        self.chatter_window_ns = int(window_s * NS)
-        fleeting_s = d.fleeting_s if d.fleeting_s is not None else settings.fleeting_s
-        self.fleeting_ns = int(fleeting_s * NS)
-        self.revision = 0
-        self.first_out = False
-        self.since_ns = 0
-        self.value: float | None = None
-        self.message = ""
-        self.counted = False  # counted as active and in service for its machine
+        self.engine = engine
+        self.logic = AlarmLogic(d, engine.settings, engine.epoch, self)
         self.slot: tuple[int, int] | None = None
         self.positions: tuple[str, ...] = ()
-        self.last: AlarmTransition | None = None
         self.hist_t = np.zeros(0, np.int64)
         self.hist_v = np.zeros(0, np.float64)
         # Hysteresis in "signed space": y = sign * x; set when y > set_thr, clear when y <= clear_thr.
@@ -175,31 +111,24 @@ class _Alarm:
         self._armed = (self.sign, self.set_thr)
         self._tripped = (-self.sign, float(np.nextafter(-self.clear_thr, -np.inf)))
 
-    @property
-    def mode(self) -> Mode:
-        if self.oos:
-            return Mode.OUT_OF_SERVICE
-        if self.shelved_until is not None:
-            return Mode.SHELVED
-        if self.suppressed:
-            return Mode.SUPPRESSED
-        return Mode.IN_SERVICE
-
-    @property
-    def shown_active(self) -> bool:
-        return self.cond or self.latched
-
-    @property
-    def state(self) -> AlarmState:
-        return alarm_state(self.shown_active, self.acked)
-
-    @property
-    def shown(self) -> str:
-        return shown_state(self.state, self.mode)
-
     def slot_params(self) -> tuple[float, float]:
         """(multiplier, threshold) such that multiplier * x > threshold changes the raw state."""
-        return self._tripped if self.raw else self._armed
+        return self._tripped if self.logic.raw else self._armed
+
+    # -- the logic's listener -------------------------------------------------------------
+
+    def schedule(self, at_ns: int, kind: str) -> None:
+        self.engine._schedule(at_ns, self.index, kind)
+
+    def counted(self, counted: bool) -> bool:
+        machine_active = self.engine._machine_active
+        machine = self.d.machine
+        count = machine_active.get(machine, 0)
+        machine_active[machine] = count + 1 if counted else count - 1
+        return count == 0
+
+    def annunciated(self, ts_ns: int, out: list[Record]) -> None:
+        self.engine._count_flood(ts_ns, self, out)
 
 
 class AlarmEngine:
@@ -223,15 +152,13 @@ class AlarmEngine:
         self._flood_times: dict[str, deque[int]] = {}
         self._flood: dict[str, bool] = {}
         self.transitions = 0  # emitted so far (all kinds)
-        self._chattering_total = 0  # times an alarm became chattering since this engine started
-        self._fleeting_total = 0
         for definition in definitions:
             if definition.name in self._by_name:
                 raise ValueError(f"two alarms are named {definition.name!r}")
             tag_id = registry.get_id(definition.tag)
             if tag_id is None:
                 raise ValueError(f"alarm {definition.name}: unknown tag {definition.tag!r}")
-            alarm = _Alarm(len(self.alarms), definition, tag_id, self.settings)
+            alarm = _Alarm(len(self.alarms), definition, tag_id, self)
             alarm.positions = self._positions_of(definition.machine)
             self.alarms.append(alarm)
             self._by_name[definition.name] = alarm
@@ -339,10 +266,10 @@ class AlarmEngine:
         return self._alarm(name).d
 
     def status(self, name: str) -> AlarmStatus:
-        return self._status(self._alarm(name))
+        return self._alarm(name).logic.status()
 
     def statuses(self) -> list[AlarmStatus]:
-        return [self._status(a) for a in self.alarms]
+        return [a.logic.status() for a in self.alarms]
 
     def flood(self) -> dict[str, bool]:
         return dict(self._flood)
@@ -352,51 +279,22 @@ class AlarmEngine:
 
     def nuisance_counts(self) -> dict[str, int]:
         """Chattering and fleeting alarms: flagged now, and how often flagged since this engine started."""
+        logics = [a.logic for a in self.alarms]
         return {
-            "chattering": sum(1 for a in self.alarms if a.chattering),
-            "fleeting": sum(1 for a in self.alarms if a.fleeting),
-            "chattering_total": self._chattering_total,
-            "fleeting_total": self._fleeting_total,
+            "chattering": sum(1 for a in logics if a.chattering),
+            "fleeting": sum(1 for a in logics if a.fleeting),
+            "chattering_total": sum(a.chattering_total for a in logics),
+            "fleeting_total": sum(a.fleeting_total for a in logics),
         }
 
     def unacknowledged(self) -> int:
-        return sum(1 for a in self.alarms if not a.acked and a.mode == Mode.IN_SERVICE)
+        return sum(1 for a in self.alarms if a.logic.unacknowledged)
 
     def _alarm(self, name: str) -> _Alarm:
         alarm = self._by_name.get(name)
         if alarm is None:
             raise AlarmCommandError(f"no alarm named {name!r}")
         return alarm
-
-    def _status(self, a: _Alarm) -> AlarmStatus:
-        return AlarmStatus(
-            name=a.d.name,
-            tag=a.d.tag,
-            condition=str(a.d.condition),
-            priority=a.d.priority,
-            state=a.shown,
-            alarm_state=a.state,
-            mode=a.mode,
-            active=a.shown_active,
-            acked=a.acked,
-            message=a.message or a.d.text(a.value),
-            value=a.value,
-            since_ns=a.since_ns,
-            changed_ns=a.last.ts_ns if a.last is not None else 0,
-            revision=a.revision,
-            epoch=self.epoch,
-            first_out=a.first_out,
-            latched=a.latched,
-            chattering=a.chattering,
-            fleeting=a.fleeting,
-            shelved_until_ns=a.shelved_until,
-            reason=a.reason,
-            user=a.last.user if a.last is not None else "",
-            comment=a.last.comment if a.last is not None else "",
-            guidance=a.d.guidance,
-            comment_required=a.d.comment_required,
-            unit=a.d.unit,
-        )
 
     # -- evaluation -----------------------------------------------------------------------------
 
@@ -431,6 +329,7 @@ class AlarmEngine:
                 if timers and timers[0][0] <= t:
                     self._fire_timers(t, out)  # delays and shelves that ran out before this sample
                 self._on_raw(alarms[index], t, raw, value, aux, out)
+        self.transitions += len(out)
         return out
 
     def _limit_changes(self, batch: SampleBatch, x: np.ndarray, hit: np.ndarray, changes: list) -> None:
@@ -462,7 +361,7 @@ class AlarmEngine:
     ) -> None:
         """The raw changes of one alarm over its samples in time order (y: the signed x; shown:
         the value; aux: the setpoint or rate at each sample, for the message)."""
-        raw = a.raw
+        raw = a.logic.raw
         set_thr, clear_thr = a.set_thr, a.clear_thr
         auxes = aux.tolist() if aux is not None else [None] * y.shape[0]
         for t, yi, vi, ai in zip(ts.tolist(), y.tolist(), shown.tolist(), auxes, strict=True):
@@ -489,7 +388,7 @@ class AlarmEngine:
                 if xs is None:
                     continue
                 y = xs * a.sign
-                hit = (y <= a.clear_thr) if a.raw else (y > a.set_thr)
+                hit = (y <= a.clear_thr) if a.logic.raw else (y > a.set_thr)
                 if hit.any():
                     self._hysteresis(a, ts[r], y, shown, aux, changes)
 
@@ -568,171 +467,22 @@ class AlarmEngine:
             expression, alarms = self._expressions[index]
             suppressed = expression.evaluate(lookup)
             for a in alarms:
-                if a.suppressed != suppressed:
-                    cause = Cause.SUPPRESSED if suppressed else Cause.UNSUPPRESSED
-                    self._change_mode(a, when, cause, out, lambda a=a, s=suppressed: setattr(a, "suppressed", s))
+                a.logic.suppress(when, suppressed, out)
 
     def _lookup(self, tag: str) -> float:
         tag_id = self.registry.get_id(tag)
         return float(self._latest[tag_id]) if tag_id is not None and tag_id < self._size else math.nan
 
-    # -- per-alarm logic ------------------------------------------------------------------------
+    # -- driving the logic ---------------------------------------------------------------------
 
     def _on_raw(self, a: _Alarm, ts: int, raw: bool, value: float | None, aux: float | None, out: list[Record]) -> None:
-        if a.pending_at is not None and a.pending_at <= ts:
-            self._fire_pending(a, out)
-        a.raw = raw
+        a.logic.condition(ts, raw, value, aux, out)
         if a.slot is not None:
             self._mul[a.slot], self._thr[a.slot] = a.slot_params()
-        if raw == a.cond:
-            a.pending_at = None  # back where it was before the delay ran out: nothing happened
-            return
-        if raw:
-            delay_ns = int(a.d.on_delay_s * NS)
-        else:
-            # A guarded chattering alarm clears only after a quiet window, so it stops re-sounding.
-            off_ns = int(a.d.off_delay_s * NS)
-            delay_ns = max(off_ns, a.chatter_window_ns) if a.chattering and a.chatter_hold else off_ns
-        if delay_ns <= 0:
-            a.pending_at = None
-            self._set_condition(a, ts, raw, value, aux, out)
-        else:
-            a.pending_at = ts + delay_ns
-            a.pending_value = value
-            a.pending_aux = aux
-            self._schedule(a.pending_at, a.index, "delay")
-
-    def _fire_pending(self, a: _Alarm, out: list[Record]) -> None:
-        at = a.pending_at
-        a.pending_at = None
-        if at is not None:
-            self._set_condition(a, at, a.raw, a.pending_value, a.pending_aux, out)
 
     def _schedule(self, at: int, index: int, kind: str) -> None:
         self._timer_seq += 1
         heapq.heappush(self._timers, (at, self._timer_seq, index, kind))
-
-    def _set_condition(
-        self, a: _Alarm, ts: int, cond: bool, value: float | None, aux: float | None, out: list[Record]
-    ) -> None:
-        if cond == a.cond:
-            return
-        before = a.shown
-        a.cond = cond
-        a.value = value
-        annunciate = False
-        if cond:
-            a.since_ns = ts
-            a.fleeting = False
-            condition = a.d.condition
-            a.message = a.d.text(
-                value,
-                setpoint=aux if condition == Condition.DEVIATION else None,
-                rate=aux if condition == Condition.RATE else None,
-            )
-            if a.chatter_count:
-                chatter = a.chatter
-                chatter.append(ts)
-                horizon = ts - a.chatter_window_ns
-                while chatter[0] < horizon:
-                    chatter.popleft()
-                was, a.chattering = a.chattering, len(chatter) >= a.chatter_count
-                if a.chattering and not was:
-                    self._chattering_total += 1
-            if a.mode == Mode.IN_SERVICE:
-                a.acked = False
-                a.latched = False
-                annunciate = True
-            cause = Cause.ACTIVATED
-        else:
-            if a.d.latching and a.mode == Mode.IN_SERVICE:
-                a.latched = True  # held until the operator resets it
-            if a.chattering:
-                self._update_chattering(a, ts)
-            # ISA-18.2's fleeting alarm: back to normal before anyone could have acted on it.
-            a.fleeting = ts - a.since_ns < a.fleeting_ns
-            if a.fleeting:
-                self._fleeting_total += 1
-            cause = Cause.CLEARED
-        self._emit(a, ts, cause, before, out, annunciate=annunciate)
-
-    @staticmethod
-    def _update_chattering(a: _Alarm, ts: int) -> None:
-        while a.chatter and a.chatter[0] < ts - a.chatter_window_ns:
-            a.chatter.popleft()
-        a.chattering = len(a.chatter) >= a.chatter_count
-
-    def _change_mode(self, a: _Alarm, ts: int, cause: Cause, out: list[Record], mutate: object, **extra: str) -> None:
-        before_mode = a.mode
-        before = a.shown
-        mutate()  # type: ignore[operator]
-        after_mode = a.mode
-        annunciate = False
-        if before_mode != Mode.IN_SERVICE and after_mode == Mode.IN_SERVICE and a.cond:
-            # Back in service while the condition holds: it comes back unacknowledged.
-            a.acked = False
-            annunciate = True
-        self._emit(a, ts, cause, before, out, annunciate=annunciate, **extra)
-
-    def _emit(
-        self,
-        a: _Alarm,
-        ts: int,
-        cause: Cause,
-        before: str,
-        out: list[Record],
-        *,
-        annunciate: bool = False,
-        user: str = "",
-        comment: str = "",
-    ) -> None:
-        counted = a.shown_active and a.mode == Mode.IN_SERVICE
-        if cause in MODE_CAUSES and not a.shown_active:
-            # No value to tell: the event says what happened (the journal reads it as such).
-            message = a.d.mode_text(cause, a.reason)
-        else:
-            message = a.message or a.d.text(a.value)
-        machine = a.d.machine
-        if counted != a.counted:
-            count = self._machine_active.get(machine, 0)
-            if counted:
-                a.first_out = count == 0
-                self._machine_active[machine] = count + 1
-            else:
-                self._machine_active[machine] = count - 1
-            a.counted = counted
-        if annunciate:
-            self._count_flood(ts, a, out)
-        a.revision += 1
-        record = AlarmTransition(
-            ts_ns=ts,
-            alarm=a.d.name,
-            tag=a.d.tag,
-            cause=cause,
-            from_state=before,
-            to_state=a.shown,
-            active=a.cond,
-            acked=a.acked,
-            mode=a.mode,
-            priority=a.d.priority,
-            value=a.value,
-            message=message,
-            revision=a.revision,
-            epoch=self.epoch,
-            user=user,
-            comment=comment,
-            annunciate=annunciate,
-            first_out=a.first_out,
-            latched=a.latched,
-            chattering=a.chattering,
-            fleeting=a.fleeting,
-            shelved_until_ns=a.shelved_until,
-            reason=a.reason,
-            since_ns=a.since_ns,
-        )
-        a.last = record
-        out.append(record)
-        self.transitions += 1
 
     def _count_flood(self, ts: int, a: _Alarm, out: list[Record]) -> None:
         s = self.settings
@@ -743,7 +493,6 @@ class AlarmEngine:
             if not self._flood[position] and len(times) > s.flood_threshold:
                 self._flood[position] = True
                 out.append(FloodChange(ts, position, True, len(times), s.flood_threshold, s.flood_window_s))
-                self.transitions += 1
 
     def _prune_flood(self, position: str, now: int) -> None:
         times = self._flood_times[position]
@@ -764,18 +513,18 @@ class AlarmEngine:
                 s = self.settings
                 count = len(self._flood_times[position])
                 out.append(FloodChange(now_ns, position, False, count, s.flood_threshold, s.flood_window_s))
-                self.transitions += 1
+        self.transitions += len(out)
         return out
 
     def _fire_timers(self, now_ns: int, out: list[Record]) -> None:
         timers = self._timers
         while timers and timers[0][0] <= now_ns:
             at, _, index, kind = heapq.heappop(timers)
-            a = self.alarms[index]
-            if kind == "delay" and a.pending_at == at:
-                self._fire_pending(a, out)
-            elif kind == "shelf" and a.shelved_until == at:
-                self._change_mode(a, at, Cause.SHELF_EXPIRED, out, lambda a=a: _unshelve(a))
+            logic = self.alarms[index].logic
+            if kind == DELAY:
+                logic.delay_due(at, out)
+            else:
+                logic.shelf_due(at, out)
 
     def next_deadline(self) -> int | None:
         """The earliest time `tick` has something to do (None: nothing scheduled)."""
@@ -784,80 +533,25 @@ class AlarmEngine:
     # -- operator actions ---------------------------------------------------------------------------
 
     def acknowledge(self, name: str, user: str, ts_ns: int, comment: str = "") -> list[Record]:
-        a = self._alarm(name)
-        if a.mode != Mode.IN_SERVICE:
-            raise AlarmCommandError(f"{name} is {a.mode.lower().replace('_', ' ')}: nothing to acknowledge")
-        if a.acked:
-            raise AlarmCommandError(f"{name} is already acknowledged")
-        if a.d.comment_required and not comment.strip():
-            raise AlarmCommandError(f"{name} needs a comment to be acknowledged")
-        out: list[Record] = []
-        before = a.shown
-        a.acked = True
-        self._emit(a, ts_ns, Cause.ACKNOWLEDGED, before, out, user=user, comment=comment)
-        return out
+        return self._counted(self._alarm(name).logic.acknowledge(user, ts_ns, comment))
 
     def reset(self, name: str, user: str, ts_ns: int, comment: str = "") -> list[Record]:
         """Release a latched alarm whose condition has cleared (after it was acknowledged)."""
-        a = self._alarm(name)
-        if not a.latched:
-            raise AlarmCommandError(f"{name} is not latched")
-        if not a.acked:
-            raise AlarmCommandError(f"{name} must be acknowledged before it is reset")
-        if a.cond:
-            raise AlarmCommandError(f"{name} is still active: it can be reset once its condition clears")
-        out: list[Record] = []
-        before = a.shown
-        a.latched = False
-        self._emit(a, ts_ns, Cause.RESET, before, out, user=user, comment=comment)
-        return out
+        return self._counted(self._alarm(name).logic.reset(user, ts_ns, comment))
 
     def shelve(self, name: str, user: str, ts_ns: int, duration_s: float, reason: str) -> list[Record]:
-        a = self._alarm(name)
-        if not reason.strip():
-            raise AlarmCommandError("shelving needs a reason")
-        limit = self.settings.max_shelve_s
-        if not 0 < duration_s <= limit:
-            raise AlarmCommandError(f"an alarm can be shelved for up to {limit / 3600:g} h (asked {duration_s:g} s)")
-        if a.oos:
-            raise AlarmCommandError(f"{name} is out of service")
-        until = ts_ns + int(duration_s * NS)
-        out: list[Record] = []
-
-        def shelve() -> None:
-            a.shelved_until = until
-            a.reason = reason
-
-        self._change_mode(a, ts_ns, Cause.SHELVED, out, shelve, user=user, comment=reason)
-        self._schedule(until, a.index, "shelf")
-        return out
+        return self._counted(self._alarm(name).logic.shelve(user, ts_ns, duration_s, reason))
 
     def unshelve(self, name: str, user: str, ts_ns: int, comment: str = "") -> list[Record]:
-        a = self._alarm(name)
-        if a.shelved_until is None:
-            raise AlarmCommandError(f"{name} is not shelved")
-        out: list[Record] = []
-        self._change_mode(a, ts_ns, Cause.UNSHELVED, out, lambda: _unshelve(a), user=user, comment=comment)
-        return out
+        return self._counted(self._alarm(name).logic.unshelve(user, ts_ns, comment))
 
     def set_out_of_service(
         self, name: str, user: str, ts_ns: int, out_of_service: bool, reason: str = ""
     ) -> list[Record]:
-        a = self._alarm(name)
-        if a.oos == out_of_service:
-            raise AlarmCommandError(f"{name} is already {'out of' if out_of_service else 'in'} service")
-        if out_of_service and not reason.strip():
-            raise AlarmCommandError("taking an alarm out of service needs a reason")
-        out: list[Record] = []
+        return self._counted(self._alarm(name).logic.set_out_of_service(user, ts_ns, out_of_service, reason))
 
-        def mutate() -> None:
-            a.oos = out_of_service
-            a.reason = reason if out_of_service else ""
-            if out_of_service:
-                a.shelved_until = None  # out of service replaces a shelf
-
-        cause = Cause.REMOVED_FROM_SERVICE if out_of_service else Cause.RETURNED_TO_SERVICE
-        self._change_mode(a, ts_ns, cause, out, mutate, user=user, comment=reason)
+    def _counted(self, out: list[Record]) -> list[Record]:
+        self.transitions += len(out)
         return out
 
     # -- restart ---------------------------------------------------------------------------------------
@@ -891,41 +585,18 @@ class AlarmEngine:
                 latest[t.alarm] = t
         for name, t in latest.items():
             a = self._by_name[name]
-            a.cond = a.raw = t.active
-            a.acked = t.acked
-            a.latched = t.latched
-            a.oos = t.mode == Mode.OUT_OF_SERVICE
-            a.suppressed = t.mode == Mode.SUPPRESSED
-            a.shelved_until = t.shelved_until_ns if t.mode == Mode.SHELVED else None
-            a.reason = t.reason
-            a.revision = t.revision
-            a.since_ns = t.since_ns
-            a.value = t.value
-            # A mode change of an inactive alarm tells no value: its text is no alarm message.
-            a.message = "" if t.cause in MODE_CAUSES and not (t.active or t.latched) else t.message
-            a.first_out = t.first_out
-            a.chattering = t.chattering
-            a.fleeting = t.fleeting
-            a.last = t
-            if a.shelved_until is not None:
-                self._schedule(a.shelved_until, a.index, "shelf")
+            a.logic.restore(t)
             if a.slot is not None:
                 self._mul[a.slot], self._thr[a.slot] = a.slot_params()
         self._machine_active.clear()
         for a in self.alarms:
-            a.counted = a.shown_active and a.mode == Mode.IN_SERVICE
-            if a.counted:
+            if a.logic.counted:
                 self._machine_active[a.d.machine] = self._machine_active.get(a.d.machine, 0) + 1
         return len(latest)
 
     def last_transitions(self) -> list[AlarmTransition]:
         """The latest transition of every alarm that has one (to carry state into a new engine)."""
-        return [a.last for a in self.alarms if a.last is not None]
-
-
-def _unshelve(a: _Alarm) -> None:
-    a.shelved_until = None
-    a.reason = ""
+        return [a.logic.last for a in self.alarms if a.logic.last is not None]
 
 
 def records_to_events(records: Sequence[Record]) -> list[Event]:

@@ -6,6 +6,8 @@ acknowledged, and a mode (in service, SHELVED, SUPPRESSED by design, OUT_OF_SERV
 While not in service the condition is still evaluated and recorded, but never
 annunciated; the state shown then is the mode.
 
+`AlarmSettings` are the system-wide settings both the engine and each alarm's logic read.
+
 Transitions are frozen records; `AlarmTransition.to_event()` makes the Event that goes
 on the bus and into the historian. The event's details carry everything needed to
 restore the engine after a restart (format version ALARM_EVENT_VERSION).
@@ -17,6 +19,7 @@ import functools
 import math
 import re
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
@@ -207,7 +210,7 @@ def _render(template: str, values: dict[str, Any], *, until_measured: bool = Fal
             continue
         if conv:
             value = _FORMATTER.convert_field(value, conv)
-        parts.append(_FORMATTER.format_field(value, spec))
+        parts.append(_FORMATTER.format_field(value, spec or ""))  # spec is a str for every field
     # An empty field (no unit) would leave a double space behind.
     return " ".join("".join(parts).split())
 
@@ -227,6 +230,24 @@ _MODE_TEXT = {
     Cause.RETURNED_TO_SERVICE: "returned to service",
 }
 MODE_CAUSES = frozenset(_MODE_TEXT)
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmSettings:
+    """System-wide alarm settings ([alarm_system] in the project file)."""
+
+    flood_threshold: int = 10  # more than this many new alarms ...
+    flood_window_s: float = 600.0  # ... within this window is a flood (ISA-18.2: 10 in 10 min)
+    max_shelve_s: float = 8 * 3600.0
+    # Nuisance alarms (ISA-18.2, EEMUA 191), for alarms that do not set their own: this many
+    # activations within the window mark an alarm chattering (0: off); an activation that
+    # returns to normal sooner than fleeting_s marks it fleeting (0: off). Flags only: the
+    # alarm's states are not changed by them.
+    chatter_count: int = 3
+    chatter_window_s: float = 60.0
+    fleeting_s: float = 5.0
+    # operator position -> the machines it watches; empty: one position "all" for every machine
+    positions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
