@@ -5,9 +5,11 @@ as an Event (the historian records them from the bus, windows get them over IPC)
 `OperatorCommands` answers the commands windows send over the IPC request channel:
 login/logout, the alarm snapshot, acknowledge, reset, shelve, unshelve, out of service,
 writes to the plant, method calls on the plant (and their signatures), and config
-reload. Each command names a login session; the role is
-checked here, in the runtime, so no window can bypass it, and every action, refused or
-done, is written to the audit trail before the reply goes back.
+reload. Its table (`OperatorCommands.table`) is the runtime's one command table: the
+runtime adds browse, watch, ping and status to it. Each command that acts names a login
+session; the role its table entry names is checked here, in the runtime, so no window can
+bypass it, and every action, refused or done, is written to the audit trail before the
+reply goes back.
 
 Threads: `AlarmService._on_batch` runs on whichever thread publishes on the bus (with the
 bus lock held); commands run on the IPC request thread; `tick` runs on the runtime's
@@ -27,7 +29,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -183,6 +185,20 @@ def _refused(message: str) -> dict[str, Any]:
     return {"ok": False, "error": message}
 
 
+# A command's handler: the command as sent -> the reply. Runs on the IPC request thread.
+CommandHandler = Callable[[dict[str, Any]], dict[str, Any]]
+# Who may send a command: None, anyone (no session); LOGGED_IN, any logged-in user; an Action,
+# a session whose role may do it (hmi.security.roles.REQUIRED_ROLE).
+LOGGED_IN: Literal["logged in"] = "logged in"
+Needs = Action | Literal["logged in"] | None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandEntry:
+    handler: CommandHandler
+    needs: Needs
+
+
 def station_of(command: dict[str, Any]) -> str:
     """Where a command comes from: the window's station (host and display), as it says.
 
@@ -286,7 +302,8 @@ USERS_CHECK_S = 2.0  # how often the runtime looks for user changes made with `h
 
 
 class OperatorCommands:
-    """Command handlers for windows. `handle()` returns None for commands it does not know.
+    """The command table and the operator commands' handlers. `handle()` answers every command
+    a window or the CLI sends, an unknown one too (the runtime registers its own into the table).
 
     Every action, done or refused, goes through `_record(entries)`: the audit entries are
     written and the same entries are published as OPERATOR events (hmi.security.audit
@@ -319,22 +336,25 @@ class OperatorCommands:
         self.reload = reload
         self.stop_system = stop_system  # stops the runtime (given the user); None: cannot
         self.clock = clock
-        self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-            "login": self._login,
-            "logout": self._logout,
-            "touch": self._touch,
-            "alarms": self._alarms,
-            "advisories": self._advisories,
-            "acknowledge": self._acknowledge,
-            "reset": self._reset,
-            "shelve": self._shelve,
-            "unshelve": self._unshelve,
-            "out_of_service": self._out_of_service,
-            "write": self._write,
-            "call": self._call,
-            "method_signature": self._method_signature,
-            "reload_config": self._reload,
-            "stop_system": self._stop_system,
+        # THE command table: every command a window or the CLI sends, and who may send it. The
+        # runtime adds its own (browse, watch, ping, status: `register`). A role is checked
+        # against this table (`_session` reads it), so the table is who may do what.
+        self.table: dict[str, CommandEntry] = {
+            "login": CommandEntry(self._login, None),
+            "logout": CommandEntry(self._logout, None),
+            "touch": CommandEntry(self._touch, LOGGED_IN),
+            "alarms": CommandEntry(self._alarms, None),
+            "advisories": CommandEntry(self._advisories, None),
+            "acknowledge": CommandEntry(self._acknowledge, Action.ACKNOWLEDGE),
+            "reset": CommandEntry(self._reset, Action.RESET),
+            "shelve": CommandEntry(self._shelve, Action.SHELVE),
+            "unshelve": CommandEntry(self._unshelve, Action.UNSHELVE),
+            "out_of_service": CommandEntry(self._out_of_service, Action.OUT_OF_SERVICE),
+            "write": CommandEntry(self._write, Action.WRITE),
+            "call": CommandEntry(self._call, Action.WRITE),  # acts on the plant like a write
+            "method_signature": CommandEntry(self._method_signature, LOGGED_IN),
+            "reload_config": CommandEntry(self._reload, Action.RELOAD_CONFIG),
+            "stop_system": CommandEntry(self._stop_system, Action.STOP_SYSTEM),
         }
         # User changes before the runtime started are not its to announce (users.json is the
         # workstation's, shared by every project; its change log keeps them); later ones are.
@@ -347,10 +367,22 @@ class OperatorCommands:
             log.error("%s", exc)
             self._users_stamp, self._users_seq = None, 0
 
-    def handle(self, command: dict[str, Any]) -> dict[str, Any] | None:
+    def register(self, name: str, handler: CommandHandler) -> None:
+        """Add a command anyone may send that is answered outside this class (the runtime's
+        browse, watch, ping and status). Commands that need a session are this class's: their
+        role checks read the table."""
+        if name in self.table:
+            raise ValueError(f"command {name!r} is already in the table")
+        self.table[name] = CommandEntry(handler, None)
+
+    def handle(self, command: dict[str, Any]) -> dict[str, Any]:
+        """THE entry point for every command (IPC request thread): its handler in the table, or
+        `unknown command 'name'`."""
         self._record_ended_sessions(self.clock())
-        handler = self._handlers.get(str(command.get("command")))
-        return handler(command) if handler is not None else None
+        entry = self.table.get(str(command.get("command")))
+        if entry is None:
+            return _refused(f"unknown command {command.get('command')!r}")
+        return entry.handler(command)
 
     def tick(self, now_ns: int | None = None) -> None:
         """Timer entry point (the runtime's alarm timer): record the end of sessions left idle,
@@ -391,18 +423,25 @@ class OperatorCommands:
     def _audit_failed(self, problem: str) -> None:
         self.bus.publish_events([Event(EventCategory.SYSTEM, "audit", f"Audit trail: {problem}", Severity.ERROR)])
 
+    def _action(self, command: dict[str, Any]) -> Action:
+        """The action the command's table entry needs a role for."""
+        action = self.table[str(command.get("command"))].needs
+        assert isinstance(action, Action), f"{command.get('command')!r} needs no role"
+        return action
+
     def _session(
         self,
         command: dict[str, Any],
-        action: Action,
         targets: str | list[str],
         details: dict[str, Any] | None = None,
         kind: str | None = None,
         doing: str | None = None,
     ) -> Session | dict[str, Any]:
-        """The session allowed to do `action`, or a refusal reply (recorded as `kind`, default
-        the action, one entry per target, when a user is known). `doing` names the action in
-        the refusal when it is not the action itself ("calling a method" needs the write role)."""
+        """The session allowed to do the action the command's table entry names, or a refusal
+        reply (recorded as `kind`, default the action, one entry per target, when a user is
+        known). `doing` names the action in the refusal when it is not the action itself
+        ("calling a method" needs the write role)."""
+        action = self._action(command)
         session = self.sessions.resolve(command.get("session"), self.clock())
         if session is None:
             return _refused("not logged in (or the session ended): log in again")
@@ -535,7 +574,6 @@ class OperatorCommands:
     def _alarm_action(
         self,
         command: dict[str, Any],
-        action: Action,
         run: Callable[[AlarmEngine, str, Session, int], list[Record]],
         details: dict[str, Any],
         kind: str | None = None,
@@ -546,8 +584,8 @@ class OperatorCommands:
         names = self._names(command)
         if not names:
             return _refused("no alarm given")
-        kind = kind or str(action)
-        session = self._session(command, action, names, details, kind)
+        kind = kind or str(self._action(command))
+        session = self._session(command, names, details, kind)
         if isinstance(session, dict):
             return session
         details = {**details, "station": station_of(command)}
@@ -601,7 +639,6 @@ class OperatorCommands:
         comment = str(command.get("comment", ""))
         return self._alarm_action(
             command,
-            Action.ACKNOWLEDGE,
             lambda engine, name, s, now: engine.acknowledge(name, s.user, now, comment),
             {"comment": comment} if comment else {},
         )
@@ -610,7 +647,6 @@ class OperatorCommands:
         comment = str(command.get("comment", ""))
         return self._alarm_action(
             command,
-            Action.RESET,
             lambda engine, name, s, now: engine.reset(name, s.user, now, comment),
             {"comment": comment} if comment else {},
         )
@@ -623,7 +659,6 @@ class OperatorCommands:
             return _refused("duration_s must be a number of seconds")
         return self._alarm_action(
             command,
-            Action.SHELVE,
             lambda engine, name, s, now: engine.shelve(name, s.user, now, duration, reason),
             {"reason": reason, "duration_s": duration},
         )
@@ -632,7 +667,6 @@ class OperatorCommands:
         comment = str(command.get("comment", ""))
         return self._alarm_action(
             command,
-            Action.UNSHELVE,
             lambda engine, name, s, now: engine.unshelve(name, s.user, now, comment),
             {"comment": comment} if comment else {},
         )
@@ -642,7 +676,6 @@ class OperatorCommands:
         out = bool(command.get("out", True))
         return self._alarm_action(
             command,
-            Action.OUT_OF_SERVICE,
             lambda engine, name, s, now: engine.set_out_of_service(name, s.user, now, out, reason),
             {"reason": reason, "out": out},
             kind="out_of_service" if out else "return_to_service",
@@ -652,7 +685,7 @@ class OperatorCommands:
 
     def _write(self, command: dict[str, Any]) -> dict[str, Any]:
         tag = str(command.get("tag", ""))
-        session = self._session(command, Action.WRITE, tag)
+        session = self._session(command, tag)
         if isinstance(session, dict):
             return session
         raw_value = command.get("value")
@@ -697,7 +730,7 @@ class OperatorCommands:
         if comment:
             details["comment"] = comment
         # A call acts on the plant like a write (the same role), but is recorded as a call.
-        session = self._session(command, Action.WRITE, method, details, kind="call", doing="calling a method")
+        session = self._session(command, method, details, kind="call", doing="calling a method")
         if isinstance(session, dict):
             return session
         caller = self.caller
@@ -766,7 +799,7 @@ class OperatorCommands:
     # -- configuration -----------------------------------------------------------------------------
 
     def _reload(self, command: dict[str, Any]) -> dict[str, Any]:
-        session = self._session(command, Action.RELOAD_CONFIG, "project", kind="config_reload")
+        session = self._session(command, "project", kind="config_reload")
         if isinstance(session, dict):
             return session
         if self.reload is None:
@@ -788,7 +821,7 @@ class OperatorCommands:
         then still in the historian, which flushes on the way out)."""
         reason = str(command.get("reason", "")).strip()[:500]
         details = {"station": station_of(command), "reason": reason}
-        session = self._session(command, Action.STOP_SYSTEM, "system", details, kind="stop_system")
+        session = self._session(command, "system", details, kind="stop_system")
         if isinstance(session, dict):
             return session
         if not reason:

@@ -27,6 +27,7 @@ from hmi.core.samples import RuntimeMarks, SampleBatch
 from hmi.core.staleness import StaleWatcher
 from hmi.core.tags import DataType, TagSpec
 from hmi.gcfreeze import FREEZE_AFTER_START_S, freeze_startup_objects
+from hmi.historian.reader import HistorianReader
 from hmi.historian.writer import HistorianWriter
 from hmi.ipc.publisher import IpcPublisher
 from hmi.security.audit import AuditError, AuditTrail
@@ -161,6 +162,12 @@ class Runtime:
                 lambda name: next((s for s in self.sources if s.name == name), None), self._on_loop
             ),
         )
+        # The runtime's own commands go into the one command table, which OperatorCommands keeps
+        # (it is built and tested without a runtime). Anyone may send these: no session.
+        self.commands.register("browse", self._address_space_command)
+        self.commands.register("watch", self._address_space_command)
+        self.commands.register("ping", self._ping)
+        self.commands.register("status", self._status)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         # Who stopped the system with `stop_system` (None: not stopped by a command); the
@@ -177,44 +184,41 @@ class Runtime:
         return finding.to_json() if finding is not None else None
 
     def handle_command(self, command: dict[str, Any]) -> dict[str, Any]:
-        """Commands from windows (request thread). More arrive with alarms and writes."""
-        reply = self.commands.handle(command)
-        if reply is not None:
-            return reply
-        name = command.get("command")
-        if name in ("browse", "watch"):
-            return self._address_space_command(command)
-        if name == "ping":
-            return {"ok": True, "pid": os.getpid(), "uptime_s": time.time() - self.started_at}
-        if name == "status":
-            return {
-                "ok": True,
-                "sources": [
-                    {
-                        "name": s.name,
-                        "connected": s.connected,
-                        "notifications": s.notifications,
-                        "rejected": s.rejected,
-                        "last_error": s.last_error,
-                    }
-                    for s in self.sources
-                ],
-                "samples": self.bus.samples_published,
-                "alarms": {
-                    "count": len(self.alarms.engine),
-                    "unacknowledged": self.alarms.engine.unacknowledged(),
-                    "flood": self.alarms.engine.flood(),
-                    "transitions": self.alarms.engine.transitions,
-                },
-                "twin": self.twin.stats(),
-                "historian": {
-                    "queue_depth": self.historian.queue_depth,
-                    "written": self.historian.stats.written,
-                    "not_kept": self.historian.stats.not_kept,
-                    "last_error": self.historian.stats.last_error,
-                },
-            }
-        return {"ok": False, "error": f"unknown command {name!r}"}
+        """Every command from windows and the CLI (IPC request thread): one table lookup
+        (OperatorCommands.table); an unknown name gets `unknown command 'name'`."""
+        return self.commands.handle(command)
+
+    def _ping(self, command: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "pid": os.getpid(), "uptime_s": time.time() - self.started_at}
+
+    def _status(self, command: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "sources": [
+                {
+                    "name": s.name,
+                    "connected": s.connected,
+                    "notifications": s.notifications,
+                    "rejected": s.rejected,
+                    "last_error": s.last_error,
+                }
+                for s in self.sources
+            ],
+            "samples": self.bus.samples_published,
+            "alarms": {
+                "count": len(self.alarms.engine),
+                "unacknowledged": self.alarms.engine.unacknowledged(),
+                "flood": self.alarms.engine.flood(),
+                "transitions": self.alarms.engine.transitions,
+            },
+            "twin": self.twin.stats(),
+            "historian": {
+                "queue_depth": self.historian.queue_depth,
+                "written": self.historian.stats.written,
+                "not_kept": self.historian.stats.not_kept,
+                "last_error": self.historian.stats.last_error,
+            },
+        }
 
     def request_stop(self, user: str) -> None:
         """Stop the whole runtime gracefully (IPC request thread: the stop_system command, whose
@@ -414,15 +418,9 @@ def open_audit(project: Project, defer: bool = False) -> AuditTrail | None:
         return None
 
 
-def historian_alarm_history(project: Project, category: EventCategory = EventCategory.ALARM) -> AlarmHistory | None:
-    """The latest recorded event of every alarm (or advisory), from the project's historian.
-
-    The historian's reader (hmi.historian.reader, issue 5) is the one place that reads
-    events back; until it is installed alarms start from NORMAL after a restart."""
-    try:
-        from hmi.historian.reader import HistorianReader
-    except ImportError:
-        return None
+def historian_alarm_history(project: Project, category: EventCategory = EventCategory.ALARM) -> AlarmHistory:
+    """The latest recorded event of every alarm (or advisory), from the project's historian
+    (read when the engine restores, through the reader: the one place that reads events back)."""
 
     def read() -> list[Event]:
         try:

@@ -4,15 +4,22 @@ the real runtime with their arguments checked, and replies say why not."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from hmi.commands import LOGGED_IN
+from hmi.config import load_project
 from hmi.core.events import Event, EventCategory, Severity
 from hmi.historian.reader import HistorianReader
+from hmi.runtime import Runtime
 from hmi.security.audit import AuditRecord, AuditTrail
+from hmi.security.roles import REQUIRED_ROLE, Action
+from hmi.security.users import UserStore
 from tests.alarm_runtime import InProcessRuntime
+from tests.helpers import DEMO_PROJECT, REPO
 from tests.method_plant import ADJUST, OBJECT, STATION, MethodPlant
 
 
@@ -127,6 +134,76 @@ def test_alarm_snapshot_lists_every_alarm_with_its_state(rt: InProcessRuntime) -
     assert by_name["cnc01.tool_temperature.hi"]["state"] == "UNACK_ACTIVE"
     assert by_name["cnc01.tool_temperature.hi"]["guidance"] == "Check coolant flow and tool wear."
     assert reply["unacknowledged"] == 1 and reply["epoch"] == rt.engine.epoch
+
+
+# -- the one command table ------------------------------------------------------------------------
+
+# Who may send each command. The table must say exactly this: changing it changes who may do what.
+WHO_MAY = {
+    "login": None, "logout": None, "touch": LOGGED_IN, "alarms": None, "advisories": None,
+    "acknowledge": Action.ACKNOWLEDGE, "reset": Action.RESET, "shelve": Action.SHELVE,
+    "unshelve": Action.UNSHELVE, "out_of_service": Action.OUT_OF_SERVICE, "write": Action.WRITE,
+    "call": Action.WRITE, "method_signature": LOGGED_IN, "reload_config": Action.RELOAD_CONFIG,
+    "stop_system": Action.STOP_SYSTEM, "browse": None, "watch": None, "ping": None, "status": None,
+}  # fmt: skip
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Runtime]:
+    """The real runtime built from the demo project (not run: its table is built at construction)."""
+    built = Runtime(load_project(DEMO_PROJECT), users=UserStore(tmp_path / "runtime-users.json"))
+    yield built
+    built.alarms.close()
+    built.advisories.close()
+    built.twin.close()
+
+
+def sent_command_names() -> set[str]:
+    """Every command name written as `"command": "<name>"` where windows, the CLI, the supervisor
+    and the self-test build their requests."""
+    hmi = REPO / "hmi"
+    files = [*(hmi / "ui").rglob("*.py"), *hmi.glob("cli*.py"), *(hmi / "cli").rglob("*.py"),
+             hmi / "supervisor.py", hmi / "selftest.py"]  # fmt: skip
+    pattern = re.compile(r'"command":\s*"(\w+)"')
+    return {name for path in files for name in pattern.findall(path.read_text(encoding="utf-8"))}
+
+
+def test_every_command_a_window_or_the_cli_sends_is_in_the_one_table(runtime: Runtime) -> None:
+    """Every command the window, the CLI, the supervisor and the self-test send is in the runtime's
+    one table, and the table gives each command the access the security rules give it."""
+    sent = sent_command_names()
+    assert {"login", "alarms", "call", "method_signature", "browse", "watch", "ping", "stop_system"} <= sent
+    assert sent <= set(runtime.commands.table)
+    assert {name: entry.needs for name, entry in runtime.commands.table.items()} == WHO_MAY
+
+
+def test_an_unknown_command_gets_the_same_error_as_before(runtime: Runtime, rt: InProcessRuntime) -> None:
+    """An unknown or missing command name gets `unknown command <name>` from the runtime and from
+    the operator commands built without one; the runtime's own commands answer from the table."""
+    assert runtime.handle_command({"command": "frobnicate"}) == {"ok": False, "error": "unknown command 'frobnicate'"}
+    assert runtime.handle_command({"session": "x"}) == {"ok": False, "error": "unknown command None"}
+    assert rt.commands.handle({"command": "ping"}) == {"ok": False, "error": "unknown command 'ping'"}
+    assert runtime.handle_command({"command": "ping"})["ok"] and runtime.handle_command({"command": "status"})["ok"]
+    for name in ("browse", "watch"):
+        reply = runtime.handle_command({"command": name, "connection": "nowhere"})
+        assert reply == {"ok": False, "error": "connection 'nowhere' cannot be browsed"}
+    with pytest.raises(ValueError, match="already in the table"):
+        runtime.commands.register("login", runtime.handle_command)
+
+
+def test_the_role_in_the_table_is_the_role_checked(rt: InProcessRuntime) -> None:
+    """A viewer is refused every command whose table entry names an action, with that action's
+    role in the reply; a command for any logged-in user is refused without a session."""
+    vic = rt.login("vic")
+    fields = {"alarms": ["cnc01.tool_temperature.hi"], "tag": "cnc01.feed_override", "value": 1, "reason": "r",
+              "connection": "plant", "object": OBJECT, "method": ADJUST, "arguments": []}  # fmt: skip
+    gated = {name: entry.needs for name, entry in rt.commands.table.items() if isinstance(entry.needs, Action)}
+    assert gated == {name: needs for name, needs in WHO_MAY.items() if isinstance(needs, Action)}
+    for name, action in gated.items():
+        reply = rt.handle({"command": name, "session": vic, **fields})
+        assert not reply["ok"] and f"needs the {REQUIRED_ROLE[action].label} role; vic is viewer" in reply["error"]
+    for name in ("touch", "method_signature"):
+        assert rt.handle({"command": name, **fields})["error"].startswith("not logged in")
 
 
 # -- method calls: the real runtime on a real OPC UA server ----------------------------------------
