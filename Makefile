@@ -16,11 +16,15 @@ run: sysdeps $(STAMP_RUN)
 
 test: sysdeps-test $(STAMP_DEV)
 	$(VENV)/bin/ruff check hmi tests bench tools
+	$(VENV)/bin/ruff format --check hmi tests bench tools
+	$(PY) tools/mypy_ratchet.py
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP_DEV)
 	$(VENV)/bin/ruff check hmi tests bench tools
-	$(VENV)/bin/mypy hmi
+	$(VENV)/bin/ruff format --check hmi tests bench tools
+	$(PY) tools/mypy_ratchet.py
 
 bench: sysdeps-test $(STAMP_DEV)
 	xvfb-run -a -s "-screen 0 1920x1080x24" $(PY) -m bench $(BENCH)

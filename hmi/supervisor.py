@@ -176,7 +176,7 @@ def read_run_file(project_path: Path | str) -> RunningRuntime | None:
 
 def request(address: str, command: dict[str, Any], timeout_s: float = PING_TIMEOUT_S) -> dict[str, Any]:
     """One command to a runtime's request address and its reply; TimeoutError if none comes."""
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context = zmq.Context.instance()
     dealer = ctx.socket(zmq.DEALER)
     dealer.setsockopt(zmq.LINGER, 0)
     try:
@@ -317,7 +317,7 @@ class Supervisor:
 
     def historian_in_use(self) -> str | None:
         """Why the runtime could not record into the project's historian now (None if it can)."""
-        from hmi.historian.dialect import dialect_for, url_for
+        from hmi.historian.backends import dialect_for, url_for
 
         url = url_for(self.project.historian.url)
         lock = dialect_for(url).writer_lock(url)

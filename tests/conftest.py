@@ -57,13 +57,14 @@ class PlantServerThread:
         return f"opc.tcp://127.0.0.1:{self.port}/hmi-demo"
 
     def start(self) -> PlantServerThread:
-        from hmi.sim.opcua_server import serve_plant
+        from hmi.sim.opcua_server import PlantOpcUaServer
+        from hmi.sim.runner import PlantRunner
 
         async def main() -> None:
             self._stop = asyncio.Event()
-            self.server = await serve_plant(
-                self.plant, self.port, self.rate_hz, self.speed, stop=self._stop, **self.server_kwargs
-            )
+            server = PlantOpcUaServer(self.plant, "127.0.0.1", self.port, **self.server_kwargs)
+            await PlantRunner(self.plant, self.rate_hz, self.speed, opcua=server).run(self._stop)
+            self.server = server
 
         self._thread = threading.Thread(target=self._loop.run_until_complete, args=(main(),), daemon=True)
         self._thread.start()

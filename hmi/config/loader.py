@@ -1,12 +1,15 @@
-"""Load a project file: TOML syntax, then the schema, then cross-references.
+"""Load a project file: TOML syntax, its format (an older one is upgraded in memory:
+hmi/config/migrations.py), then the schema, then cross-references.
 
 Every problem becomes a ConfigIssue printed as `FILE: dotted.key.path: message`, and all
-of them are reported at once, so an engineer fixes a file in one pass.
+of them are reported at once, so an engineer fixes a file in one pass. A key path is always
+the key as the file wrote it, also when a migration renamed it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import tomllib
 from collections.abc import Sequence
@@ -18,9 +21,12 @@ from pydantic import ValidationError
 
 from hmi.config.alarms import alarm_problems
 from hmi.config.bindings import check_bindings
+from hmi.config.migrations import CURRENT_FORMAT, MigrationError, Note, migrate, path_in_file
 from hmi.config.models import MqttConnection, OpcUaConnection, Project, TagConfig
 from hmi.config.twin import twin_problems, twin_tag_specs
 from hmi.core.tags import TAG_NAME_RE
+
+log = logging.getLogger(__name__)
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _TOML_POSITION = re.compile(r"\(at line (?P<line>\d+), column (?P<column>\d+)\)")
@@ -104,18 +110,58 @@ def validate_project(raw: dict[str, Any], name: str, path: Path | None = None) -
     deep = _too_deep(raw)
     if deep is not None:
         raise ConfigError([ConfigIssue(name, format_key_path(deep), _TOO_DEEP)])
+    raw, notes, note_lines = _upgrade(raw, name)
+
+    def issue(loc: Sequence[str | int], message: str) -> ConfigIssue:
+        return ConfigIssue(name, format_key_path(path_in_file(tuple(loc), notes)), message)
+
     try:
         project = Project.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(
-            [ConfigIssue(name, format_key_path(loc), msg) for loc, msg in _schema_issues(raw, exc)]
-        ) from None
-    issues = [ConfigIssue(name, format_key_path(loc), msg) for loc, msg in cross_check(project)]
+        raise ConfigError([issue(loc, msg) for loc, msg in _schema_issues(raw, exc)]) from None
+    issues = [issue(loc, msg) for loc, msg in cross_check(project)]
     if issues:
         raise ConfigError(issues)
+    update: dict[str, Any] = {"migration_notes": note_lines} if note_lines else {}
     if path is not None:
-        project = project.model_copy(update={"source_path": path.resolve()})
-    return project
+        update["source_path"] = path.resolve()
+    return project.model_copy(update=update) if update else project
+
+
+def _upgrade(raw: dict[str, Any], name: str) -> tuple[dict[str, Any], list[Note], tuple[str, ...]]:
+    """`raw` in the current format, what the migration changed, and the lines that say so
+    (logged at INFO; `hmi check-config` prints them). Refuses a format it cannot read."""
+    version = raw.get("format", 1)  # a file without the key predates it: format 1
+    where = "format"
+    if "format" not in raw and isinstance(raw.get("project"), dict) and "format" in raw["project"]:
+        where, message = "project.format", "format is a top-level key: write it above the first [table]"
+    elif isinstance(version, bool) or not isinstance(version, int):
+        message = f"expected an integer, got {_describe(version)}"
+    elif version < 1:
+        message = f"unknown format {version} (the first format is 1)"
+    elif version > CURRENT_FORMAT:
+        message = (
+            f"format {version} was written by a newer version of the program; "
+            f"this program reads formats up to {CURRENT_FORMAT}"
+        )
+    else:
+        try:
+            raw, notes = migrate(raw, version)
+        except MigrationError as exc:
+            raise ConfigError([ConfigIssue(name, format_key_path(exc.path), exc.message)]) from None
+        lines: tuple[str, ...] = ()
+        if notes:
+            head = (
+                f"format {version}, read as format {CURRENT_FORMAT} with the changes below (the file is not "
+                f"changed; to update it, make them and write format = {CURRENT_FORMAT} above the first [table])"
+            )
+            issues = [ConfigIssue(name, "format", head)]
+            issues += [ConfigIssue(name, format_key_path(note.path), note.text) for note in notes]
+            lines = tuple(str(i) for i in issues)
+            for line in lines:
+                log.info("%s", line)
+        return {**raw, "format": CURRENT_FORMAT}, notes, lines
+    raise ConfigError([ConfigIssue(name, where, message)])
 
 
 def _too_deep(raw: Any) -> list[str | int] | None:
@@ -280,7 +326,7 @@ def cross_check(project: Project) -> list[tuple[list[str | int], str]]:
         conn = project.connections.get(tag.connection)
         if conn is not None:
             problems.extend(_check_tag_for_connection(tag_name, tag, conn))
-    derived = {spec.name for spec in twin_tag_specs(project)}
+    derived = {spec.name for spec in twin_tag_specs(project.twin)}
     for i, trend in enumerate(project.trends):
         for j, pen in enumerate(trend.pens):
             if pen not in project.tags and pen not in derived:
@@ -293,7 +339,7 @@ def cross_check(project: Project) -> list[tuple[list[str | int], str]]:
                 problems.append((["machines", machine, "key_tags", i], f"unknown tag {tag!r}"))
     problems.extend(alarm_problems(project))
     problems.extend(check_bindings(project.bindings, project.cameras, project.machines, project.tags))
-    problems.extend(twin_problems(project))
+    problems.extend(twin_problems(project.twin, project.machines, project.tags))
     return problems
 
 

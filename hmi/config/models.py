@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from hmi.config.base import NumberOrBool, Pair, Strict
 from hmi.config.bindings import BindingConfig, CameraPresetConfig
+from hmi.config.migrations import CURRENT_FORMAT
 from hmi.config.twin import TwinConfig, twin_tag_specs
 from hmi.core.alarms.model import Condition, check_template
 from hmi.core.expressions import ExpressionError, parse_expression
@@ -123,7 +124,8 @@ class OpcUaConnection(SourceConnection):
     deadband: Deadband | None = None
     groups: dict[str, OpcUaGroup] = Field(default_factory=dict)
     timeout_s: float = Field(default=4.0, gt=0, le=120)
-    watchdog_interval_s: float = Field(default=1.0, gt=0, le=60)
+    # The keep-alive the subscriptions request; before format 2 `watchdog_interval_s`.
+    keepalive_s: float = Field(default=1.0, gt=0, le=60)
     session_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     reconnect_max_delay_s: float = Field(default=10.0, gt=0, le=600)
 
@@ -465,6 +467,8 @@ class SecurityConfig(Strict):
 
 
 class Project(Strict):
+    # The file's format: the loader has upgraded an older one (hmi/config/migrations.py).
+    format: int = Field(default=CURRENT_FORMAT, ge=CURRENT_FORMAT, le=CURRENT_FORMAT)
     project: ProjectInfo
     simulator: SimulatorConfig = SimulatorConfig()
     historian: HistorianConfig = HistorianConfig()
@@ -483,6 +487,7 @@ class Project(Strict):
 
     # Set by the loader, not read from the file.
     source_path: Path | None = Field(default=None, exclude=True)
+    migration_notes: tuple[str, ...] = Field(default=(), exclude=True)  # what upgrading an older format changed
 
     @field_validator("shifts")
     @classmethod
@@ -522,7 +527,7 @@ class Project(Strict):
                 )
             )
         # The twin's derived tags follow the configured ones, so ids stay stable per project.
-        specs += twin_tag_specs(self)
+        specs += twin_tag_specs(self.twin)
         return specs
 
     def tags_of_connection(self, connection: str) -> list[TagSpec]:

@@ -10,16 +10,14 @@ every key; docs/twin.md the models.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
+from collections.abc import Collection, Mapping
+from typing import Annotated, ClassVar, Literal, Protocol
 
 from pydantic import Field, field_validator, model_validator
 
 from hmi.config.base import Strict
 from hmi.core.materials import MATERIALS
 from hmi.core.tags import DataType, TagSpec
-
-if TYPE_CHECKING:
-    from hmi.config.models import Project
 
 Problem = tuple[list[str | int], str]
 
@@ -233,12 +231,26 @@ TwinConfig = Annotated[
 ]
 
 
-def twin_problems(project: Project) -> list[Problem]:
+class TagFacts(Protocol):
+    """What the twin checks read of a configured tag (hmi.config.models.TagConfig, which
+    holds the twins: taking the Project here would make the two modules import each other)."""
+
+    @property
+    def datatype(self) -> DataType: ...
+    @property
+    def writable(self) -> bool: ...
+    @property
+    def range(self) -> tuple[float, float] | None: ...
+
+
+def twin_problems(
+    twins: Mapping[str, TwinConfig], machines: Collection[str], tags: Mapping[str, TagFacts]
+) -> list[Problem]:
     """Cross-checks: machines, input tags, writable command tags, no clash with configured tags."""
     problems: list[Problem] = []
-    for machine, twin in project.twin.items():
+    for machine, twin in twins.items():
         where: list[str | int] = ["twin", machine]
-        if machine not in project.machines:
+        if machine not in machines:
             problems.append((where, f"machine {machine!r} is not defined under [machines.{machine}]"))
         allowed = set(twin.INPUTS) | set(twin.OPTIONAL_INPUTS)
         for name in twin.inputs:
@@ -246,28 +258,28 @@ def twin_problems(project: Project) -> list[Problem]:
                 known = ", ".join(sorted(allowed))
                 problems.append(([*where, "inputs", name], f"unknown input {name!r} of {twin.kind_name} ({known})"))
         for name, tag in twin.input_tags(machine).items():
-            if tag not in project.tags:
+            if tag not in tags:
                 key: list[str | int] = [*where, "inputs", name] if name in twin.inputs else [*where]
                 problems.append(
                     (key, f"input {name!r} reads tag {tag!r}, which is not configured under [tags] (name another)")
                 )
-            elif project.tags[tag].datatype == DataType.STRING:
+            elif tags[tag].datatype == DataType.STRING:
                 problems.append(([*where, "inputs", name], f"input {name!r} needs a numeric tag ({tag} is a string)"))
         for key_name in ("speed_setpoint_tag", "feed_override_tag"):
             command_tag = getattr(twin, key_name, None)
             if command_tag is None:
                 continue
-            tag_config = project.tags.get(command_tag)
+            tag_config = tags.get(command_tag)
             if tag_config is None:
                 problems.append(([*where, key_name], f"unknown tag {command_tag!r}"))
             elif not tag_config.writable or tag_config.range is None:
                 problems.append(([*where, key_name], f"{command_tag} must be writable, with a range"))
         for spec in twin.derived_specs(machine):
-            if spec.name in project.tags:
+            if spec.name in tags:
                 problems.append(([*where], f"the model publishes {spec.name}, which [tags] configures as well"))
     return problems
 
 
-def twin_tag_specs(project: Project) -> list[TagSpec]:
+def twin_tag_specs(twins: Mapping[str, TwinConfig]) -> list[TagSpec]:
     """The derived tags of every enabled model, machine by machine in file order."""
-    return [spec for machine, twin in project.twin.items() if twin.enabled for spec in twin.derived_specs(machine)]
+    return [spec for machine, twin in twins.items() if twin.enabled for spec in twin.derived_specs(machine)]

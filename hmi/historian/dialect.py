@@ -3,18 +3,16 @@
 The historian speaks portable SQL (SQLAlchemy Core for schema, DDL and most reads; plain
 SQL text with the driver's own parameter style on the hot paths). Everything specific to
 one back end lives in that back end's module: `hmi/historian/sqlite.py` for SQLite, the
-default. A PostgreSQL module would subclass `Dialect` the same way.
+default. A PostgreSQL module would subclass `Dialect` the same way; backends.py picks the
+back end for a URL.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-
-from hmi.paths import expand_data_url
 
 if TYPE_CHECKING:
     from hmi.historian.lock import WriterLock
@@ -100,29 +98,3 @@ class Dialect:
     def storage_bytes(self, engine: sa.Engine) -> int | None:
         """Bytes the database occupies, if the back end can tell."""
         return None
-
-
-def url_for(target: str | Path) -> str:
-    """A database URL from a URL or a plain file path (a file path means SQLite)."""
-    text = str(target)
-    if "://" in text:
-        return expand_data_url(text)
-    from hmi.historian.sqlite import url_for_file
-
-    return url_for_file(Path(text))
-
-
-def dialect_for(url: str) -> Dialect:
-    backend = sa.engine.make_url(url).get_backend_name()
-    if backend == "sqlite":
-        from hmi.historian.sqlite import SqliteDialect
-
-        return SqliteDialect()
-    return Dialect()
-
-
-def table_options(table: str) -> dict[str, Any]:
-    """Per-table options of every back end; each back end ignores the others' prefixed keys."""
-    from hmi.historian.sqlite import TABLE_OPTIONS
-
-    return dict(TABLE_OPTIONS.get(table, {}))

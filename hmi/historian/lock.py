@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from hmi.historian.schema import HistorianError
+from hmi.historian.errors import HistorianError
 
 log = logging.getLogger(__name__)
 

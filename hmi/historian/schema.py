@@ -24,7 +24,9 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from hmi.historian.dialect import Dialect, dialect_for, table_options, url_for
+from hmi.historian.backends import dialect_for, table_options, url_for
+from hmi.historian.dialect import Dialect
+from hmi.historian.errors import HistorianError
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +114,6 @@ shifts = sa.Table(
 
 # version N -> the step that turns a version N-1 file into version N.
 MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {}
-
-
-class HistorianError(Exception):
-    """A historian file that cannot be used as asked; the message says why."""
 
 
 def schema_version(conn: sa.Connection) -> int | None:

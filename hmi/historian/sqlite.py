@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
 from hmi.historian.dialect import Dialect
-
-if TYPE_CHECKING:
-    from hmi.historian.lock import WriterLock
+from hmi.historian.lock import WriterLock
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -71,8 +69,6 @@ class SqliteDialect(Dialect):
         return database is not None and database.is_file()
 
     def writer_lock(self, url: str) -> WriterLock | None:
-        from hmi.historian.lock import WriterLock  # schema imports this module while it loads
-
         database = _database_file(url)
         return WriterLock(database.resolve()) if database is not None else None
 

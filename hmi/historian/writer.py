@@ -43,7 +43,8 @@ from hmi.core.quality import Quality
 from hmi.core.samples import SampleBatch, now_ns
 from hmi.core.tags import DataType, TagRegistry, TagSpec
 from hmi.historian import schema as s
-from hmi.historian.dialect import Dialect, dialect_for, url_for
+from hmi.historian.backends import dialect_for, url_for
+from hmi.historian.dialect import Dialect
 from hmi.historian.retention import purge_steps
 from hmi.historian.shifts import ShiftCalendar, ShiftDefinition
 from hmi.historian.storage import StorageFilter, StorageMode, StoragePolicy

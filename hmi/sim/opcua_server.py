@@ -480,22 +480,3 @@ class PlantOpcUaServer:
                 await self.server.write_attribute_value(nodeid, dv)
         self.updates_sent += len(batch)
         return len(batch)
-
-
-async def serve_plant(
-    plant: Plant,
-    port: int,
-    rate_hz: float = 10.0,
-    speed: float = 1.0,
-    duration_s: float | None = None,
-    host: str = "127.0.0.1",
-    stop: asyncio.Event | None = None,
-    security: OpcUaSecurity | None = None,
-    batched: bool = True,
-) -> PlantOpcUaServer:
-    """Run the plant with its OPC UA server until `duration_s` (wall) passes or `stop` is set."""
-    from hmi.sim.runner import PlantRunner  # the runner imports this module's types
-
-    server = PlantOpcUaServer(plant, host, port, security, batched)
-    await PlantRunner(plant, rate_hz, speed, opcua=server).run(stop, duration_s)
-    return server

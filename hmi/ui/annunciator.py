@@ -1,6 +1,6 @@
 """Audible annunciation of new urgent and high alarms, with silence, and whether it can sound.
 
-The audio path, chosen deliberately (issue #15):
+The audio path, chosen deliberately:
 - QtMultimedia's QSoundEffect would be the Qt way, but it ships in PySide6-Addons (a second
   wheel of about 170 MB, not installed here) and brings libQt6Multimedia with its FFmpeg
   libraries (tens of MB) into a bundle that is at 439 of its 450 MB (docs/performance.md).
@@ -9,10 +9,10 @@ The audio path, chosen deliberately (issue #15):
   compiled dependency on a safety function for what the desktop already does.
 - Kept: the platform's own player, made honest. The horn is a short two-tone WAV made with the
   standard library on first use, played by winsound on Windows, afplay on macOS, and paplay,
-  pw-play or aplay on Linux. Zero bytes in the bundle, no new dependency. What it lacked was
-  saying whether anything can be heard: `SystemPlayer` now checks at start for a player and
-  an output (a PulseAudio/PipeWire socket for paplay/pw-play, an ALSA playback device for
-  aplay), watches each play's exit status, and says "no audio output" when there is none
+  pw-play or aplay on Linux. Zero bytes in the bundle, no new dependency. It says whether
+  anything can be heard: `SystemPlayer` checks at start for a player and an output (a
+  PulseAudio/PipeWire socket for paplay/pw-play, an ALSA playback device for aplay), watches
+  each play's exit status, and says "no audio output" when there is none
   (then QApplication.beep(), the system bell, is all that is left, and it is not counted as
   sound). The window shows that permanently in its status bar and logs a warning.
 
