@@ -77,14 +77,14 @@ def alarm_problems(project: Project) -> list[Problem]:
         if magnitude and alarm.limit is not None and alarm.deadband >= alarm.limit:
             message = f"deadband {alarm.deadband:g} must be smaller than the limit {alarm.limit:g}"
             problems.append(([*where, "deadband"], message))
-    for tag, by_condition in limits.items():
+    for tag_name, by_condition in limits.items():
         present = [(c, *by_condition[c]) for c in _LIMIT_ORDER if c in by_condition]
         for (c1, i1, l1, d1), (c2, i2, l2, d2) in itertools.pairwise(present):
             if not l1 < l2:
                 problems.append(
                     (
                         ["alarms", i2, "limit"],
-                        f"{tag}: {c2} limit {l2:g} must be above the {c1} limit {l1:g} (alarms[{i1}])",
+                        f"{tag_name}: {c2} limit {l2:g} must be above the {c1} limit {l1:g} (alarms[{i1}])",
                     )
                 )
                 continue
@@ -92,7 +92,9 @@ def alarm_problems(project: Project) -> list[Problem]:
             gap = l2 - l1
             for cond, index, deadband in ((c1, i1, d1), (c2, i2, d2)):
                 if deadband >= gap:
-                    message = f"{tag}: deadband {deadband:g} of {cond} spans the gap of {gap:g} between {c1} and {c2}"
+                    message = (
+                        f"{tag_name}: deadband {deadband:g} of {cond} spans the gap of {gap:g} between {c1} and {c2}"
+                    )
                     problems.append((["alarms", index, "deadband"], message))
     if project.alarm_system.chatter_count == 1:
         problems.append((["alarm_system", "chatter_count"], "chatter_count is 0 (off) or at least 2"))

@@ -33,7 +33,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class LatestValue:
-    value: float | str | None
+    value: float | str
     ts_ns: int
     quality: Quality
 

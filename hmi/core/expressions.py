@@ -119,7 +119,7 @@ def _eval(node: ast.expr, lookup: Lookup) -> float | bool:
     if isinstance(node, ast.Attribute):
         return lookup(_tag_name(node) or "")
     if isinstance(node, ast.Constant):
-        return node.value  # type: ignore[no-any-return]
+        return node.value  # type: ignore[return-value]
     if isinstance(node, ast.Name):
         return node.id == "true"
     raise ExpressionError(f"cannot evaluate {ast.unparse(node)!r}")  # unreachable after _check

@@ -92,7 +92,7 @@ class SampleBatch:
             elif value is None:
                 vals[i] = np.nan
             else:
-                vals[i] = value  # type: ignore[assignment]
+                vals[i] = value  # type: ignore[call-overload]
         return cls(ids, ts, vals, q, texts or None)
 
     def rows(self) -> Iterable[tuple[int, int, float | str, int]]:

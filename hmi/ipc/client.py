@@ -255,9 +255,9 @@ class IpcClient:
                         # else: a new runtime answered a repair; its stream will start over.
                     elif kind == m.KIND_REPLY:
                         reply = json.loads(bytes(frames[1].buffer))
-                        future = pending.pop(int(reply.pop("_id", 0)), None)
-                        if future is not None and not future.done():
-                            future.set_result(reply)
+                        answered = pending.pop(int(reply.pop("_id", 0)), None)
+                        if answered is not None and not answered.done():
+                            answered.set_result(reply)
                 if sub in events:
                     while True:
                         received_at = time.monotonic()

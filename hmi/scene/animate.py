@@ -159,8 +159,8 @@ class MachineAnimator:
         self.moving_nodes = self._subtrees(moving)  # parents before children
         self.styled_nodes = self._subtrees(styled)
         self.by_node: dict[int, list[int]] = {}
-        for i, node in enumerate(self.nodes):
-            self.by_node.setdefault(node, []).append(i)
+        for i, node_index in enumerate(self.nodes):
+            self.by_node.setdefault(node_index, []).append(i)
 
     def _subtrees(self, roots: set[int]) -> list[int]:
         out: list[int] = []
@@ -244,11 +244,8 @@ class MachineAnimator:
                 world = frame.world.get(node, self.static_world[node])
                 anchor = world[:3, 3] + np.asarray(binding.label.offset)
                 reading = readings.get(binding.label.tag, NO_READING)
-                frame.labels.append(
-                    LabelState(
-                        i, node, binding.label.tag, binding.label.format, reading, tuple(float(v) for v in anchor)
-                    )
-                )
+                x, y, z = (float(v) for v in anchor)
+                frame.labels.append(LabelState(i, node, binding.label.tag, binding.label.format, reading, (x, y, z)))
         return frame
 
     def _distance(

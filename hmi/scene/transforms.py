@@ -134,6 +134,6 @@ def world_matrices(local: Sequence[np.ndarray], parents: Sequence[int]) -> list[
             node = parents[node]
         base = world[node] if node >= 0 else np.eye(4)
         for item in reversed(chain):
-            base = base @ local[item]  # type: ignore[operator]
+            base = base @ local[item]
             world[item] = base
     return world  # type: ignore[return-value]

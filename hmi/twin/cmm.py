@@ -161,20 +161,20 @@ class ThermalCompensationModel(TwinModel):
         Part changes are rare (one a minute), so this walks them in plain Python."""
         if t_part.shape[0] == 0:
             if t_len.shape[0]:
-                self.last = tuple(results[-1].tolist())  # type: ignore[assignment]
+                self.last = tuple(results[-1].tolist())
             return
         # The last measurement before each part change belongs to the part that leaves.
         before = np.searchsorted(t_len, t_part, side="left") - 1
         used = -1
         for ts, part, row in zip(t_part.tolist(), v_part.tolist(), before.tolist(), strict=True):
             if row > used:
-                self.last = tuple(results[row].tolist())  # type: ignore[assignment]
+                self.last = tuple(results[row].tolist())
                 used = row
             if self.part is not None and part != self.part and self.last is not None:
                 self._count_part(int(ts), derived)
             self.part = part
         if t_len.shape[0] - 1 > used:
-            self.last = tuple(results[-1].tolist())  # type: ignore[assignment]
+            self.last = tuple(results[-1].tolist())
 
     def _count_part(self, ts: int, derived: Derived) -> None:
         assert self.last is not None

@@ -86,11 +86,11 @@ def read_bins(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(bin end times, means per bin and role) of the recorded inputs, 1 s bins."""
     roles, ts, values = [], [], []
-    for i, role in enumerate(ROLES):
+    for i, name in enumerate(ROLES):
         try:
-            series = reader.read(tags[role], start_ns, end_ns)
+            series = reader.read(tags[name], start_ns, end_ns)
         except KeyError:
-            raise FitError(f"the historian has no tag {tags[role]!r} (input {role})") from None
+            raise FitError(f"the historian has no tag {tags[name]!r} (input {name})") from None
         good = series.quality <= 1
         roles.append(np.full(int(good.sum()), i, np.int32))
         ts.append(series.ts[good])

@@ -407,7 +407,9 @@ class PumpModel(TwinModel):
                 f"motor current {ctx['current']:.1f} A, {100 * (x[CUR] - c[CUR]):+.1f} % over expected"
                 f" {ctx['expected_current']:.1f} A"
             )
-        details = {name: (None if not math.isfinite(v) else round(float(v), 6)) for name, v in zip(FEATURES, x)}
+        details: dict[str, Any] = {
+            name: (None if not math.isfinite(v) else round(float(v), 6)) for name, v in zip(FEATURES, x)
+        }
         details["z"] = {name: (None if not math.isfinite(v) else round(float(v), 2)) for name, v in zip(FEATURES, z)}
         details["symptoms"] = sorted(symptoms)
         details["regime"] = regime

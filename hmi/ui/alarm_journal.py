@@ -365,8 +365,8 @@ class AlarmJournal(QWidget):
         self.user_filter.setMaximumWidth(120)
         self.text_filter = QLineEdit()
         self.text_filter.setPlaceholderText("text in message, source or user…")
-        for edit in (self.user_filter, self.text_filter):
-            edit.returnPressed.connect(self.refresh)
+        for line_edit in (self.user_filter, self.text_filter):
+            line_edit.returnPressed.connect(self.refresh)
         filters.addWidget(self.user_filter)
         filters.addWidget(self.text_filter, 1)
         self.suppression_box = QCheckBox("Show design suppression")

@@ -32,7 +32,7 @@ class ConfirmedActionDialog(QDialog):
     def __init__(self, feed: AlarmFeed, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.feed = feed
-        self.result: Reply | None = None
+        self.result: Reply | None = None  # type: ignore[assignment]  # the reply; QDialog.result() is never used
         self.form = QFormLayout(self)
 
     def _add_message_and_buttons(self, action: str, confirm: str) -> QPushButton:

@@ -12,12 +12,13 @@ table and status at TABLE_HZ, tiles at OVERVIEW_HZ, the 3D view at its own cappe
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import psutil
@@ -373,7 +374,7 @@ class MainWindow(QMainWindow):
         machines = menu.addMenu("&Machines")
         for i, (machine, config) in enumerate(self.project.machines.items()):
             shortcut = f"Ctrl+{i + 1}" if i < 9 else None
-            self._action(machines, config.label or machine, shortcut, lambda m=machine: self.show_machine(m))
+            self._action(machines, config.label or machine, shortcut, functools.partial(self.show_machine, machine))
 
         alarms = menu.addMenu("&Alarms")
         self._action(alarms, "Acknowledge selected", "F9", self.alarm_panel.acknowledge_selected)
@@ -773,7 +774,7 @@ class MainWindow(QMainWindow):
         action.setEnabled(name in self.bus.registry and self.bus.registry.by_name(name).writable)
         action.triggered.connect(lambda: self.open_write_dialog(name))
         trend = menu.addAction(f"Add to trend “{self.trend_tabs.tabText(self.trend_tabs.currentIndex())}”")
-        trend.triggered.connect(lambda: self.add_pens(self.trend_tabs.currentWidget(), [name]))
+        trend.triggered.connect(lambda: self.add_pens(cast(TrendView, self.trend_tabs.currentWidget()), [name]))
         menu.popup(self.table.viewport().mapToGlobal(pos))
 
     def open_write_dialog(self, name: str) -> WriteDialog | None:

@@ -97,7 +97,9 @@ class MachineTile(QFrame):
                 label = item.widget() if item is not None else None
                 if isinstance(label, QLabel):
                     columns[col] = max(columns[col], metrics.horizontalAdvance(label.text()), label.minimumWidth())
-        margins = self.layout().contentsMargins()  # a long title is clipped, with its tooltip
+        layout = self.layout()
+        assert layout is not None  # set in __init__
+        margins = layout.contentsMargins()  # a long title is clipped, with its tooltip
         body = sum(columns) + 2 * grid.horizontalSpacing()
         return body + margins.left() + margins.right() + 2 * self.frameWidth()
 

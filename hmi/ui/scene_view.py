@@ -44,6 +44,7 @@ from PySide6.QtGui import QHideEvent, QImage, QShowEvent
 from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 from vtkmodules.util.numpy_support import vtk_to_numpy
+from vtkmodules.vtkCommonCore import vtkCommand
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
 from vtkmodules.vtkFiltersSources import vtkCubeSource
 from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
@@ -204,14 +205,14 @@ class SceneView(QWidget):
         self.interactor = self.render_window.GetInteractor()
         self._style = vtkInteractorStyleTrackballCamera()
         # An observer on the style replaces its default key handling ('e'/'q' would quit).
-        self._style.AddObserver("CharEvent", self._on_char)
+        self._style.AddObserver(vtkCommand.CharEvent, self._on_char)
         self.interactor.SetInteractorStyle(self._style)
         self.interactor.EnableRenderOff()
-        self.interactor.AddObserver("RenderEvent", self._on_interactor_render)
+        self.interactor.AddObserver(vtkCommand.RenderEvent, self._on_interactor_render)
         # On the style, not the interactor: while rotating, the style holds the interactor's
         # event focus and observers there would miss the button release.
-        self._style.AddObserver("LeftButtonPressEvent", self._on_left_press)
-        self._style.AddObserver("LeftButtonReleaseEvent", self._on_left_release)
+        self._style.AddObserver(vtkCommand.LeftButtonPressEvent, self._on_left_press)
+        self._style.AddObserver(vtkCommand.LeftButtonReleaseEvent, self._on_left_release)
         self.vtk_widget.Initialize()
         self._empty_renderer = self._new_renderer()
         self._add_text(self._empty_renderer, "No machine selected", (0.5, 0.5), 14, centred=True)
@@ -564,7 +565,7 @@ class SceneView(QWidget):
         box = vtkActor()
         box.SetMapper(mapper)
         box.GetProperty().SetRepresentationToWireframe()
-        box.GetProperty().SetColor(_rgb(theme.TEXT_DIM))
+        box.GetProperty().SetColor(*_rgb(theme.TEXT_DIM))
         box.GetProperty().SetLineWidth(1.5)
         renderer.AddActor(box)
         title = f"{scene.label}: " + ("no 3D model" if state == "empty" else "3D model not shown")

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from PySide6.QtCore import QMimeData, QModelIndex, QPoint, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtCore import QMimeData, QModelIndex, QPersistentModelIndex, QPoint, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -51,14 +51,14 @@ class DraggableTagModel(QSortFilterProxyModel):
     def mimeTypes(self) -> list[str]:
         return [TAGS_MIME]
 
-    def mimeData(self, indexes: list[QModelIndex]) -> QMimeData:
+    def mimeData(self, indexes: Sequence[QModelIndex]) -> QMimeData:
         names = sorted({str(self.index(i.row(), COL_TAG).data()) for i in indexes})
         mime = QMimeData()
         mime.setData(TAGS_MIME, json.dumps(names).encode())
         mime.setText("\n".join(names))
         return mime
 
-    def flags(self, index: QModelIndex) -> Qt.ItemFlag:
+    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
         return super().flags(index) | Qt.ItemFlag.ItemIsDragEnabled
 
 
@@ -75,15 +75,15 @@ class AddressSpaceModel(QStandardItemModel):
     def mimeTypes(self) -> list[str]:
         return [NODE_MIME, TAGS_MIME]
 
-    def mimeData(self, indexes: list[QModelIndex]) -> QMimeData:
+    def mimeData(self, indexes: Sequence[QModelIndex]) -> QMimeData:
         mime = QMimeData()
-        nodes: dict[str, dict[str, Any]] = {}  # one per row, whichever columns were selected
+        by_id: dict[str, dict[str, Any]] = {}  # one per row, whichever columns were selected
         for index in indexes:
             item = self.itemFromIndex(index.siblingAtColumn(0))
             node = item.data(NODE_ROLE) if item is not None else None
             if node and node["node_class"] == "Variable":
-                nodes[node["node_id"]] = node
-        nodes = list(nodes.values())
+                by_id[node["node_id"]] = node
+        nodes = list(by_id.values())
         if nodes:
             mime.setData(NODE_MIME, json.dumps(nodes).encode())
             configured = [n["tag"] for n in nodes if n.get("tag")]
@@ -286,7 +286,7 @@ class TagBrowser(QWidget):
 
     def _on_current_node(self, current: QModelIndex, _previous: QModelIndex) -> None:
         node = self.selected_node()
-        self.call_button.setEnabled(self.feed is not None and bool(node) and node["node_class"] == "Method")
+        self.call_button.setEnabled(self.feed is not None and bool(node and node["node_class"] == "Method"))
 
     def _on_tree_menu(self, position: QPoint) -> None:
         index = self.tree.indexAt(position)

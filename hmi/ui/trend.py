@@ -166,7 +166,9 @@ class TrendView(QWidget):
         return bar
 
     def _build_cursor(self) -> None:
-        self.cursor_line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(theme.TEXT_DIM, style=Qt.DashLine))
+        self.cursor_line = pg.InfiniteLine(
+            angle=90, movable=False, pen=pg.mkPen(theme.TEXT_DIM, style=Qt.PenStyle.DashLine)
+        )
         self.cursor_label = pg.TextItem(color=theme.TEXT, fill=pg.mkBrush(theme.PANEL), anchor=(0, 0))
         self.cursor_line.setVisible(False)
         self.cursor_label.setVisible(False)
@@ -261,7 +263,7 @@ class TrendView(QWidget):
                     pos=value,
                     angle=0,
                     movable=False,
-                    pen=pg.mkPen(colour, width=1, style=Qt.DashLine),
+                    pen=pg.mkPen(colour, width=1, style=Qt.PenStyle.DashLine),
                     label=label,
                     labelOpts={"position": 0.02, "color": colour, "anchors": [(0, 1), (0, 1)]},
                 )
@@ -271,7 +273,7 @@ class TrendView(QWidget):
     # -- drawing ------------------------------------------------------------------------------------
 
     def visible_range(self) -> tuple[float, float]:
-        return tuple(self.plot.vb.viewRange()[0])  # type: ignore[return-value]
+        return tuple(self.plot.vb.viewRange()[0])
 
     def refresh(self, now_s: float | None = None) -> bool:
         """Scroll (when live) and redraw pens whose data or view changed; True if anything drew."""
@@ -414,9 +416,9 @@ class TrendView(QWidget):
     def dropEvent(self, event: QDropEvent) -> None:
         mime = event.mimeData()
         if mime.hasFormat(TAGS_MIME):
-            self.tags_dropped.emit(json.loads(bytes(mime.data(TAGS_MIME)).decode()))
+            self.tags_dropped.emit(json.loads(bytes(mime.data(TAGS_MIME).data()).decode()))
         elif mime.hasFormat(NODE_MIME):
-            self.nodes_dropped.emit(json.loads(bytes(mime.data(NODE_MIME)).decode()))
+            self.nodes_dropped.emit(json.loads(bytes(mime.data(NODE_MIME).data()).decode()))
         else:
             return
         event.acceptProposedAction()
