@@ -29,7 +29,7 @@ from hmi.core.tags import DataType, TagSpec
 from hmi.gcfreeze import FREEZE_AFTER_START_S, freeze_startup_objects
 from hmi.historian.reader import HistorianReader
 from hmi.historian.writer import HistorianWriter
-from hmi.ipc.publisher import IpcPublisher
+from hmi.ipc.publisher import IpcPublisher, check_free
 from hmi.security.audit import AuditError, AuditTrail
 from hmi.security.sessions import LoginThrottle, Sessions
 from hmi.security.users import UserStore
@@ -249,21 +249,23 @@ class Runtime:
         if freeze_gc:
             self._loop.call_later(FREEZE_AFTER_START_S, freeze_startup_objects)
         if self.publisher is not None:
-            # Bind the windows' ports before the historian opens its file: a start that fails
-            # on a busy port must not leave an empty historian (and its lock) behind.
-            self.publisher.start()
-        try:
-            self.historian.start()
-        except BaseException:
-            if self.publisher is not None:
-                self.publisher.stop()
-            raise
+            # A busy port fails the start before the historian opens its file (nothing is left
+            # behind); the ports are bound after it, so a window that connects can read it.
+            check_free(self.publisher.stream_address)
+            check_free(self.publisher.request_address)
+        self.historian.start()
         if self.audit is not None:
             try:
                 self.audit.open()
             except AuditError as exc:
                 # Each action then says its audit failed (OperatorCommands._record).
                 log.error("%s: operator actions will not be audited", exc)
+        if self.publisher is not None:
+            try:
+                self.publisher.start()
+            except OSError:  # taken between the check and now: stop recording cleanly
+                self.historian.close()
+                raise
         if self.publisher is not None:
             log.info(
                 "runtime serving windows on %s (requests %s)",

@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = "historian"
 TAG_QUEUE_DEPTH = "historian.queue_depth"
+FIRST_OPEN_WAIT_S = 5.0  # start() waits at most this long for the first open attempt
 LATEST_NS = np.iinfo(np.int64).max - 1  # the latest time a [start, end) read can reach
 TAG_DROPPED = "historian.dropped_samples"
 TAG_WRITE_OK = "historian.write_ok"
@@ -158,6 +159,7 @@ class HistorianWriter:
         self._held: list[SampleBatch] = []
         # Per bus tag id: the recorded time at or below which a value arriving now would sort
         # before a COMM_LOST mark the operator saw first, where one stands. See _in_arrival_order.
+        self._first_open = threading.Event()
         self._floor = np.zeros(0, np.int64)
         self._has_floor = np.zeros(0, bool)
         self._held_samples = 0
@@ -222,6 +224,9 @@ class HistorianWriter:
             self._lock.acquire()
         self._thread = threading.Thread(target=self._run, name="historian-writer", daemon=True)
         self._thread.start()
+        # Wait for the first attempt to open the database (not its success: a dead server is
+        # retried in the background), so a reader finds the schema complete once start returns.
+        self._first_open.wait(FIRST_OPEN_WAIT_S)
 
     @property
     def running(self) -> bool:
@@ -359,6 +364,7 @@ class HistorianWriter:
 
             if self._conn is None and now >= self._next_attempt:
                 self._open()
+                self._first_open.set()
             ready = self._held_samples >= self.max_batch_samples or (
                 self._held_since is not None and now - self._held_since >= self.commit_interval_s
             )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +41,27 @@ MAX_MERGED_EVENTS = 500
 _CUT = b""
 
 CommandHandler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def check_free(address: str) -> None:
+    """Raise OSError (the message `start` gives) if a tcp://host:port address is taken.
+
+    The runtime asks before its historian opens the file, so a start that fails on a busy
+    port leaves nothing behind, while the ports themselves are bound only once the
+    historian exists (a window that connects can read it)."""
+    if not address.startswith("tcp://"):
+        return
+    host, _, port = address[len("tcp://") :].rpartition(":")
+    if not port.isdigit() or int(port) == 0:
+        return  # a port chosen by the system cannot be taken
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As ZeroMQ does: a port in TIME_WAIT is free, one another socket listens on is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("" if host == "*" else host.strip("[]"), int(port)))
+        except OSError as exc:
+            raise OSError(f"cannot listen on {address}: {exc.strerror or exc}") from None
 
 
 class IpcPublisher:
