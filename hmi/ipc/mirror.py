@@ -97,9 +97,11 @@ class BusMirror:
         self.bus.publish_events(events)
 
     def on_link(self, up: bool) -> None:
+        if not up:
+            # Values first: whoever sees the link down must find them COMM_LOST already.
+            self._mark_all_comm_lost()
         self.link_up = up
         if not up:
-            self._mark_all_comm_lost()
             self.bus.publish_events(
                 [Event(EventCategory.SYSTEM, "runtime", "Runtime not responding: values are stale", Severity.ERROR)]
             )

@@ -1269,11 +1269,12 @@ class MqttSource:
             if was:
                 self._flush()
                 self.last_error = f"connection lost: {reason}"
-                self._mark_lost(sorted(self._own_ids), self.last_error)
+                # The connection's state first: whoever sees a tag COMM_LOST sees why.
                 self._hand_over(
                     self.health.connected_batch(False),
                     [Event(EventCategory.SYSTEM, self.name, f"Connection {self.name} lost: {reason}", Severity.ERROR)],
                 )
+                self._mark_lost(sorted(self._own_ids), self.last_error)
         except Exception:
             log.exception("%s: on_disconnect failed", self.name)
 
