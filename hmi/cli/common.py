@@ -5,8 +5,10 @@ and the recorded range that replay, export, report and twin fit read.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
@@ -137,3 +139,14 @@ def open_recording(args: argparse.Namespace) -> tuple[HistorianReader, TimeRange
         print(f"hmi {args.command}: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
     return reader, time_range, project
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    """Set `stop` on SIGINT or SIGTERM (call from the running loop): the process then ends
+    through its own orderly shutdown, as `hmi stop` and the supervisor expect."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # Windows
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))

@@ -5,10 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 from pathlib import Path
 
-from hmi.cli.common import EXIT_FAILURE, EXIT_OK, Subparsers, add_ipc_args, ipc_addresses, load, log_to_file
+from hmi.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    Subparsers,
+    add_ipc_args,
+    ipc_addresses,
+    load,
+    log_to_file,
+    stop_on_signals,
+)
 from hmi.config import Project
 from hmi.paths import default_project
 
@@ -69,12 +77,7 @@ def _run_headless(args: argparse.Namespace, project: Project) -> int:
 
     async def main() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-            except (NotImplementedError, RuntimeError):  # Windows
-                signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+        stop_on_signals(stop)
         await runtime.run(stop, args.duration, freeze_gc=True, on_serving=announce)
 
     try:

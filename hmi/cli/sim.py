@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from hmi.cli.common import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, Subparsers, log_to_file
+from hmi.cli.common import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, Subparsers, log_to_file, stop_on_signals
 
 
 def add_arguments(sub: Subparsers) -> None:
@@ -91,12 +90,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-            except (NotImplementedError, RuntimeError):
-                signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+        stop_on_signals(stop)
         await runner.run(stop, args.duration)
 
     try:
