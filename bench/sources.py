@@ -36,7 +36,7 @@ from asyncua.common.subscription import Subscription
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.common import fmt_rate, percentiles_ms, print_table
-from hmi.config.models import MqttConnection, OpcUaConnection
+from hmi.config.connections import MqttConnection, OpcUaConnection
 from hmi.core.bus import TagBus
 from hmi.core.samples import SampleBatch
 from hmi.core.tags import TagSpec

@@ -18,7 +18,7 @@ import numpy as np
 
 from hmi.commands import AlarmHistory, AlarmService, OperatorCommands, SourceMethodCaller, TagWriter, WriteOutcome
 from hmi.config.alarms import alarm_definitions, alarm_settings
-from hmi.config.models import MqttConnection, Project
+from hmi.config.models import Project
 from hmi.core.alarms.engine import AlarmEngine
 from hmi.core.bus import TagBus
 from hmi.core.events import Event, EventCategory
@@ -33,8 +33,7 @@ from hmi.ipc.publisher import IpcPublisher, check_free
 from hmi.security.audit import AuditError, AuditTrail
 from hmi.security.sessions import LoginThrottle, Sessions
 from hmi.security.users import UserStore
-from hmi.sources.mqtt import MqttSource
-from hmi.sources.opcua import OpcUaSource
+from hmi.sources.base import BrowsableSource, Source, WritableSource, make_source
 from hmi.twin.advisories import ADVISORY_SETTINGS, advisory_definitions
 from hmi.twin.service import TwinService
 
@@ -107,10 +106,8 @@ class Runtime:
         self.historian = HistorianWriter.from_project(project, self.bus.registry)
         self.historian.attach(self.bus)
         project_dir = project.source_path.parent if project.source_path is not None else None
-        self.sources: list[OpcUaSource | MqttSource] = [
-            MqttSource(name, conn, project.tags_of_connection(name), self.bus, project_dir)
-            if isinstance(conn, MqttConnection)
-            else OpcUaSource(name, conn, project.tags_of_connection(name), self.bus)
+        self.sources: list[Source] = [
+            make_source(name, conn, project.tags_of_connection(name), self.bus, project_dir)
             for name, conn in project.connections.items()
         ]
         # A value older than its tag's (or machine's) stale_after_s turns UNCERTAIN (hmi/core/staleness.py).
@@ -158,9 +155,7 @@ class Runtime:
             advisories=self.advisories,
             stop_system=self.request_stop,
             # Method calls (and the call dialog's signature reads) go to the connection's source.
-            caller=SourceMethodCaller(
-                lambda name: next((s for s in self.sources if s.name == name), None), self._on_loop
-            ),
+            caller=SourceMethodCaller(self.source_named, self._on_loop),
         )
         # The runtime's own commands go into the one command table, which OperatorCommands keeps
         # (it is built and tested without a runtime). Anyone may send these: no session.
@@ -310,14 +305,16 @@ class Runtime:
             except TimeoutError:
                 pass
 
+    def source_named(self, connection: str) -> Source | None:
+        return next((s for s in self.sources if s.name == connection), None)
+
     def write_to_source(self, spec: TagSpec, value: float | bool | str) -> WriteOutcome:
         """Carry a checked write to the source of the tag's connection (IPC request thread)."""
-        source = next((s for s in self.sources if s.name == spec.connection), None)
-        write = getattr(source, "write", None)
-        if source is None or write is None or self._loop is None:
+        source = self.source_named(spec.connection)
+        if not isinstance(source, WritableSource) or self._loop is None:
             return WriteOutcome(False, "BadNotSupported", f"connection {spec.connection!r} cannot write")
         try:
-            result = self._on_loop(write(spec.name, value), WRITE_TIMEOUT_S)
+            result = self._on_loop(source.write(spec.name, value), WRITE_TIMEOUT_S)
         except TimeoutError:
             return WriteOutcome(False, "BadTimeout", f"no answer from {spec.connection} within {WRITE_TIMEOUT_S:g} s")
         except Exception as exc:  # not connected, and whatever the connection raised
@@ -340,8 +337,8 @@ class Runtime:
         """`browse` (children of a node, each with the configured tag it feeds) and `watch`
         (subscribe to a browsed node as an ad-hoc tag): the tag browser's requests."""
         name = str(command.get("connection", ""))
-        source = next((s for s in self.sources if s.name == name), None)
-        if source is None or not hasattr(source, "browse"):
+        source = self.source_named(name)
+        if not isinstance(source, BrowsableSource):
             return {"ok": False, "error": f"connection {name!r} cannot be browsed"}
         try:
             if command["command"] == "browse":

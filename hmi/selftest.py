@@ -47,7 +47,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from hmi import __version__
 from hmi.config import ConfigError, Project, load_project
-from hmi.config.models import OpcUaConnection
+from hmi.config.connections import OpcUaConnection
 from hmi.core.quality import Quality
 from hmi.paths import data_dir, default_project, hmi_command, install_root
 from hmi.supervisor import free_tcp_port, plant_args

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 
 class Strict(BaseModel):
@@ -35,3 +35,6 @@ Pair = Annotated[tuple[float, float], BeforeValidator(_array_as_tuple)]
 Vector3 = Annotated[tuple[float, float, float], BeforeValidator(_array_as_tuple)]
 # A value compared with a tag that may be boolean (a discrete alarm's states): true is 1, false 0.
 NumberOrBool = Annotated[float, BeforeValidator(_bool_as_number)]
+Port = Annotated[int, Field(ge=0, le=65535)]
+# A reference to a secret (environment variable HMI_PASSWORD_<NAME> or credentials.toml), never the secret.
+SECRET_REF_PATTERN = r"^[A-Za-z0-9_]+$"

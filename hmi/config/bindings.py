@@ -14,6 +14,7 @@ value. docs/project-file.md documents every key.
 from __future__ import annotations
 
 import string
+from collections.abc import Collection
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -191,8 +192,8 @@ class CameraPresetConfig(Strict):
 def check_bindings(
     bindings: list[BindingConfig],
     cameras: list[CameraPresetConfig],
-    machines: set[str] | dict[str, object],
-    tags: set[str] | dict[str, object],
+    machines: Collection[str],
+    tags: Collection[str],
 ) -> list[tuple[list[str | int], str]]:
     """Cross-references for the loader: machines and tags must exist. Returns
     (key path, message) pairs like hmi.config.loader.cross_check. Node names are checked

@@ -21,8 +21,10 @@ from pydantic import ValidationError
 
 from hmi.config.alarms import alarm_problems
 from hmi.config.bindings import check_bindings
+from hmi.config.connections import KINDS, SourceConnection
 from hmi.config.migrations import CURRENT_FORMAT, MigrationError, Note, migrate, path_in_file
-from hmi.config.models import MqttConnection, OpcUaConnection, Project, TagConfig
+from hmi.config.models import Project
+from hmi.config.tags import KIND_TAG_KEYS, TagConfig
 from hmi.config.twin import twin_problems, twin_tag_specs
 from hmi.core.tags import TAG_NAME_RE
 
@@ -334,35 +336,21 @@ def cross_check(project: Project) -> list[tuple[list[str | int], str]]:
     for machine, config in project.machines.items():
         if not re.match(r"^[a-z][a-z0-9_]*$", machine):
             problems.append((["machines", machine], "a machine id is lower snake case (e.g. cnc01)"))
-        for i, tag in enumerate(config.key_tags):
-            if tag not in project.tags:
-                problems.append((["machines", machine, "key_tags", i], f"unknown tag {tag!r}"))
+        for i, key_tag in enumerate(config.key_tags):
+            if key_tag not in project.tags:
+                problems.append((["machines", machine, "key_tags", i], f"unknown tag {key_tag!r}"))
     problems.extend(alarm_problems(project))
     problems.extend(check_bindings(project.bindings, project.cameras, project.machines, project.tags))
     problems.extend(twin_problems(project.twin, project.machines, project.tags))
     return problems
 
 
-def _check_tag_for_connection(
-    name: str, tag: TagConfig, conn: OpcUaConnection | MqttConnection
-) -> list[tuple[list[str | int], str]]:
-    """Keys that only make sense for one kind of connection, and addresses of the right shape."""
-    out: list[tuple[list[str | int], str]] = []
+def _check_tag_for_connection(name: str, tag: TagConfig, conn: SourceConnection) -> list[tuple[list[str | int], str]]:
+    """Keys that belong to another kind of connection, then the kind's own checks."""
     where: list[str | int] = ["tags", name]
-    if isinstance(conn, OpcUaConnection):
-        if not tag.address:
-            out.append(([*where, "address"], "an OPC UA tag needs an address (its NodeId)"))
-        if tag.json_path is not None:
-            out.append(([*where, "json_path"], f"json_path is for MQTT tags; {tag.connection!r} is OPC UA"))
-        if tag.group is not None and tag.group not in conn.groups:
-            known = ", ".join(sorted(conn.groups)) or "none defined"
-            out.append(([*where, "group"], f"unknown group {tag.group!r} of connection {tag.connection!r} ({known})"))
-    else:
-        for key in ("group", "deadband", "index"):
-            if getattr(tag, key) is not None:
-                out.append(([*where, key], f"{key} is for OPC UA tags; {tag.connection!r} is MQTT"))
-        if "+" in tag.address or "#" in tag.address:
-            out.append(([*where, "address"], "an MQTT tag's address is one topic, without wildcards"))
-        if tag.json_path is not None and not tag.address:
-            out.append(([*where, "json_path"], "json_path needs the topic in address"))
-    return out
+    out: list[tuple[list[str | int], str]] = []
+    for key in KIND_TAG_KEYS:
+        if key not in conn.tag_keys and getattr(tag, key) is not None:
+            owners = " or ".join(k.label for k in KINDS.values() if key in k.tag_keys)
+            out.append(([*where, key], f"{key} is for {owners} tags; {tag.connection!r} is {conn.label}"))
+    return out + [([*where, *loc], message) for loc, message in conn.tag_problems(tag)]

@@ -47,7 +47,7 @@ class TwinBase(Strict):
 
     def derived_specs(self, machine: str) -> list[TagSpec]:
         specs = [
-            TagSpec(f"{machine}.{signal}", unit, datatype, description, extra={"twin": self.kind_name})
+            TagSpec(f"{machine}.{signal}", unit, datatype, description)
             for signal, unit, datatype, description in self.OUTPUTS
         ]
         specs += [
@@ -56,7 +56,6 @@ class TwinBase(Strict):
                 "",
                 DataType.BOOL,
                 f"Twin advisory: probable {cause.replace('_', ' ')}",
-                extra={"twin": self.kind_name},
             )
             for cause in self.ADVISORIES
         ]

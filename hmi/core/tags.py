@@ -22,6 +22,13 @@ class DataType(StrEnum):
     STRING = "string"
 
 
+class SourceAddress:
+    """Where a tag sits in its source, typed per connection kind (e.g. OpcUaAddress in
+    hmi/config/connections/opcua.py). `TagSpec.address` is its text as the file wrote it."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True, slots=True)
 class TagSpec:
     """What a tag is: its name (`machine.signal`), unit and where its value comes from."""
@@ -36,7 +43,8 @@ class TagSpec:
     low: float | None = None  # engineering range, also the limits a write is checked against
     high: float | None = None
     decimals: int | None = None  # shown on screen; None: derived from the range
-    extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+    # The connection kind's typed address (None: `address` alone, e.g. a tag made at run time).
+    source_address: SourceAddress | None = field(default=None, compare=False, hash=False)
 
     @property
     def machine(self) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hmi.config import load_project
-from hmi.config.models import MqttConnection, OpcUaConnection
+from hmi.config.connections import MqttAddress, MqttConnection, OpcUaAddress, OpcUaConnection
 from tests.config.common import errors
 from tests.helpers import REPO
 
@@ -86,8 +86,9 @@ def test_both_kinds_load_with_their_keys(tmp_path: Path) -> None:
     assert broker.tls_config is not None and broker.tls_config.ca == "certs/ca.pem"
     assert [s.format for s in broker.subscriptions] == ["json", "status"]
     specs = {s.name: s for s in project.tag_specs()}
-    assert specs["cnc01.speed"].extra["group"] == "fast" and specs["cnc01.axes"].extra["index"] == 2
-    assert specs["pump01.pressure"].extra["json_path"] == "$.hydraulics.pressure"
+    speed, axes = OpcUaAddress.of(specs["cnc01.speed"]), OpcUaAddress.of(specs["cnc01.axes"])
+    assert speed.group == "fast" and axes.index == 2
+    assert MqttAddress.of(specs["pump01.pressure"]).json_path == "$.hydraulics.pressure"
 
 
 BROKEN = {

@@ -13,7 +13,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from hmi.config.models import MqttConnection
+from hmi.config.connections import MqttAddress, MqttConnection
 from hmi.core.bus import TagBus
 from hmi.core.quality import Quality
 from hmi.core.tags import DataType, TagSpec
@@ -107,8 +107,8 @@ def test_tag_addresses_with_json_path_and_plain_values(mosquitto_broker: Any) ->
     bus = TagBus()
     collector = Collector(bus)
     tags = [
-        spec("line1.speed", "plant/line1", extra={"json_path": "$.drive.speed"}),
-        spec("line1.second", "plant/line1", extra={"json_path": "values[1]"}),
+        spec("line1.speed", "plant/line1", source_address=MqttAddress("plant/line1", "$.drive.speed")),
+        spec("line1.second", "plant/line1", source_address=MqttAddress("plant/line1", "values[1]")),
         spec("line1.temp", "plant/line1/temp"),
         spec("line1.run", "plant/line1/run", datatype=DataType.BOOL),
     ]

@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from hmi.config.models import MqttConnection
+from hmi.config.connections import MqttAddress, MqttConnection
 from hmi.core.bus import TagBus
 from hmi.core.quality import Quality
 from hmi.core.tags import DataType, TagSpec
@@ -156,7 +156,14 @@ def test_message_without_its_quality_key_is_good_and_quality_never_improves_a_ba
 
 def test_quality_key_for_tags_addressed_one_by_one() -> None:
     """The connection's quality_key applies to tags with an address and a json_path."""
-    tags = [TagSpec("line1.speed", connection="broker", address="plant/line1", extra={"json_path": "drive.speed"})]
+    tags = [
+        TagSpec(
+            "line1.speed",
+            connection="broker",
+            address="plant/line1",
+            source_address=MqttAddress("plant/line1", "drive.speed"),
+        )
+    ]
     h = Harness(tags, quality_key="status", quality_map={"192": "GOOD", "0": "BAD"})
     h.feed("plant/line1", {"drive": {"speed": 3.5}, "status": 192})
     h.feed("plant/line1", {"drive": {"speed": 3.6}, "status": 0})
@@ -388,7 +395,11 @@ def test_timestamp_window_is_the_connections() -> None:
 
 def test_timestamp_window_applies_to_tags_addressed_one_by_one() -> None:
     """The connection's timestamp_key and window also judge a json_path tag's payload time."""
-    tags = [TagSpec("line1.speed", connection="broker", address="plant/line1", extra={"json_path": "v"})]
+    tags = [
+        TagSpec(
+            "line1.speed", connection="broker", address="plant/line1", source_address=MqttAddress("plant/line1", "v")
+        )
+    ]
     h = Harness(tags)
     h.feed("plant/line1", {"v": 1.0, "ts": 86_400})
     h.feed("plant/line1", {"v": 2.0, "ts": "not a time"})
@@ -514,7 +525,7 @@ def test_json_status_and_a_tag_on_the_same_topic_from_mosquitto(mosquitto_broker
             connection="broker",
             address="factory/cnc01/status",
             datatype=DataType.STRING,
-            extra={"json_path": "state"},
+            source_address=MqttAddress("factory/cnc01/status", "state"),
         ),
     ]
     status = status_sub(qos=1, status_path="state", online=["RUNNING", "IDLE"], offline="STOPPED")

@@ -10,7 +10,8 @@ from asyncua import ua
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hmi.config.models import Deadband, OpcUaConnection
+from hmi.config.connections import OpcUaAddress, OpcUaConnection
+from hmi.config.tags import Deadband
 from hmi.core.bus import TagBus
 from hmi.core.quality import Quality
 from hmi.core.tags import DataType, TagSpec
@@ -84,7 +85,7 @@ def test_data_types_map_to_values_and_quality(peer: OpcUaPeer) -> None:
 
 def test_array_elements_by_index_and_whole_arrays_rejected(peer: OpcUaPeer) -> None:
     """A tag with `index` reads one array element; a tag on a whole array is BAD and counted, with a clear log."""
-    tags = [tag("a2", "array", extra={"index": 2}), tag("whole", "array")]
+    tags = [tag("a2", "array", source_address=OpcUaAddress(NS + "array", index=2)), tag("whole", "array")]
     bus = TagBus()
     collector = Collector(bus)
     source = source_for(peer, tags, bus)
@@ -119,7 +120,10 @@ def test_groups_and_deadband_reach_the_server(peer: OpcUaPeer) -> None:
     """A group's publishing interval applies to its tags, and changes within a tag's absolute deadband are not sent."""
     bus = TagBus()
     collector = Collector(bus)
-    tags = [tag("setpoint", extra={"group": "slow", "deadband": Deadband(type="absolute", value=5.0)}), tag("double")]
+    tags = [
+        tag("setpoint", source_address=OpcUaAddress(NS + "setpoint", "slow", Deadband(type="absolute", value=5.0))),
+        tag("double"),
+    ]
     source = source_for(peer, tags, bus, groups={"slow": {"publishing_interval_ms": 200, "queue_size": 10}})
 
     async def scenario() -> None:
@@ -171,7 +175,7 @@ def test_writes_are_coerced_range_checked_and_return_status(peer: OpcUaPeer) -> 
         tag("setpoint", writable=True, low=0, high=100, unit="%"),
         tag("int16", writable=True, datatype=DataType.INT),
         tag("bool", writable=True, datatype=DataType.BOOL),
-        tag("a1", "array", writable=True, extra={"index": 1}),
+        tag("a1", "array", writable=True, source_address=OpcUaAddress(NS + "array", index=1)),
         tag("whole", "array", writable=True),
         tag("double"),  # not writable in the project
         tag("uint32", writable=True),  # writable in the project, not on the server

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from hmi.config.models import OpcUaConnection
+from hmi.config.connections import OpcUaConnection
 from hmi.core.bus import TagBus
 from hmi.core.tags import TagSpec
 from hmi.sources.opcua import OpcUaSource

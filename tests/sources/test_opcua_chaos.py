@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from hmi.config.models import OpcUaConnection
+from hmi.config.connections import OpcUaConnection
 from hmi.core.bus import TagBus
 from hmi.core.quality import Quality
 from hmi.core.tags import TagSpec

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hmi.config.models import OpcUaConnection
+from hmi.config.connections import OpcUaConnection
 from hmi.core.bus import TagBus
 from hmi.core.quality import Quality
 from hmi.core.tags import TagSpec

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from asyncua import Node, ua
 
-from hmi.config.models import OpcUaConnection
+from hmi.config.connections import OpcUaConnection
 from hmi.core.bus import TagBus
 from hmi.core.events import Event
 from hmi.core.quality import Quality

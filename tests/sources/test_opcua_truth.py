@@ -22,7 +22,7 @@ from asyncua.ua.status_codes import code_to_name_doc
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hmi.config.models import OpcUaConnection
+from hmi.config.connections import OpcUaConnection
 from hmi.core.bus import TagBus
 from hmi.core.quality import Quality, quality_from_opcua_status
 from hmi.core.tags import DataType, TagSpec
@@ -351,6 +351,20 @@ def test_browse_reports_eurange_and_engineering_units_and_watch_uses_them(tmp_pa
         name = await rig.source.watch(entries["speed"].node_id, "m1.speed")
         spec = rig.bus.registry.spec(rig.bus.registry.id_of(name))
         assert (spec.unit, spec.low, spec.high) == ("rpm", 0.0, 6000.0)
+
+    scenario(tmp_path, body)
+
+
+def test_a_watched_node_delivers_its_changes_like_a_configured_tag(tmp_path: Path) -> None:
+    """A node watched from the browser at run time gets its current value and every change
+    after it as GOOD samples, none refused as an unknown client handle."""
+
+    async def body(rig: Rig) -> None:
+        name = await rig.source.watch(f"nsu={NS_URI};s=speed", "m1.speed")
+        await async_wait_until(lambda: 10.0 in rig.seen.values(name), 5, "no initial value of the watched node")
+        await rig.server.write("speed", ua.Variant(1234.0, ua.VariantType.Double))
+        await async_wait_until(lambda: 1234.0 in rig.seen.values(name), 5, "the change did not arrive")
+        assert rig.source.rejected == 0
 
     scenario(tmp_path, body)
 
