@@ -11,6 +11,13 @@ Layout (all timestamps are integer nanoseconds since the Unix epoch, UTC):
 - sample_texts: the string value of samples of string tags, same key.
 - events: alarm transitions, operator actions, system events; details as JSON.
 - shifts: the shift calendar, versioned by `since_ns` (a changed calendar is a new set).
+- sessions (version 2): one row per runtime start, naming the project it ran (path and
+  SHA-256 of the file), so playback finds the machines, models and trends by itself.
+- project_files (version 2): the text of each distinct project file, by its SHA-256 (a
+  runtime that restarts a thousand times stores its project once).
+- session_models (version 2): each machine's 3D model file as it was at the session's start
+  (path, SHA-256, size; the hash is NULL when the file was missing). Not a copy: see
+  docs/historian.md, "Sessions".
 
 A new schema version adds a migration function to MIGRATIONS; opening a file runs the
 missing ones in order, in one transaction. A file from a newer program is refused.
@@ -30,7 +37,7 @@ from hmi.historian.errors import HistorianError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = sa.MetaData()
 
@@ -112,8 +119,46 @@ shifts = sa.Table(
     sa.Column("timezone", sa.String(64), nullable=False),
 )
 
+project_files = sa.Table(
+    "project_files",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),  # of the file's bytes as read
+    sa.Column("text", sa.Text, nullable=False),  # as recorded: see sessions.redact
+    sa.Column("redacted", sa.Integer, nullable=False, server_default="0"),  # secrets blanked out
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("started_ns", sa.BigInteger, nullable=False),
+    sa.Column("host", sa.String(200), nullable=False, server_default=""),
+    sa.Column("program_version", sa.String(40), nullable=False, server_default=""),
+    sa.Column("project_name", sa.String(200), nullable=False, server_default=""),
+    sa.Column("project_path", sa.Text, nullable=True),  # NULL: a project built in code
+    sa.Column("project_sha256", sa.String(64), sa.ForeignKey("project_files.sha256"), nullable=True),
+    sa.Index("ix_sessions_started", "started_ns"),
+)
+
+session_models = sa.Table(
+    "session_models",
+    metadata,
+    sa.Column("session_id", sa.Integer, sa.ForeignKey("sessions.id"), primary_key=True),
+    sa.Column("machine", sa.String(200), primary_key=True),
+    sa.Column("path", sa.Text, nullable=False),  # resolved at the session's start
+    sa.Column("sha256", sa.String(64), nullable=True),  # NULL: the file was not there
+    sa.Column("size", sa.BigInteger, nullable=True),
+)
+
+
+def _to_v2(conn: sa.Connection) -> None:
+    """Version 2: the session and project record (three new tables; nothing else changes)."""
+    for table in (project_files, sessions, session_models):
+        table.create(conn, checkfirst=True)
+
+
 # version N -> the step that turns a version N-1 file into version N.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _to_v2}
 
 
 def schema_version(conn: sa.Connection) -> int | None:
@@ -189,7 +234,14 @@ def open_engine(target: str, create: bool = True) -> tuple[sa.Engine, Dialect]:
                 engine.dispose()
                 raise HistorianError(f"{target} is not an hmi historian (no tables)")
             if found != SCHEMA_VERSION:
-                ensure_schema(conn)
+                try:
+                    ensure_schema(conn)
+                except sa.exc.OperationalError as exc:
+                    if found > SCHEMA_VERSION:
+                        raise
+                    # A read-only copy of an older file (taken for analysis) still reads: what
+                    # later versions added are new tables, which the reader treats as empty.
+                    log.warning("%s: reading schema version %d without migrating it: %s", target, found, exc.orig)
     if create:
         with engine.connect() as conn:
             ensure_schema(conn)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sqlalchemy as sa
 
+from hmi import __version__
 from hmi.config.models import Project
 from hmi.core.bus import Subscription, TagBus
 from hmi.core.events import Event, EventCategory, Severity
@@ -46,6 +47,7 @@ from hmi.historian import schema as s
 from hmi.historian.backends import dialect_for, url_for
 from hmi.historian.dialect import Dialect
 from hmi.historian.retention import purge_steps
+from hmi.historian.sessions import ProjectRecord, write_session
 from hmi.historian.shifts import ShiftCalendar, ShiftDefinition
 from hmi.historian.storage import StorageFilter, StorageMode, StoragePolicy
 
@@ -114,8 +116,13 @@ class HistorianWriter:
         retention_check_s: float = 3600.0,
         retention_chunk_rows: int = 5_000,
         close_attempts: int = 3,
+        project: Project | None = None,
     ) -> None:
         self.target = target
+        # Recorded with this start (sessions.py) on the writer thread, so playback finds it.
+        self.project = project
+        self.started_ns = now_ns()
+        self._project_record: ProjectRecord | None = None
         self.registry = registry
         self.filter = StorageFilter(registry, policies)
         self.calendar = calendar
@@ -193,6 +200,7 @@ class HistorianWriter:
             policies=policies,
             calendar=calendar,
             retention_days=project.historian.retention_days,
+            project=project,
             **kwargs,
         )
 
@@ -484,6 +492,7 @@ class HistorianWriter:
                 self._dialect.after_open(conn)
                 conn.commit()
                 self._record_calendar(conn)
+                self._record_session(conn)
             except BaseException:
                 conn.close()
                 raise
@@ -541,6 +550,15 @@ class HistorianWriter:
                     sa.insert(s.shifts),
                     [{"since_ns": since, "name": n, "start": a, "end": b, "timezone": tz} for n, a, b, tz in wanted],
                 )
+
+    def _record_session(self, conn: sa.Connection) -> None:
+        """Record this start and its project (once per file: a reopen finds it there)."""
+        if self.project is None:
+            return
+        if self._project_record is None:
+            self._project_record = ProjectRecord.of(self.project)
+        if write_session(conn, self._project_record, self.started_ns, __version__):
+            log.info("historian: session recorded with project %s", self._project_record.path or "(built in code)")
 
     def _db_ids(self, conn: sa.Connection, bus_ids: np.ndarray) -> np.ndarray:
         top = int(bus_ids.max())

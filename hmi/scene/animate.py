@@ -183,8 +183,10 @@ class MachineAnimator:
 
     # -- one frame ----------------------------------------------------------------------------------
 
-    def step(self, readings: Mapping[str, Reading], now_s: float, alarm: str | None = None) -> Frame:
-        dt = 0.0 if self._last_time is None else min(max(now_s - self._last_time, 0.0), MAX_STEP_S)
+    def step(
+        self, readings: Mapping[str, Reading], now_s: float, alarm: str | None = None, max_step_s: float = MAX_STEP_S
+    ) -> Frame:
+        dt = 0.0 if self._last_time is None else min(max(now_s - self._last_time, 0.0), max_step_s)
         self._last_time = now_s
         frame = Frame()
         motion: dict[int, np.ndarray] = {}

@@ -14,8 +14,9 @@ sequence, whatever the speed or timing (only where batches are cut may differ).
 
 Position semantics: after `seek(t)` the bus holds every tag's last value at or before t
 (plus, for `history_tags`, the samples of the last `history_s` seconds so trends draw
-their window), and playing publishes the samples after t. The replay opens at the range's
-start, so a full play publishes exactly the samples with start <= ts < end.
+their window), and playing publishes the samples after t. The replay opens just before the
+first recorded sample or event of the range (`first_ns`; a shift's data may begin hours
+after its start), so a full play publishes exactly the samples with start <= ts < end.
 
 Alarms replay as recorded: the events table's alarm transitions and acknowledgements go
 out on the bus's event stream at their time; after a seek, the latest recorded event of
@@ -32,6 +33,7 @@ import math
 import queue
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -40,12 +42,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hmi.config.models import Project, ProjectInfo, TagConfig, TrendConfig
+from hmi.config.models import Project, ProjectInfo, TrendConfig
+from hmi.config.tags import TagConfig
+from hmi.core.alarms.model import Priority
 from hmi.core.bus import TagBus
-from hmi.core.events import Event, EventCategory
+from hmi.core.events import Event, EventCategory, Severity
 from hmi.core.samples import TAG_ID_DTYPE, SampleBatch
 from hmi.core.tags import DataType
-from hmi.historian.reader import HistorianReader, RecordedTag
+from hmi.historian.reader import HistorianReader, RecordedTag, model_file_state
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +78,22 @@ class Marker:
     severity: str
     source: str
     message: str
+    # An alarm that became active: its priority (1 low .. 4 urgent), which the timeline shows
+    # in that priority's colour. None for everything calm (returns, acknowledgements, events).
+    priority: int | None = None
+
+    @classmethod
+    def of(cls, event: Event) -> Marker:
+        return cls(event.ts_ns, event.category, str(event.severity), event.source, event.message, _priority_of(event))
+
+
+def _priority_of(event: Event) -> int | None:
+    if event.category != EventCategory.ALARM or event.severity == Severity.INFO:
+        return None  # to_event gives an activation of an in-service alarm its priority's severity
+    label = event.details.get("priority")
+    if isinstance(label, str) and label.upper() in Priority.__members__:
+        return int(Priority.parse(label))
+    return int(Priority.HIGH if event.severity == Severity.ERROR else Priority.MEDIUM)  # details from before v1
 
 
 class AlarmEvaluator(Protocol):
@@ -131,6 +151,10 @@ class ReplaySource:
         self.state = ReplayState.OPENING
         self.progress = 0.0  # while opening
         self.position_ns = self.start_ns
+        # The first and last recorded moment in the range (samples or events), known once
+        # opened: playback opens at the first, not at a shift's start hours before any data.
+        self.first_ns = self.start_ns
+        self.last_ns = self.end_ns - 1
         self.error = ""
         self.markers: list[Marker] = []
         self.tags: list[RecordedTag] = []
@@ -286,11 +310,16 @@ class ReplaySource:
         self._events = reader.events(self.start_ns, self.end_ns)
         self._event_ts = np.fromiter((e.ts_ns for e in self._events), np.int64, len(self._events))
         self._alarm_ts = np.fromiter((e.ts_ns for e in self._events if e.category == EventCategory.ALARM), np.int64)
-        self.markers = [Marker(e.ts_ns, e.category, str(e.severity), e.source, e.message) for e in self._events]
+        self.markers = [Marker.of(e) for e in self._events]
+        self.progress = 0.45
+        extent = reader.data_extent(self.start_ns, self.end_ns)
+        moments = [*(extent or ()), *self._event_ts[[0, -1]].tolist()] if len(self._event_ts) else [*(extent or ())]
+        if moments:
+            self.first_ns, self.last_ns = min(moments), max(moments)
         self.progress = 0.5
         self._alarms_before = reader.last_events_per_source(EventCategory.ALARM, self.start_ns)
         self.progress = 0.7
-        self._seek(self.start_ns - 1)
+        self._seek(self.first_ns - 1)
         self.first_frame_s = time.monotonic() - self._created
         self.progress = 0.85
         self._chunk(0)
@@ -299,7 +328,7 @@ class ReplaySource:
     def _handle(self, command: str, arg: Any) -> None:
         if command == "play":
             if self.state == ReplayState.ENDED:
-                self._seek(self.start_ns - 1)
+                self._seek(self.first_ns - 1)
             self.state = ReplayState.PLAYING
         elif command == "pause":
             if self.state == ReplayState.PLAYING:
@@ -486,3 +515,73 @@ def project_for_recording(tags: Sequence[RecordedTag], timezone: str, title: str
     ]
     trends = [TrendConfig(name="Recorded values", pens=numeric[:pens], span_s=300.0)] if numeric else []
     return Project(project=ProjectInfo(name=title, timezone=timezone), tags=configs, trends=trends)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingProject:
+    """The project a playback shows, where it came from, and what the operator should know."""
+
+    project: Project
+    origin: str  # one line: "recorded with the runtime started ..." or why a generic view
+    notes: tuple[str, ...] = ()  # problems: a model file missing or changed, an unreadable record
+
+
+def project_of_recording(
+    reader: HistorianReader, start_ns: int, end_ns: int, timezone: str, title: str
+) -> RecordingProject:
+    """The project the runtime ran when the range was recorded (the session running at the
+    range's first data, else the first one started in the range), with its models checked
+    against the recorded hashes; else the generic view of the recorded tags, saying why."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from hmi.config.loader import ConfigError, validate_project
+
+    extent = reader.data_extent(start_ns, end_ns)
+    session = reader.session_at(extent[0] if extent else start_ns, until_ns=end_ns)
+
+    def generic(why: str, notes: tuple[str, ...] = ()) -> RecordingProject:
+        return RecordingProject(project_for_recording(reader.tags(), timezone, title), why, notes)
+
+    if session is None:
+        return generic("no project is recorded with this range (a file from before hmi recorded sessions); "
+                       "showing the recorded tags: give --project FILE to see the machines")  # fmt: skip
+    record = session.project
+    if record.text is None or record.path is None:
+        return generic(
+            "the runtime that recorded this ran a project built in code, not a file; showing the recorded tags"
+        )
+    when = datetime.fromtimestamp(session.started_ns / 1e9, UTC).astimezone(ZoneInfo(timezone))
+    name = f"{record.path} (as recorded {when:%Y-%m-%d %H:%M})"
+    try:
+        project = validate_project(tomllib.loads(record.text), name, Path(record.path))
+    except (ConfigError, tomllib.TOMLDecodeError, RecursionError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return generic("the recorded project cannot be read by this version of hmi; showing the recorded tags",
+                       (f"{name}: {first}",))  # fmt: skip
+    notes: list[str] = []
+    machines = dict(project.machines)
+    recorded = {m.machine: m for m in record.models}
+    for machine, config in project.machines.items():
+        model = recorded.get(machine)
+        if model is None or not config.model:
+            continue
+        path = Path(model.path)
+        if not path.exists():
+            path = project.resolve_path(config.model)  # moved with its project, or the installation's
+        label = config.label or machine
+        state = model_file_state(model, path)
+        digest = f"SHA-256 {model.sha256[:12]}…" if model.sha256 else "no hash: it was missing then too"
+        if state == "missing":
+            notes.append(f"{label}: 3D model {Path(model.path).name} not found (recorded at {model.path}, "
+                         f"{digest}); shown without a model")  # fmt: skip
+        elif state == "changed":
+            notes.append(f"{label}: 3D model {path} has changed since the recording (recorded {digest}); "
+                         "shown as it is now")  # fmt: skip
+        machines[machine] = config.model_copy(update={"model": str(path)})
+    origin = (
+        f"project {Path(record.path).name} as the runtime ran it, started {when:%Y-%m-%d %H:%M:%S %Z} on {session.host}"
+    )
+    if record.redacted:
+        notes.append(f"{record.redacted} password(s) written in URLs of the project were not recorded")
+    return RecordingProject(project.model_copy(update={"machines": machines}), origin, tuple(notes))
