@@ -43,6 +43,7 @@ from hmi.security.audit import AuditEntry, AuditError, AuditTrail, operator_even
 from hmi.security.roles import REQUIRED_ROLE, Action, may
 from hmi.security.sessions import LoginRefused, Session, Sessions
 from hmi.security.users import UserError
+from hmi.sources.base import CallableSource
 
 log = logging.getLogger(__name__)
 
@@ -241,11 +242,11 @@ class SourceMethodCaller:
         self.source_of = source_of
         self.run = run
 
-    def _source(self, connection: str) -> Any:
+    def _source(self, connection: str) -> CallableSource:
         source = self.source_of(connection)
         if source is None:
             raise ValueError(f"there is no connection {connection!r}")
-        if not hasattr(source, "method_signature"):
+        if not isinstance(source, CallableSource):
             raise ValueError(f"connection {connection!r} has no methods (only OPC UA connections do)")
         return source
 
@@ -355,6 +356,8 @@ class OperatorCommands:
             "method_signature": CommandEntry(self._method_signature, LOGGED_IN),
             "reload_config": CommandEntry(self._reload, Action.RELOAD_CONFIG),
             "stop_system": CommandEntry(self._stop_system, Action.STOP_SYSTEM),
+            "demo_faults": CommandEntry(self._demo_faults, None),
+            "demo_fault": CommandEntry(self._demo_fault, Action.DEMO_FAULT),
         }
         # User changes before the runtime started are not its to announce (users.json is the
         # workstation's, shared by every project; its change log keeps them); later ones are.
@@ -843,6 +846,50 @@ class OperatorCommands:
         if problem is not None:
             reply["audit_error"] = problem
         return reply
+
+    # -- the embedded demo plant -----------------------------------------------------------------
+
+    def _demo_faults(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Every demo machine's faults, {"machines": {machine: [{"fault", "description"}]}}, for
+        the window's Demo menu (anyone may read them: they are the simulator's catalogue)."""
+        from hmi.sim.plant import MACHINE_TYPES
+
+        machines = {
+            machine: [{"fault": name, "description": spec.description} for name, spec in sim.faults.items()]
+            for machine, sim in MACHINE_TYPES.items()
+        }
+        return {"ok": True, "machines": machines}
+
+    def _demo_fault(self, command: dict[str, Any]) -> dict[str, Any]:
+        """{"command": "demo_fault", "connection", "machine", "fault", "inject": bool, "reason"}:
+        inject or clear a fault of the demo plant through its OPC UA method (InjectFault /
+        ClearFault on the machine's object), engineer role, recorded as `demo_fault` (or
+        `demo_fault_clear`) before and after, like a method call. Only the demo plant's
+        namespace is called, so a real PLC on that connection answers BadNodeIdUnknown."""
+        from hmi.sim.opcua_server import NAMESPACE_URI
+        from hmi.sim.plant import MACHINE_TYPES
+
+        connection = str(command.get("connection", ""))
+        machine = str(command.get("machine", ""))
+        fault = str(command.get("fault", ""))
+        inject = bool(command.get("inject", True))
+        kind = "demo_fault" if inject else "demo_fault_clear"
+        target = f"{machine}.{fault}"
+        details: dict[str, Any] = {"station": station_of(command), "connection": connection,
+                                   "reason": str(command.get("reason", "")).strip()[:500]}  # fmt: skip
+        session = self._session(command, target, details, kind=kind, doing="a demo-plant fault")
+        if isinstance(session, dict):
+            return session
+        sim = MACHINE_TYPES.get(machine)
+        if sim is None or fault not in sim.faults:
+            refusal = f"the demo plant has no fault {target!r}"
+            self._record([AuditEntry(kind, session.user, target, "refused", {**details, "reason": refusal})])
+            return _refused(refusal)
+        caller = self.caller
+        method = "InjectFault" if inject else "ClearFault"
+        node = f"nsu={NAMESPACE_URI};s=Plant/{machine}"
+        act = (lambda: caller.call(connection, node, f"{node}/{method}", [fault])) if caller is not None else None
+        return self._carry_out(session, kind, target, details, act, "this runtime cannot reach the demo plant")
 
 
 def _change_key(entry: AuditEntry) -> tuple[str, int, Any]:

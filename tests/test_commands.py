@@ -145,6 +145,7 @@ WHO_MAY = {
     "unshelve": Action.UNSHELVE, "out_of_service": Action.OUT_OF_SERVICE, "write": Action.WRITE,
     "call": Action.WRITE, "method_signature": LOGGED_IN, "reload_config": Action.RELOAD_CONFIG,
     "stop_system": Action.STOP_SYSTEM, "browse": None, "watch": None, "ping": None, "status": None,
+    "demo_faults": None, "demo_fault": Action.DEMO_FAULT,
 }  # fmt: skip
 
 

@@ -34,6 +34,7 @@ class Action(StrEnum):
     RELOAD_CONFIG = "reload_config"
     MANAGE_USERS = "manage_users"
     STOP_SYSTEM = "stop_system"  # plant connections, runtime and historian: recording ends
+    DEMO_FAULT = "demo_fault"  # inject or clear a fault in the embedded demo plant
 
 
 REQUIRED_ROLE: dict[Action, Role] = {
@@ -46,6 +47,7 @@ REQUIRED_ROLE: dict[Action, Role] = {
     Action.RELOAD_CONFIG: Role.ENGINEER,
     Action.MANAGE_USERS: Role.ADMIN,
     Action.STOP_SYSTEM: Role.ENGINEER,
+    Action.DEMO_FAULT: Role.ENGINEER,
 }
 
 

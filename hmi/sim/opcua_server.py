@@ -283,14 +283,20 @@ class PlantOpcUaServer:
         return len(getattr(service, "subscriptions", {}))
 
     async def start(self) -> None:
+        # The certificate (made on a first start only, written whole: pki.py) is made on a
+        # thread while asyncua builds its standard address space, not after it.
+        certificate = None
+        if self.security.needs_certificate:
+            folder = self.security.pki_dir or data_dir() / "sim-pki"
+            made = asyncio.to_thread(ensure_certificate, folder, "server", APPLICATION_URI, [self.host])
+            certificate = asyncio.ensure_future(made)
         await self.server.init()
         self.server.set_endpoint(self.endpoint)
         self.server.set_server_name("HMI demo plant")
         await self.server.set_application_uri(APPLICATION_URI)
         self.server.set_security_policy(_POLICIES[self.security.policies])
-        if self.security.needs_certificate:
-            folder = self.security.pki_dir or data_dir() / "sim-pki"
-            pair = await asyncio.to_thread(ensure_certificate, folder, "server", APPLICATION_URI, [self.host])
+        if certificate is not None:
+            pair = await certificate
             await self.server.load_certificate(str(pair.certificate))
             await self.server.load_private_key(str(pair.private_key))
             self.certificate = pair.certificate

@@ -2,8 +2,11 @@
 
 An OPC UA application certificate names the application URI in its subjectAltName, and
 clients check that it matches the server's ApplicationUri; so a certificate is reused only
-while it names the same URI and has more than a day to run. The private key never leaves
-the folder and is written readable by its owner only.
+while it names the same URI, has more than a day to run and its private key is there and
+belongs to it. The private key never leaves the folder and is written readable by its owner
+only. Each file is written whole under a temporary name and then renamed over the old one, so
+a server never reads a half-written key; a crash between the two renames leaves a pair that
+does not match, which the next start replaces.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ def ensure_certificate(folder: Path, name: str, app_uri: str, hosts: list[str] |
     folder.mkdir(parents=True, exist_ok=True)
     cert_path = folder / f"{name}-cert.der"
     key_path = folder / f"{name}-key.pem"
-    if cert_path.exists() and key_path.exists() and _still_good(cert_path, app_uri):
+    if cert_path.exists() and key_path.exists() and _still_good(cert_path, key_path, app_uri):
         return CertificatePair(cert_path, key_path, created=False)
 
     key = generate_private_key()
@@ -59,23 +62,41 @@ def ensure_certificate(folder: Path, name: str, app_uri: str, hosts: list[str] |
         extended=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
         days=VALID_DAYS,
     )
-    # The key first and private from its first byte: never a moment with a readable key.
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(dump_private_key_as_pem(key))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    # The key private from its first byte: never a moment with a readable key.
+    _write_whole(key_path, dump_private_key_as_pem(key), 0o600)
+    _write_whole(cert_path, cert.public_bytes(serialization.Encoding.DER), 0o644)
     log.info("made a self-signed certificate for %s in %s", app_uri, folder)
     return CertificatePair(cert_path, key_path, created=True)
 
 
-def _still_good(cert_path: Path, app_uri: str) -> bool:
+def _write_whole(path: Path, data: bytes, mode: int) -> None:
+    """`data` into `path` all at once for readers: a temporary file, synced, renamed over it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _still_good(cert_path: Path, key_path: Path, app_uri: str) -> bool:
     try:
         cert = x509.load_der_x509_certificate(cert_path.read_bytes())
         uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
             x509.UniformResourceIdentifier
         )
-    except (ValueError, x509.ExtensionNotFound, OSError) as exc:
-        log.warning("certificate %s is unreadable (%s); making a new one", cert_path, exc)
+        # Our own key, compared with the certificate below: skip the RSA checks (0.15 s).
+        key = serialization.load_pem_private_key(key_path.read_bytes(), None, unsafe_skip_rsa_key_validation=True)
+    except (ValueError, TypeError, x509.ExtensionNotFound, OSError) as exc:
+        log.warning("certificate %s or its key is unreadable (%s); making a new pair", cert_path, exc)
+        return False
+    if key.public_key() != cert.public_key():
+        log.warning("private key %s does not belong to certificate %s; making a new pair", key_path, cert_path)
         return False
     if app_uri not in uris:
         log.info("certificate %s names %s, not %s; making a new one", cert_path, uris, app_uri)

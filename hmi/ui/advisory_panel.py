@@ -21,7 +21,7 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -55,6 +55,9 @@ REFRESH_MS = 200
 class AdvisoryPanel(QWidget):
     """Advisories that need attention (raised, or cleared but not acknowledged), newest first."""
 
+    # How many advisories need attention, when it changes (UI thread): the dock's tab shows it.
+    count_changed = Signal(int)
+
     def __init__(self, feed: AlarmFeed, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.feed = feed
@@ -64,6 +67,7 @@ class AdvisoryPanel(QWidget):
         self._seen_version = -1
         self._snapshot_pending = False
         self._rows: list[AlarmStatus] = []
+        self.attention_count = -1  # not counted yet
         self.write_dialog: WriteDialog | None = None
 
         self.model = QStandardItemModel(0, len(COLUMNS), self)
@@ -169,6 +173,9 @@ class AdvisoryPanel(QWidget):
         selected = self.selected()
         rows = [s for s in self.advisories.statuses() if s.needs_attention]
         rows.sort(key=lambda s: (-s.since_ns, s.name))
+        if len(rows) != self.attention_count:
+            self.attention_count = len(rows)
+            self.count_changed.emit(len(rows))
         self._rows = rows
         self.model.setRowCount(0)
         for status in rows:

@@ -18,13 +18,17 @@ costs one sort per refresh, not one repaint per alarm.
 from __future__ import annotations
 
 import html
+import time
+from collections.abc import Set
 from typing import Any
 
 from PySide6.QtCore import (
     QAbstractTableModel,
+    QEvent,
     QItemSelection,
     QItemSelectionModel,
     QModelIndex,
+    QObject,
     QPersistentModelIndex,
     Qt,
     QTimer,
@@ -50,12 +54,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from hmi.core.alarms.model import AlarmStatus, Mode, Priority
+from hmi.core.alarms.model import AlarmState, AlarmStatus, Mode, Priority
 from hmi.core.events import format_duration
 from hmi.core.tags import DataType
+from hmi.security.roles import Action
 from hmi.ui import theme
 from hmi.ui.alarm_feed import AlarmFeed, Reply
 from hmi.ui.format import format_time, format_value
+from hmi.ui.role_gate import RoleGate
 
 COLUMNS = ("", "Time", "Machine", "Tag", "Message", "Value", "State", "Priority")
 COL_MARK, COL_TIME, COL_MACHINE, COL_TAG, COL_MESSAGE, COL_VALUE, COL_STATE, COL_PRIORITY = range(8)
@@ -80,6 +86,12 @@ PRIORITY_FILTERS: dict[str, Priority | None] = {
     "High and above": Priority.HIGH,
     "Medium and above": Priority.MEDIUM,
 }
+
+
+# Every State cell text (AlarmTableModel.text): the alarm states and modes, latched or not.
+STATE_TEXTS = frozenset(
+    state.replace("_", " ") + latched for state in [*AlarmState, *Mode] for latched in ("", " (latched)")
+)
 
 
 def sort_key(status: AlarmStatus) -> tuple[int, int, str]:
@@ -275,7 +287,7 @@ class AlarmPanel(QWidget):
         self.feed = feed
         self.model = AlarmTableModel()
         self.last_reply: Reply | None = None
-        self._measured_tags: set[str] = set()  # tag names whose width the Tag column holds
+        self._measured: dict[int, set[str]] = {}  # per column: the texts whose width it holds
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -314,17 +326,21 @@ class AlarmPanel(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(22)
         self.table.setWordWrap(False)
         header = self.table.horizontalHeader()
-        for col, width in ((COL_MARK, 24), (COL_TIME, 95), (COL_MACHINE, 70), (COL_TAG, 170), (COL_VALUE, 90),
-                           (COL_STATE, 120), (COL_PRIORITY, 70)):  # fmt: skip
+        for col in range(len(COLUMNS)):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
-            self.table.setColumnWidth(col, width)
-        header.setSectionResizeMode(COL_MESSAGE, QHeaderView.ResizeMode.Stretch)
+            self.table.setColumnWidth(col, 24)  # then as wide as their text: _fit_columns
+        # Message takes the rest (_fit_message), not by Stretch: a stretched section kept its
+        # width when the table shrank below the other columns, pushing them out of view.
+        header.sectionResized.connect(self._on_section_resized)
+        self.table.viewport().installEventFilter(self)
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._show_details())
         splitter.addWidget(self.table)
         self.details = QTextBrowser()
         self.details.setMinimumWidth(240)
         splitter.addWidget(self.details)
-        splitter.setSizes([800, 300])
+        splitter.setSizes([800, 240])
+        splitter.setStretchFactor(0, 1)  # a wider window widens the table (its Message), not the details
+        splitter.setStretchFactor(1, 0)
         layout.addWidget(splitter, 1)
 
         actions = QHBoxLayout()
@@ -347,6 +363,17 @@ class AlarmPanel(QWidget):
         self.return_to_service_button.clicked.connect(self.return_to_service_selected)
         for button in self._action_buttons():
             actions.addWidget(button)
+        # Each action says beforehand which role it needs; "Log in…" stands beside them while
+        # nobody is logged in (the runtime checks the role again: hmi/commands.py).
+        self.role_gate = RoleGate(feed.session, self)
+        for button, action in ((self.ack_button, Action.ACKNOWLEDGE), (self.ack_all_button, Action.ACKNOWLEDGE),
+                               (self.shelve_button, Action.SHELVE), (self.unshelve_button, Action.UNSHELVE),
+                               (self.reset_button, Action.RESET)):  # fmt: skip
+            self.role_gate.gate(button, action)
+        for button in (self.out_of_service_button, self.return_to_service_button):
+            self.role_gate.gate(button, Action.OUT_OF_SERVICE, tooltip="the reason is recorded")
+        self.login_button = self.role_gate.login_button()
+        actions.insertWidget(1, self.login_button)
         layout.addLayout(actions)
         self.result_label = QLabel()
         self.result_label.setWordWrap(True)
@@ -354,12 +381,11 @@ class AlarmPanel(QWidget):
         self.reason_dialog: ReasonDialog | None = None
 
         feed.changed.connect(self.refresh)
-        feed.session.changed.connect(self._update_buttons)
         self._blink = QTimer(self)
         self._blink.timeout.connect(self.model.toggle_blink)
         self._blink.start(BLINK_MS)
         self.refresh()
-        self._update_buttons()
+        self._fit_columns()
 
     # -- refresh ------------------------------------------------------------------------------
 
@@ -389,23 +415,52 @@ class AlarmPanel(QWidget):
         return text + (f"   {chattering} chattering" if chattering else "")
 
     def _fit_columns(self) -> None:
-        """Time and Tag grow to their text (never shrink, so the columns do not jump while
-        rows come and go). Measured with the bold font's metrics (unacknowledged rows are
-        bold), each tag name once: Qt's own size hint walked the rows and cost 60-80 ms of
-        UI thread in a 10,000-alarm flood."""
+        """Every column but Message as wide as its header and its widest text; Message takes
+        the rest. Columns grow, never shrink, so they do not jump while rows come and go.
+        State and Priority hold every text they can show from the start, Time today's format
+        (older alarms add the date); the others what the rows brought. Measured with the bold
+        font's metrics (unacknowledged rows are bold), each text once: Qt's own size hint
+        walked the rows and cost 60-80 ms of UI thread in a 10,000-alarm flood."""
         font = QFont(self.table.font())
         font.setBold(True)
         metrics = QFontMetrics(font)
         rows = self.model.rows()
-        times = {self.model.text(s, COL_TIME) for s in rows[:50]}  # one format: a few rows tell
-        tags = {s.tag for s in rows} - self._measured_tags
-        self._measured_tags |= tags
+        texts: dict[int, Set[str]] = {
+            COL_MARK: {UNACK_MARK},
+            COL_TIME: {format_time(time.time_ns())} | {self.model.text(s, COL_TIME) for s in rows[:50]},
+            COL_MACHINE: {s.machine for s in rows},
+            COL_TAG: {s.tag for s in rows},
+            COL_VALUE: {self.model.text(s, COL_VALUE) for s in rows[:200]},  # values come and go: a sample
+            COL_STATE: STATE_TEXTS,
+            COL_PRIORITY: {p.label.upper() for p in Priority},
+        }
         header = self.table.horizontalHeader()
-        for col, texts in ((COL_TIME, times), (COL_TAG, tags)):
-            widest = max((metrics.horizontalAdvance(text) for text in texts), default=0) + CELL_PADDING_PX
+        for col, column_texts in texts.items():
+            measured = self._measured.setdefault(col, set())
+            new = column_texts - measured
+            measured |= new
+            widest = max((metrics.horizontalAdvance(text) for text in new), default=0) + CELL_PADDING_PX
             needed = max(widest, header.sectionSizeHint(col))
             if needed > self.table.columnWidth(col):
                 self.table.setColumnWidth(col, needed)
+
+    def _on_section_resized(self, col: int, _old: int, _new: int) -> None:
+        if col != COL_MESSAGE:  # an operator widened another column: Message gives the room
+            self._fit_message()
+
+    def _fit_message(self) -> None:
+        """Message takes the width the other columns leave, at least its header's (the table
+        scrolls sideways only when the other columns alone are wider than it)."""
+        header = self.table.horizontalHeader()
+        others = sum(header.sectionSize(col) for col in range(len(COLUMNS)) if col != COL_MESSAGE)
+        width = max(self.table.viewport().width() - others, header.sectionSizeHint(COL_MESSAGE))
+        if width != header.sectionSize(COL_MESSAGE):
+            header.resizeSection(COL_MESSAGE, width)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.table.viewport() and event.type() == QEvent.Type.Resize:
+            self._fit_message()
+        return super().eventFilter(watched, event)
 
     def _on_shelved_clicked(self, checked: bool) -> None:
         self.set_filters(state="Shelved" if checked else "Active and unacknowledged")
@@ -443,14 +498,6 @@ class AlarmPanel(QWidget):
     def _action_buttons(self) -> tuple[QPushButton, ...]:
         return (self.ack_button, self.ack_all_button, self.shelve_button, self.unshelve_button, self.reset_button,
                 self.out_of_service_button, self.return_to_service_button)  # fmt: skip
-
-    def _update_buttons(self) -> None:
-        logged_in = self.feed.session.logged_in
-        for button in self._action_buttons():
-            button.setToolTip("" if logged_in else "log in first")
-        if logged_in:  # the runtime checks the role; the tooltip says beforehand who may
-            for button in (self.out_of_service_button, self.return_to_service_button):
-                button.setToolTip("needs the engineer role; the reason is recorded")
 
     # -- selection and details -------------------------------------------------------------------
 

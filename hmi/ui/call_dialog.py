@@ -94,7 +94,7 @@ class CallDialog(ConfirmedActionDialog):
         self.form.addRow("Outputs", self.outputs)
         self.form.setRowVisible(self.outputs, False)  # until a call returns some
         self.call_button = self._add_message_and_buttons("Call…", "Confirm call")
-        self.call_button.setEnabled(False)  # until the signature is in
+        self.set_action_ready(False)  # until the signature is in
         self._say("reading the method's arguments…")
         command = {"command": "method_signature", "connection": connection, "object": object_id, "method": method_id}
         feed.send(command, self._on_signature)
@@ -128,7 +128,7 @@ class CallDialog(ConfirmedActionDialog):
                 note.setWordWrap(True)
                 self.form.insertRow(row, "", note)
                 row += 1
-        self.call_button.setEnabled(True)
+        self.set_action_ready(True)
         self._say("")
 
     def _editor(self, argument: dict[str, Any]) -> QLineEdit | QComboBox:

@@ -13,8 +13,11 @@ from typing import Any
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QDialog, QFormLayout, QHBoxLayout, QLabel, QPushButton, QWidget
 
+from hmi.security.roles import Action
 from hmi.ui import theme
 from hmi.ui.alarm_feed import AlarmFeed, Reply
+from hmi.ui.dialog_fit import grow_to_fit
+from hmi.ui.role_gate import RoleGate
 
 
 def parse_bool(text: str, hint: str) -> bool:
@@ -50,10 +53,21 @@ class ConfirmedActionDialog(QDialog):
         self.confirm_button.hide()
         self.close_button = QPushButton("Close")
         self.close_button.clicked.connect(self.reject)
-        for button in (self._action_button, self.confirm_button, self.close_button):
+        # Both act on the plant with the write role: a viewer learns it before pressing, from the
+        # disabled button's tooltip and a "Log in…" beside it (the runtime checks again).
+        self._action_ready = True
+        self.role_gate = RoleGate(self.feed.session, self)
+        self.role_gate.gate(self._action_button, Action.WRITE, also=lambda: self._action_ready)
+        self.login_button = self.role_gate.login_button()
+        for button in (self.login_button, self._action_button, self.confirm_button, self.close_button):
             buttons.addWidget(button)
         self.form.addRow(buttons)
         return self._action_button
+
+    def set_action_ready(self, ready: bool) -> None:
+        """Whether the action button may be used as far as the dialog goes (the role aside)."""
+        self._action_ready = ready
+        self.role_gate.refresh()
 
     def _say(self, text: str, bad: bool = False) -> None:
         self.message.setStyleSheet(f"color: {theme.ALARM_URGENT};" if bad else "")
@@ -62,11 +76,7 @@ class ConfirmedActionDialog(QDialog):
         QTimer.singleShot(0, self._fit_height)
 
     def _fit_height(self) -> None:
-        """A shown dialog does not grow by itself for a label that wraps onto more lines (long
-        confirmations name every argument): make room so that nothing is cut off."""
-        needed = self.form.totalHeightForWidth(self.width()) if self.form.hasHeightForWidth() else 0
-        if self.isVisible() and needed > self.height():
-            self.resize(self.width(), needed)
+        grow_to_fit(self)
 
     def _back_to_entry(self) -> None:
         """Any edit after the question withdraws it: what would be confirmed is no longer what was asked."""

@@ -7,6 +7,7 @@ its answer ("wrong user name or password", "try again in 40 s").
 
 from __future__ import annotations
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from hmi.ui import theme
 from hmi.ui.alarm_feed import UserSession
+from hmi.ui.dialog_fit import grow_to_fit
 
 
 class LoginDialog(QDialog):
@@ -48,10 +50,10 @@ class LoginDialog(QDialog):
     def submit(self) -> None:
         user = self.user.text().strip()
         if not user or not self.password.text():
-            self.message.setText("enter user name and password")
+            self._say("enter user name and password")
             return
         self.buttons.setEnabled(False)
-        self.message.setText("checking…")
+        self._say("checking…")
         self.session.login(user, self.password.text(), self._on_result)
 
     def _on_result(self, ok: bool, error: str) -> None:
@@ -61,8 +63,15 @@ class LoginDialog(QDialog):
             self.message.clear()
             self.accept()
         else:
-            self.message.setText(error or "login failed")
+            self._say(error or "login failed")
             self.password.setFocus()
+
+    def _say(self, text: str) -> None:
+        self.message.setText(text)
+        QTimer.singleShot(0, self._fit_height)  # the refusal may wrap onto a second line
+
+    def _fit_height(self) -> None:
+        grow_to_fit(self)
 
 
 class UserIndicator(QWidget):

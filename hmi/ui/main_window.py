@@ -23,20 +23,20 @@ from zoneinfo import ZoneInfo
 
 import psutil
 from PySide6.QtCore import QByteArray, QPoint, QSettings, Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QImage, QKeySequence, QPainter, QShowEvent
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QImage, QKeySequence, QPainter, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDockWidget,
     QFrame,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMenu,
     QMessageBox,
     QPushButton,
     QSizePolicy,
-    QTabWidget,
     QToolBar,
     QVBoxLayout,
     QWidget,
@@ -50,19 +50,25 @@ from hmi.core.tags import DataType
 from hmi.ipc.client import IpcClient
 from hmi.ipc.mirror import BusMirror
 from hmi.paths import data_dir
+from hmi.security.roles import REQUIRED_ROLE, Action
 from hmi.ui import theme
+from hmi.ui.about import AboutDialog, GuideWindow, ShortcutsDialog
 from hmi.ui.advisory_panel import AdvisoryPanel
 from hmi.ui.alarm_banner import AlarmBanner
 from hmi.ui.alarm_feed import AlarmFeed
 from hmi.ui.alarm_journal import AlarmJournal
 from hmi.ui.alarm_panel import AlarmPanel
 from hmi.ui.annunciator import Annunciator, Player
+from hmi.ui.demo_menu import DemoMenu, demo_connection
 from hmi.ui.format import display_timezone, format_tag_value, set_display_timezone
 from hmi.ui.login import UserIndicator
 from hmi.ui.overview import MachineOverview, key_specs_for
+from hmi.ui.role_gate import RoleGate, refusal
 from hmi.ui.stop_dialog import StopSystemDialog, close_confirmation
 from hmi.ui.tag_browser import TagBrowser, suggested_tag_name
 from hmi.ui.trend import HistoryProvider, TrendView
+from hmi.ui.trend_groups import TrendGroup, TrendGroupStore, TrendSettings, os_user
+from hmi.ui.trend_tabs import TrendTabs
 from hmi.ui.write_dialog import WriteDialog
 
 log = logging.getLogger(__name__)
@@ -72,7 +78,9 @@ TABLE_HZ = 5
 OVERVIEW_HZ = 2
 TREND_CAPACITY = 40_000  # per pen: 66 min at 10 Hz, past the 1 h span; 8 h backfills from the historian
 MACHINES_DOCK_MAX_PX = 360
-LAYOUT_VERSION = 2  # bump when the docks change, so an old saved layout is not applied
+TRENDS_DOCK_PX = 620
+SCENE_BOX_MIN_PX = 110  # the 3D view's pickers shrink to this before the window outgrows a 1280 px screen
+LAYOUT_VERSION = 3  # bump when the docks change, so an old saved layout is not applied
 
 LIMIT_CONDITIONS = ("hi", "hihi", "lo", "lolo")
 PRIORITY_COLOURS = {
@@ -83,6 +91,7 @@ PRIORITY_COLOURS = {
 }
 
 SHORTCUTS = (
+    ("F1", "Open the operator's guide"),
     ("F9", "Acknowledge the selected alarms"),
     ("Ctrl+Shift+A", "Acknowledge all visible alarms (asks first)"),
     ("F10", "Silence the alarm horn"),
@@ -122,6 +131,7 @@ class MainWindow(QMainWindow):
         self._first_live_logged = False
         # Set in playback mode: the replayed time (epoch s) that trends and the clock follow.
         self._playback_clock: Callable[[], float] | None = None
+        self._picked: tuple[str, list[str]] | None = None  # the 3D part picked: node, bound tags
 
         # Alarms: feed (snapshot + event stream + commands), horn, banner, user.
         self.alarm_feed = AlarmFeed(mirror, client, self)
@@ -140,8 +150,14 @@ class MainWindow(QMainWindow):
         column.setContentsMargins(0, 0, 0, 0)
         column.setSpacing(0)
         if self.scene is not None:
-            column.addWidget(self._build_scene_bar())
+            self.scene_bar = self._build_scene_bar()
+            column.addWidget(self.scene_bar)
             column.addWidget(self.scene, 1)
+            # View > 3D view off: on software OpenGL the view is most of the window's CPU.
+            self.scene_off = QLabel("3D view hidden (View ▸ 3D view)")
+            self.scene_off.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            self.scene_off.hide()
+            column.addWidget(self.scene_off, 1)
         else:
             placeholder = QLabel("3D view off")
             placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -159,16 +175,14 @@ class MainWindow(QMainWindow):
 
         self.trend_buffers = TrendBuffers(TREND_CAPACITY, [])
         self.bus.subscribe(self.trend_buffers.append_batch, name="trend-buffers")
-        self.trend_tabs = QTabWidget()
+        # Trend groups are the user's own (hmi/ui/trend_groups.py), the project's at first.
+        self.trend_tabs = TrendTabs()
         self.trends: list[TrendView] = []
-        for config in project.trends or []:
-            self.trends.append(self._add_trend(config.name, config.pens, config.span_s, history))
-        if not self.trends:
-            self.trends.append(self._add_trend("Trend", [], 300.0, history))
-        self.trend = self.trends[0]
+        self._history = history
+        self._load_trend_groups()
 
-        opcua = [name for name, c in project.connections.items() if getattr(c, "kind", "") == "opcua"]
-        self.tag_browser = TagBrowser(self.bus, opcua, self._send if client is not None else None,
+        browsable = [name for name, c in project.connections.items() if c.browsable]
+        self.tag_browser = TagBrowser(self.bus, browsable, self._send if client is not None else None,
                                       feed=self.alarm_feed if client is not None else None)  # fmt: skip
         self.tag_browser.write_requested.connect(self.open_write_dialog)
         self.table_model = self.tag_browser.table_model
@@ -196,7 +210,9 @@ class MainWindow(QMainWindow):
         self._dock("journal", "Journal", self.alarm_journal, bottom)
         self.advisory_panel = AdvisoryPanel(self.alarm_feed)  # the twin's advisories (hmi/ui/advisory_panel.py)
         self._dock("advisories", "Advisories", self.advisory_panel, bottom)
-        self.tabifyDockWidget(self.docks["trends"], self.docks["tags"])
+        self.advisory_panel.count_changed.connect(self._on_advisory_count)
+        # Tags under the trends, not tabbed with them: a tag is dragged onto a trend in view.
+        self.splitDockWidget(self.docks["trends"], self.docks["tags"], Qt.Orientation.Vertical)
         self.tabifyDockWidget(self.docks["alarms"], self.docks["journal"])
         self.tabifyDockWidget(self.docks["journal"], self.docks["advisories"])
         self.docks["trends"].raise_()
@@ -211,6 +227,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._build_menus()
         self.alarm_feed.session.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        self.alarm_feed.session.changed.connect(self._on_session_changed)  # each user has own trends
         self._apply_alarm_limits()
         if project.machines:
             self.show_machine(next(iter(project.machines)))
@@ -224,9 +241,11 @@ class MainWindow(QMainWindow):
         self.table_timer.timeout.connect(self._refresh_slow)
         self.table_timer.start(1000 // TABLE_HZ)
         self.overview_timer = QTimer(self)
-        self.overview_timer.timeout.connect(self.overview.refresh)
+        self.overview_timer.timeout.connect(self._refresh_tiles)
         self.overview_timer.start(1000 // OVERVIEW_HZ)
+        self.docks["machines"].visibilityChanged.connect(self._refresh_tiles)  # catch up when shown
         self._restore_layout()
+        self._restore_scene_settings()
         self._refresh_slow()
 
     # -- construction -------------------------------------------------------------------------------
@@ -281,11 +300,13 @@ class MainWindow(QMainWindow):
         row = QHBoxLayout(bar)
         row.setContentsMargins(6, 2, 6, 2)
         self.machine_box = QComboBox()
+        self.machine_box.setMinimumWidth(SCENE_BOX_MIN_PX)  # wider when there is room (its size hint)
         for machine, config in self.project.machines.items():
             self.machine_box.addItem(config.label or machine, machine)
         self.machine_box.activated.connect(lambda i: self.show_machine(self.machine_box.itemData(i)))
         row.addWidget(self.machine_box)
         self.camera_box = QComboBox()
+        self.camera_box.setMinimumWidth(SCENE_BOX_MIN_PX)
         self.camera_box.setToolTip("Camera preset")
         self.camera_box.activated.connect(lambda _: self._apply_camera())
         row.addWidget(self.camera_box)
@@ -313,8 +334,93 @@ class MainWindow(QMainWindow):
         )
         view.tags_dropped.connect(lambda names, v=view: self.add_pens(v, names))
         view.nodes_dropped.connect(lambda nodes, v=view: self._watch_nodes(v, nodes))
+        view.export_dir = self._trend_settings.export_dir
+        view.pens_changed.connect(self._save_trend_groups)
+        view.export_dir_changed.connect(self._on_export_dir_changed)
         self.trend_tabs.addTab(view, name)
         return view
+
+    # -- trend groups: the user's own, saved per project ------------------------------------------------
+
+    def _trend_user(self) -> str:
+        session = self.alarm_feed.session
+        return session.user if session.logged_in else os_user()
+
+    def _load_trend_groups(self) -> None:
+        """(Re)build the trend tabs from the current user's saved groups."""
+        self._trend_owner = self._trend_user()
+        self._trend_store = TrendGroupStore.for_user(data_dir(), self.project, self._trend_owner)
+        self._trend_settings = self._trend_store.load()
+        for view in self.trend_tabs.views():
+            self.trend_tabs.removeTab(self.trend_tabs.indexOf(view))
+            view.close()
+            view.deleteLater()
+        self.trends = [self._add_trend(g.name, g.pens, g.span_s, self._history) for g in self._trend_settings.groups]
+        self.trend = self.trends[0]
+
+    def _save_trend_groups(self) -> None:
+        groups = [
+            TrendGroup(self.trend_tabs.tabText(i), view.pen_names(), view.span_s)
+            for i, view in enumerate(self.trend_tabs.views())
+        ]
+        self._trend_settings = TrendSettings(groups, self._trend_settings.export_dir)
+        self._trend_store.save(self._trend_settings)
+
+    def _on_export_dir_changed(self, folder: str) -> None:
+        self._trend_settings.export_dir = folder
+        for view in self.trends:
+            view.export_dir = folder
+        self._save_trend_groups()
+
+    def _on_session_changed(self) -> None:
+        if self._trend_user() != self._trend_owner:
+            self._load_trend_groups()
+            self._apply_alarm_limits()
+
+    def new_trend(self, name: str) -> TrendView:
+        view = self._add_trend(name or "Trend", [], 300.0, self._history)
+        self.trends.append(view)
+        self.trend_tabs.setCurrentWidget(view)
+        self._save_trend_groups()
+        return view
+
+    def rename_trend(self, name: str) -> None:
+        index = self.trend_tabs.currentIndex()
+        if name and index >= 0:
+            self.trend_tabs.setTabText(index, name)
+            self.trends[index].title_label.setText(name)
+            self._save_trend_groups()
+
+    def delete_trend(self) -> None:
+        """Delete the trend shown; the last one is emptied instead (there is always one)."""
+        index = self.trend_tabs.currentIndex()
+        if self.trend_tabs.count() == 1:
+            self.trends[0].set_pens([])
+        else:
+            view = self.trends.pop(index)
+            self.trend_tabs.removeTab(index)
+            view.close()
+            view.deleteLater()
+            self.trend = self.trends[0]
+        self._save_trend_groups()
+
+    def reset_trends(self) -> None:
+        """Back to the project's trend groups."""
+        self._trend_store.save(TrendSettings(self._trend_store.defaults, self._trend_settings.export_dir))
+        self._load_trend_groups()
+        self._apply_alarm_limits()
+
+    def _ask_rename_trend(self) -> None:
+        self._ask_trend_name("Rename trend", self.trend_tabs.tabText(self.trend_tabs.currentIndex()), self.rename_trend)
+
+    def _ask_trend_name(self, title: str, current: str, then: Callable[[str], object]) -> None:
+        dialog = QInputDialog(self)
+        dialog.setWindowTitle(title)
+        dialog.setLabelText("Trend name:")
+        dialog.setTextValue(current)
+        # open(), not exec(): no nested event loop (see _ask_to_close).
+        dialog.textValueSelected.connect(lambda text: then(text.strip()))
+        dialog.open()
 
     def _dock(self, key: str, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -361,7 +467,10 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         # Stops recording for everyone: the runtime checks the engineer role and audits it.
         self.stop_system_action = self._action(file_menu, "Stop system…", None, self.stop_system)
-        self.stop_system_action.setEnabled(self.client is not None)
+        # Actions that need a role say so while the user lacks it (hmi/ui/role_gate.py).
+        self.role_gate = RoleGate(self.alarm_feed.session, self)
+        self.role_gate.gate(self.stop_system_action, Action.STOP_SYSTEM, also=lambda: self.client is not None,
+                            tooltip="Stops recording for everyone; the reason is recorded")  # fmt: skip
         view = menu.addMenu("&View")
         for dock in self.docks.values():
             view.addAction(dock.toggleViewAction())
@@ -370,6 +479,15 @@ class MainWindow(QMainWindow):
         self.fullscreen_action.setCheckable(True)
         self._action(view, "Reset layout", None, self.reset_layout)
         self._action(view, "Reset 3D view", "Ctrl+0", self.reset_view)
+        if self.scene is not None:
+            self._build_scene_menu(view)
+
+        trends = menu.addMenu("&Trends")
+        self._action(trends, "New trend…", None, lambda: self._ask_trend_name("New trend", "Trend", self.new_trend))
+        self._action(trends, "Rename trend…", None, self._ask_rename_trend)
+        self._action(trends, "Delete trend", None, self.delete_trend)
+        trends.addSeparator()
+        self._action(trends, "Reset to the project's trends", None, self.reset_trends)
 
         machines = menu.addMenu("&Machines")
         for i, (machine, config) in enumerate(self.project.machines.items()):
@@ -377,16 +495,33 @@ class MainWindow(QMainWindow):
             self._action(machines, config.label or machine, shortcut, functools.partial(self.show_machine, machine))
 
         alarms = menu.addMenu("&Alarms")
-        self._action(alarms, "Acknowledge selected", "F9", self.alarm_panel.acknowledge_selected)
-        self._action(alarms, "Acknowledge all visible…", "Ctrl+Shift+A", self.alarm_panel.acknowledge_all_visible)
+        panel = self.alarm_panel
+        ack = self._action(alarms, "Acknowledge selected", "F9", panel.acknowledge_selected)
+        ack_all = self._action(alarms, "Acknowledge all visible…", "Ctrl+Shift+A", panel.acknowledge_all_visible)
+        for action in (ack, ack_all):
+            self.role_gate.gate(action, Action.ACKNOWLEDGE)
         self._action(alarms, "Silence horn", "F10", self.annunciator.silence)
         self._action(alarms, "Show alarm summary", None, self._show_alarms)
 
         user = menu.addMenu("&User")
         self._action(user, "Log in / log out", "Ctrl+L", self.user_indicator.button.click)
 
+        # The embedded demo plant's faults, injected and cleared by an engineer (hmi/ui/demo_menu.py).
+        connection = demo_connection(self.project) if self.client is not None else None
+        self.demo_menu: DemoMenu | None = None
+        if connection is not None:
+            self.demo_menu = DemoMenu(self.project, connection, self.alarm_feed, self.role_gate,
+                                      lambda text: self.statusBar().showMessage(text, 8000), self)  # fmt: skip
+            menu.addMenu(self.demo_menu)
+
         help_menu = menu.addMenu("&Help")
+        self._action(help_menu, "Operator's guide", "F1", self.show_guide)
         self._action(help_menu, "Keyboard shortcuts", None, self.show_shortcuts)
+        help_menu.addSeparator()
+        self._action(help_menu, "About", None, self.show_about)
+        for entry in menu.actions():  # a disabled entry's tooltip says who may use it
+            if isinstance(submenu := entry.menu(), QMenu):
+                submenu.setToolTipsVisible(True)
 
     def _action(self, menu: QMenu, text: str, shortcut: str | None, slot: Callable[[], Any]) -> QAction:
         action = QAction(text, self)
@@ -423,12 +558,36 @@ class MainWindow(QMainWindow):
 
     def _size_docks(self) -> QByteArray:
         """The default dock sizes; returns the layout they make (what "Reset layout" restores)."""
-        # Wide enough for every tile's signal names, within reason on a small screen.
-        machines_width = min(max(self.overview.natural_width(), 260), MACHINES_DOCK_MAX_PX)
-        self.resizeDocks([self.docks["machines"]], [machines_width], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["trends"]], [620], Qt.Orientation.Horizontal)
+        widths = self._side_dock_widths()
+        self.resizeDocks([self.docks[key] for key in widths], list(widths.values()), Qt.Orientation.Horizontal)
         self.resizeDocks([self.docks["alarms"]], [260], Qt.Orientation.Vertical)
         return self.saveState(LAYOUT_VERSION)
+
+    def _side_dock_widths(self) -> dict[str, int]:
+        """The default widths of the side docks: the machines dock wide enough for every tile's
+        title and signal names (within reason on a small screen), the trends a readable plot."""
+        machines = self.docks["machines"]
+        frame = max(0, machines.width() - self.overview.width()) if machines.isVisible() else 0
+        natural = self.overview.natural_width() + frame
+        return {"machines": min(max(natural, 260), MACHINES_DOCK_MAX_PX), "trends": TRENDS_DOCK_PX}
+
+    def _widen_side_docks(self) -> None:
+        """Give a side dock narrower than its default width its room back when there is some.
+        QMainWindow hands a growing window's width to the 3D view alone: a dock squeezed by a
+        small window stayed narrow (tiles reading "spindle sp") even full screen."""
+        narrow = {
+            key: width
+            for key, width in self._side_dock_widths().items()
+            if (dock := self.docks[key]).isVisible() and not dock.isFloating() and dock.width() < width
+        }
+        if narrow:
+            docks = [self.docks[key] for key in narrow]
+            self.resizeDocks(docks, list(narrow.values()), Qt.Orientation.Horizontal)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if event.size().width() != event.oldSize().width():
+            QTimer.singleShot(0, self._widen_side_docks)  # once the docks have their new sizes
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
@@ -459,11 +618,20 @@ class MainWindow(QMainWindow):
             self.menuBar().hide()  # the shortcuts stay: they are on the window too
         self.fullscreen_action.setChecked(self.isFullScreen())
 
-    def show_shortcuts(self) -> None:
-        text = "\n".join(f"{keys:<18} {what}" for keys, what in SHORTCUTS)
-        box = QMessageBox(QMessageBox.Icon.NoIcon, "Keyboard shortcuts", text, QMessageBox.StandardButton.Close, self)
-        box.setStyleSheet("QLabel { font-family: monospace; }")
-        box.open()
+    def show_shortcuts(self) -> QDialog:
+        self.help_dialog: QDialog = ShortcutsDialog(SHORTCUTS, self)
+        self.help_dialog.open()
+        return self.help_dialog
+
+    def show_about(self) -> QDialog:
+        self.help_dialog = AboutDialog(self)
+        self.help_dialog.open()
+        return self.help_dialog
+
+    def show_guide(self) -> QDialog:
+        self.help_dialog = GuideWindow(self)
+        self.help_dialog.show()  # not modal: read beside the window
+        return self.help_dialog
 
     def _asks_before_closing(self) -> bool:
         """A window on a live runtime asks first (closing it leaves the runtime running);
@@ -568,11 +736,76 @@ class MainWindow(QMainWindow):
         if self.scene is not None:
             self.scene.reset_view()
 
+    def _build_scene_menu(self, view: QMenu) -> None:
+        """View > 3D view (on/off) and 3D motion rate: the operator's, kept per project."""
+        from hmi.ui.scene_view import MOTION_FPS_CHOICES
+
+        self.scene_action = self._action(
+            view, "3D view", None, lambda: self.set_scene_visible(self.scene_action.isChecked())
+        )
+        self.scene_action.setCheckable(True)
+        self.scene_action.setChecked(True)
+        motion = view.addMenu("3D motion rate")
+        self.motion_actions: dict[float, QAction] = {}
+        group = QActionGroup(self)
+        for fps in MOTION_FPS_CHOICES:
+            action = motion.addAction(f"{fps:g} frames/s")
+            action.triggered.connect(functools.partial(self._choose_motion_fps, fps))
+            action.setCheckable(True)
+            group.addAction(action)
+            self.motion_actions[fps] = action
+
+    def _restore_scene_settings(self) -> None:
+        if self.scene is None:
+            return
+        settings = self._settings()
+        self.set_scene_visible(str(settings.value("scene/visible", "true")).lower() != "false", save=False)
+        try:
+            fps = float(settings.value("scene/motion_fps", self.scene.motion_fps))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            fps = self.scene.motion_fps
+        self.set_motion_fps(fps, save=False)
+
+    def set_scene_visible(self, visible: bool, save: bool = True) -> None:
+        """Show or hide the 3D view; hidden, it draws nothing (its frame timer stops)."""
+        if self.scene is None:
+            return
+        self.scene.setVisible(visible)
+        self.scene_bar.setVisible(visible)
+        self.scene_off.setVisible(not visible)
+        self.scene_action.setChecked(visible)
+        if save:
+            self._settings().setValue("scene/visible", visible)
+
+    def _choose_motion_fps(self, fps: float, _checked: bool = False) -> None:
+        self.set_motion_fps(fps)
+
+    def set_motion_fps(self, fps: float, save: bool = True) -> None:
+        """The 3D view's cap for motion (spindles, belts, moving axes), in frames per second."""
+        if self.scene is None:
+            return
+        self.scene.set_motion_fps(fps)
+        for choice, action in self.motion_actions.items():
+            action.setChecked(choice == fps)
+        if save:
+            self._settings().setValue("scene/motion_fps", fps)
+
     def _show_picked(self, text: str) -> None:
         self.picked_label.setText(text)
         self.picked_label.setToolTip(text)  # the label may be clipped
 
     def _on_part_picked(self, machine: str, node: str, tags: list[str]) -> None:
+        self._picked = (node, list(tags))
+        self._show_pick_readout()
+        if tags:
+            self.tag_browser.filter.setText(f"{machine}.")
+
+    def _show_pick_readout(self) -> None:
+        """The picked part's tags and their values, again at each table refresh: the readout
+        stays live (it froze at the values of the moment of the click)."""
+        if self._picked is None:
+            return
+        node, tags = self._picked
         if not tags:
             self._show_picked(f"{node}: no tags bound")
             return
@@ -582,8 +815,9 @@ class MainWindow(QMainWindow):
             spec = self._specs.get(tag)
             value = format_tag_value(latest.value, spec) if latest is not None and spec is not None else "—"
             parts.append(f"{tag} = {value} {spec.unit if spec else ''}".rstrip())
-        self._show_picked(f"{node}: " + ";  ".join(parts))
-        self.tag_browser.filter.setText(f"{machine}.")
+        text = f"{node}: " + ";  ".join(parts)
+        if text != self.picked_label.text():
+            self._show_picked(text)
 
     # -- alarms on machines and trends -------------------------------------------------------------
 
@@ -606,6 +840,9 @@ class MainWindow(QMainWindow):
             tile.set_alarm(priority.label if priority is not None else None)
             if self.scene is not None and machine in self.scene.machines():
                 self.scene.set_alarms(machine, by_tag.get(machine, {}))
+
+    def _on_advisory_count(self, count: int) -> None:
+        self.docks["advisories"].setWindowTitle(f"Advisories ({count})")  # on its tab, like "Shelved (n)"
 
     def _show_alarms(self) -> None:
         self.docks["alarms"].show()
@@ -637,6 +874,7 @@ class MainWindow(QMainWindow):
                 continue
             view.add_pen(tag_id, spec)
         self._apply_alarm_limits()
+        self._save_trend_groups()
 
     def _watch_nodes(self, view: TrendView, nodes: list[dict[str, Any]]) -> None:
         """Browsed OPC UA variables dropped on a trend: configured ones become pens at once;
@@ -684,6 +922,10 @@ class MainWindow(QMainWindow):
 
     # -- timers ---------------------------------------------------------------------------------------
 
+    def _refresh_tiles(self) -> None:
+        if self.overview.isVisible():  # a hidden dock costs nothing; shown, it catches up at once
+            self.overview.refresh()
+
     def _refresh_trend(self) -> None:
         view = self.trend_tabs.currentWidget()
         if isinstance(view, TrendView) and view.isVisible():
@@ -691,6 +933,9 @@ class MainWindow(QMainWindow):
 
     def _refresh_slow(self) -> None:
         self.table_model.refresh()
+        self._show_pick_readout()
+        if self.demo_menu is not None and not self.demo_menu.loaded and self.mirror.link_up:
+            self.demo_menu.load()  # filled before it is first opened
         playback = self._playback_clock is not None
         moment = datetime.fromtimestamp(self._clock(), display_timezone())
         self.clock.setText(moment.strftime("%Y-%m-%d  %H:%M:%S %Z"))
@@ -771,7 +1016,12 @@ class MainWindow(QMainWindow):
         name = self.tag_browser.tag_at(index.row())
         menu = QMenu(self)
         action = menu.addAction("Write value…")
-        action.setEnabled(name in self.bus.registry and self.bus.registry.by_name(name).writable)
+        menu.setToolTipsVisible(True)
+        writable = name in self.bus.registry and self.bus.registry.by_name(name).writable
+        # Before pressing: a viewer reads here that writing needs the operator role.
+        why = refusal(self.alarm_feed.session, REQUIRED_ROLE[Action.WRITE])
+        action.setEnabled(writable and not why)
+        action.setToolTip(why)
         action.triggered.connect(lambda: self.open_write_dialog(name))
         trend = menu.addAction(f"Add to trend “{self.trend_tabs.tabText(self.trend_tabs.currentIndex())}”")
         trend.triggered.connect(lambda: self.add_pens(cast(TrendView, self.trend_tabs.currentWidget()), [name]))

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QMouseEvent
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QMouseEvent, QPainter, QPaintEvent
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 from hmi.core.bus import TagBus
@@ -20,6 +20,7 @@ from hmi.ui import theme
 from hmi.ui.format import format_tag_value
 
 MAX_KEY_VALUES = 4
+ALARM_BORDER_PX = 4  # the widest tile border (an alarm's): natural widths leave room for it
 PRIORITY_COLOURS = {
     "urgent": theme.ALARM_URGENT,
     "high": theme.ALARM_HIGH,
@@ -32,6 +33,26 @@ PRIORITY_COLOURS = {
 class KeyValue:
     spec: TagSpec
     value_label: QLabel
+
+
+class FittedLabel(QLabel):
+    """One line that asks the layout for its whole text and, only when there is truly no room,
+    shows it elided with "…" (the whole name stays in the tooltip), never cut mid-letter."""
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        return QSize(min(hint.width(), self.fontMetrics().horizontalAdvance("xxx…")), hint.height())
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        room = self.contentsRect()
+        if self.fontMetrics().horizontalAdvance(self.text()) <= room.width():
+            super().paintEvent(event)
+            return
+        elided = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight, room.width())
+        painter = QPainter(self)
+        self.style().drawItemText(
+            painter, room, int(self.alignment()), self.palette(), self.isEnabled(), elided, self.foregroundRole()
+        )
 
 
 class MachineTile(QFrame):
@@ -54,12 +75,12 @@ class MachineTile(QFrame):
         font.setBold(True)
         self.title.setFont(font)
         self.title.setToolTip(label or machine_id)
-        # Long names are clipped rather than widening the tile beyond the dock.
-        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        # A long name ("CMM 1 (coordinate measuring machine)") wraps in a narrow dock, never cut.
+        self.title.setWordWrap(True)
         layout.addWidget(self.title)
         self.state_label = QLabel()
         self.state_label.setObjectName("tileState")
-        self.state_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.state_label.setWordWrap(True)  # "ALARM (urgent), COMM LOST" may not fit one line
         layout.addWidget(self.state_label)
         grid = QGridLayout()
         grid.setHorizontalSpacing(8)
@@ -67,12 +88,11 @@ class MachineTile(QFrame):
         self.values: list[KeyValue] = []
         self._grid = grid
         for row, spec in enumerate(key_specs[:MAX_KEY_VALUES]):
-            name = QLabel(spec.signal.replace("_", " "))
+            name = FittedLabel(spec.signal.replace("_", " "))
             name.setStyleSheet(f"color: {theme.TEXT_DIM};")
             name.setToolTip(spec.description or spec.name)
-            # A narrow dock clips the name, never the value.
+            # A narrow dock elides the name, never the value.
             name.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-            name.setMinimumWidth(40)
             value = QLabel("—")
             value.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             value.setMinimumWidth(60)
@@ -87,8 +107,8 @@ class MachineTile(QFrame):
         self._apply_style()
 
     def natural_width(self) -> int:
-        """The width at which no signal name, value or unit is clipped."""
-        metrics = self.fontMetrics()
+        """The width at which the title fits one line and no signal name, value or unit is
+        elided, whatever the border (an alarm's is the widest)."""
         grid = self._grid
         columns = [0, 0, 0]
         for row in range(grid.rowCount()):
@@ -96,12 +116,14 @@ class MachineTile(QFrame):
                 item = grid.itemAtPosition(row, col)
                 label = item.widget() if item is not None else None
                 if isinstance(label, QLabel):
-                    columns[col] = max(columns[col], metrics.horizontalAdvance(label.text()), label.minimumWidth())
+                    text = label.fontMetrics().horizontalAdvance(label.text())
+                    columns[col] = max(columns[col], text + 2 * label.margin(), label.minimumWidth())
+        body = sum(columns) + 2 * grid.horizontalSpacing()
+        title = self.title.fontMetrics().horizontalAdvance(self.title.text()) + 2 * self.title.margin()
         layout = self.layout()
         assert layout is not None  # set in __init__
-        margins = layout.contentsMargins()  # a long title is clipped, with its tooltip
-        body = sum(columns) + 2 * grid.horizontalSpacing()
-        return body + margins.left() + margins.right() + 2 * self.frameWidth()
+        margins = layout.contentsMargins()
+        return max(body, title) + margins.left() + margins.right() + 2 * ALARM_BORDER_PX
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
         self.clicked.emit(self.machine_id)
@@ -154,7 +176,7 @@ class MachineTile(QFrame):
         if self.selected:
             border, width = theme.TEXT_DIM, 2
         if self.alarm_priority:
-            border, width = PRIORITY_COLOURS.get(self.alarm_priority, theme.ALARM_URGENT), 4
+            border, width = PRIORITY_COLOURS.get(self.alarm_priority, theme.ALARM_URGENT), ALARM_BORDER_PX
         background = theme.PANEL
         if "COMM LOST" in self.state or "no data" in self.state:
             background = theme.QUALITY_BACKGROUND[Quality.COMM_LOST]
@@ -191,10 +213,11 @@ class MachineOverview(QScrollArea):
         self.setWidget(inner)
 
     def natural_width(self) -> int:
-        """The dock width at which every tile shows its names whole (plus the scroll bar)."""
+        """The width at which every tile shows its title and names whole (plus the scroll bar)."""
         margins = self._layout.contentsMargins()
         tiles = max((t.natural_width() for t in self.tiles.values()), default=self.minimumWidth())
-        return tiles + margins.left() + margins.right() + self.verticalScrollBar().sizeHint().width()
+        frame = 2 * self.frameWidth()
+        return tiles + margins.left() + margins.right() + frame + self.verticalScrollBar().sizeHint().width()
 
     def _on_tile_clicked(self, machine_id: str) -> None:
         self.select(machine_id)

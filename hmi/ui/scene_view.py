@@ -16,10 +16,12 @@ to a tag with an active alarm takes that priority's colour, the worst if several
 children; an alarm on a tag no part is bound to colours the machine's main part (the
 binding with alarm_colour = true) instead. Nothing else of the model changes colour.
 
-Painting: a frame timer (max_fps, default 30) reads the bound tags' latest values; the
-view renders only when a value, the alarm state or the camera changed, or something moves
-continuously (rpm, speeds, shake), and never while hidden or minimised. Mouse interaction
-marks the view dirty instead of rendering at once, so the cap holds for the camera too.
+Painting: a frame timer (max_fps, default 30) drives the view; it renders only when a
+value, the alarm state or the camera changed, or something moves continuously (rpm, speeds,
+shake), and never while hidden or minimised. Motion (values and continuous motion) is read
+and drawn at most motion_fps times a second (default 10, the operator's View menu lowers or
+raises it); camera moves, expose events and alarm colours draw on the next tick. Mouse
+interaction marks the view dirty instead of rendering at once, so the cap holds for the camera too.
 
 Threads: everything here runs on the GUI thread except `_check_worker`, which runs on the
 loader's single worker thread and hands its result over through the `_checked` signal.
@@ -29,8 +31,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +68,7 @@ from hmi.core.alarms.model import Priority
 from hmi.core.bus import TagBus
 from hmi.core.quality import Quality
 from hmi.core.tags import DataType
-from hmi.scene.animate import ALARM_PRIORITIES, Frame, LabelState, MachineAnimator, Reading
+from hmi.scene.animate import ALARM_PRIORITIES, MAX_STEP_S, Frame, LabelState, MachineAnimator, Reading
 from hmi.scene.probe import ModelCheck, VerdictCache, check_model
 from hmi.ui import theme
 from hmi.ui.format import format_tag_value, format_value
@@ -72,7 +76,12 @@ from hmi.ui.scene_loader import ImportedModel, import_glb
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_FPS = 30.0
+DEFAULT_MAX_FPS = 30.0  # camera moves, alarm colours, expose
+# Motion (bound values, turning spindles) draws at most this often: on software OpenGL each
+# frame of the default layout's view costs about 15 ms of CPU, so 30 fps of a spindle took
+# about half a core by itself (docs/performance.md, bench ui_cpu). The operator may lower it.
+DEFAULT_MOTION_FPS = 10.0
+MOTION_FPS_CHOICES = (30.0, 20.0, 10.0, 5.0, 2.0)
 LABEL_TEXT_HZ = 5.0  # a value label readable by a person changes a few times a second, not 30
 LABEL_OFFSET_PX = 10
 KEY_LIGHT_INTENSITY = 2.2  # glTF materials are PBR; without image-based light they need more light
@@ -142,6 +151,7 @@ class _Machine:
     main_alarm: str | None = None  # what the main part shows: unbound tags' alarms, or set_alarm_state
     style_dirty: bool = True  # alarm changed, or first frame
     continuous: bool = False
+    stepped_at: float = math.nan  # the motion clock at the last animation step
     readings: dict[str, Reading] = field(default_factory=dict)
     raw: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     tag_ids: dict[str, int] = field(default_factory=dict)
@@ -186,12 +196,17 @@ class SceneView(QWidget):
         self._machines: dict[str, _Machine] = {}
         self._current: str | None = None
         self._dirty = True
+        self._motion_fps = DEFAULT_MOTION_FPS
+        self._motion_wait = 0  # frame ticks left before motion may draw again
         self._clip: tuple[vtkRenderer, int, float, tuple[float, ...]] | None = None  # see _reset_clipping_range
         self._closed = False
         self._generation = 0
         self._press_pos: tuple[int, int] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="glb-check")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="glb-check", initializer=_yield_cpu)
         self._checked.connect(self._on_checked)
+        # What motion follows: wall time live; playback sets its own (set_clock).
+        self._clock: Callable[[], float] = time.monotonic
+        self._max_step_s = MAX_STEP_S
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -237,6 +252,23 @@ class SceneView(QWidget):
         """Cap the render rate; the frame timer ticks at this rate while the view is visible."""
         self._max_fps = max(1.0, float(fps))
         self._timer.setInterval(max(1, round(1000.0 / self._max_fps)))
+
+    @property
+    def motion_fps(self) -> float:
+        return min(self._motion_fps, self._max_fps)
+
+    def set_motion_fps(self, fps: float) -> None:
+        """Cap the frames drawn for motion: bound values that changed and continuous motion
+        (spindles, belts, shakes). Camera moves and alarm colours still draw at max_fps."""
+        self._motion_fps = max(0.5, float(fps))
+        self._motion_wait = 0
+
+    def set_clock(self, clock: Callable[[], float], max_step_s: float = MAX_STEP_S) -> None:
+        """Drive motion (spindles, conveyors, shakes) by `clock` (seconds) instead of wall
+        time: playback's clock stands still while paused and runs 50x at 50x. A step longer
+        than `max_step_s` of the clock is cut short (a hidden view must not jump)."""
+        self._clock = clock
+        self._max_step_s = max_step_s
 
     def machines(self) -> list[str]:
         return list(self._machines)
@@ -602,7 +634,12 @@ class SceneView(QWidget):
         scene = self._scene()
         changed = False
         if scene is not None and scene.state == "ready":
-            changed = self._update_scene(scene)
+            # Counted in ticks, not seconds: a late timer draws less often, never in bursts.
+            if self._motion_wait > 0 and not scene.style_dirty:
+                self._motion_wait -= 1
+            elif self._update_scene(scene):
+                changed = True
+                self._motion_wait = max(round(self._max_fps / self.motion_fps) - 1, 0)
         if changed or self._dirty:
             self._render()
 
@@ -612,11 +649,14 @@ class SceneView(QWidget):
         assert animator is not None
         values_changed = self._read_tags(scene, animator.tags)
         label_due = scene.label_pending and time.monotonic() >= scene.label_text_due
-        if not (values_changed or scene.continuous or scene.style_dirty or label_due):
+        clock = self._clock()
+        moving = scene.continuous and clock != scene.stepped_at  # a paused playback clock moves nothing
+        if not (values_changed or moving or scene.style_dirty or label_due):
             return False
+        scene.stepped_at = clock
         if scene.style_dirty:
             self._place_alarms(scene, animator)
-        frame = animator.step(scene.readings, time.monotonic(), scene.main_alarm)
+        frame = animator.step(scene.readings, clock, scene.main_alarm, self._max_step_s)
         # An alarm outranks a value colour; parts outside the animator's styled set need
         # their own colour back (None) when their alarm clears.
         for node in scene.alarm_cleared:
@@ -934,6 +974,20 @@ class SceneView(QWidget):
         actor.SetVisibility(False)
         renderer.AddViewProp(actor)
         return actor, anchor
+
+
+LOADER_NICENESS = 10
+
+
+def _yield_cpu() -> None:
+    """On the loader's thread: run (and start the probe processes) at a lower priority. At
+    start-up the probes (about 0.4 CPU-s per model) competed on two cores with the plant, the
+    runtime and this window on their way to the first live frame; they may wait for them."""
+    if hasattr(os, "setpriority"):  # Linux: per thread, inherited by the processes it starts
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOADER_NICENESS)
+        except OSError:
+            pass
 
 
 def _wrap(text: str, width: int) -> str:

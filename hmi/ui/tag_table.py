@@ -14,6 +14,10 @@ from hmi.ui.format import format_tag_value, format_time
 
 COLUMNS = ("Tag", "Value", "Unit", "Quality", "Time")
 COL_TAG, COL_VALUE, COL_UNIT, COL_QUALITY, COL_TIME = range(5)
+# A tag nothing was ever published for (a twin output not derived yet): nothing is known,
+# nothing was lost. A source that lost communication publishes COMM_LOST marks, so its tags
+# have a latest value and read COMM LOST; the bus's "no latest value" means never published.
+NO_DATA = "no data"
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -58,10 +62,10 @@ class TagTableModel(QAbstractTableModel):
         if col == COL_UNIT:
             return spec.unit if role == Qt.ItemDataRole.DisplayRole else None
         latest = self.bus.latest(row)
-        quality = latest.quality if latest is not None else Quality.COMM_LOST
+        if latest is None:
+            return (NO_DATA if col == COL_QUALITY else "") if role == Qt.ItemDataRole.DisplayRole else None
+        quality = latest.quality
         if role == Qt.ItemDataRole.DisplayRole:
-            if latest is None:
-                return "" if col != COL_QUALITY else theme.QUALITY_LABEL[Quality.COMM_LOST]
             if col == COL_VALUE:
                 return format_tag_value(latest.value, spec)
             if col == COL_QUALITY:

@@ -6,9 +6,15 @@ when its data or the visible range changed. Each pen is decimated to min/max per
 column before it reaches pyqtgraph, so twenty pens of an hour at 10 Hz draw as fast as
 twenty short ones (pyqtgraph's own peak downsampling still walks every point each frame).
 BAD and COMM_LOST samples draw as gaps. When the window reaches past what the ring buffer
-holds, a history provider (the historian) backfills the rest on a worker thread.
+holds, a history provider (the historian) backfills the rest on a worker thread, for every
+pen that needs it in one job.
 
-Panning or zooming with the mouse pauses the live scroll; "Live" resumes it.
+Panning or zooming the time with the mouse pauses the live scroll; "Live" resumes it.
+Each y axis zooms with the mouse wheel over it and pans by dragging it; "Auto-scale Y"
+(right-click in the plot) fits it to the data again. Y axes without an engineering range
+auto-scale with hysteresis: the range changes when the data leaves it or fills less than
+half of it, not every frame (a jumping scale is unreadable, and re-rendering the axis text
+each frame is what made fifty pens pan slowly).
 """
 
 from __future__ import annotations
@@ -26,14 +32,15 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtCore import QEvent, QMimeData, QObject, QPoint, QPointF, QRect, QStandardPaths, Qt, Signal
+from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QFont, QImage, QPainter
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QGraphicsItem,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -50,9 +57,39 @@ from hmi.ui.mime import NODE_MIME, TAGS_MIME
 log = logging.getLogger(__name__)
 
 SPANS_S = {"1 min": 60, "5 min": 300, "15 min": 900, "1 h": 3600, "8 h": 8 * 3600}
+WHEEL_ZOOM = 0.85  # per wheel notch over a y axis: the range shrinks to 85 % (zoom in)
+CURSOR_MARGIN_PX = 10
+# An export asks the historian for this many points: it returns every raw sample unless a
+# range holds more than that (then min/max pairs), so a CSV is the recorded data.
+EXPORT_POINTS = 20_000_000
+# Pens per read of a provider that reads many at once; a hand-over (and repaint) may follow
+# each read. Fifty pens in one read opened the bench's trend faster than five reads of ten
+# with repaints between (the reads compete with the paints for both cores).
+HISTORY_PENS_PER_READ = 50
 
 # (ts ns, values, quality) for a tag name over [t0_ns, t1_ns], decimated to about `points`.
 HistoryProvider = Callable[[str, int, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+@dataclass
+class History:
+    """What the historian gave for a pen, before its ring buffer begins."""
+
+    ts: np.ndarray  # epoch s
+    y: np.ndarray  # values for drawing (NaN where not GOOD)
+    values: np.ndarray
+    quality: np.ndarray
+    range: tuple[float, float]  # the interval asked for (epoch s)
+
+
+@dataclass
+class YScale:
+    """One y axis, shared by the pens of one unit. `auto`: fit to the data (with hysteresis)."""
+
+    unit: str
+    view: pg.ViewBox
+    axis: pg.AxisItem
+    auto: bool
 
 
 @dataclass
@@ -60,20 +97,67 @@ class Pen:
     tag_id: int
     spec: TagSpec
     colour: str
-    curve: pg.PlotDataItem
+    curve: Curve
     view: pg.ViewBox
     axis: pg.AxisItem
     drawn_key: tuple = ()
+    limits: list[tuple[float, str, str]] = field(default_factory=list)  # (value, label, colour)
     limit_lines: list[pg.InfiniteLine] = field(default_factory=list)
-    history: tuple[np.ndarray, np.ndarray] | None = None  # (ts s, values) before the buffer
-    history_range: tuple[float, float] | None = None
-    history_pending: Future | None = None
+    history: History | None = None
+    extent: tuple[float, float] | None = None  # finite min and max of what is drawn
+
+
+class Curve(pg.PlotCurveItem):
+    """A pen's curve whose data bounds come from what TrendView computed when it set the data:
+    pyqtgraph recomputed them from the points several times per frame per curve (a third of
+    a frame's time with fifty pens)."""
+
+    extent: tuple[float, float] | None = None
+
+    def dataBounds(self, ax: int, frac: float = 1.0, orthoRange: object = None) -> tuple:
+        x = self.xData
+        if x is None or x.shape[0] == 0:
+            return (None, None)
+        if ax == 0:
+            return (float(x[0]), float(x[-1]))
+        return self.extent if self.extent is not None else (None, None)
+
+
+class YAxis(pg.AxisItem):
+    """A y axis the operator zooms with the wheel and pans by dragging. The plot itself pans
+    only in time: panning y inside it would fight the live scroll."""
+
+    user_scaled = Signal(object)  # this axis
+
+    def wheelEvent(self, event: object) -> None:
+        view = self.linkedView()
+        if view is None:
+            return
+        factor = WHEEL_ZOOM ** (event.delta() / 120)  # type: ignore[attr-defined]
+        y = view.mapSceneToView(event.scenePos()).y()  # type: ignore[attr-defined]
+        lo, hi = view.viewRange()[1]
+        view.setYRange(y - (y - lo) * factor, y + (hi - y) * factor, padding=0)
+        self.user_scaled.emit(self)
+        event.accept()  # type: ignore[attr-defined]
+
+    def mouseDragEvent(self, event: object) -> None:
+        view = self.linkedView()
+        if view is None or event.button() != Qt.MouseButton.LeftButton:  # type: ignore[attr-defined]
+            event.ignore()  # type: ignore[attr-defined]
+            return
+        event.accept()  # type: ignore[attr-defined]
+        before = view.mapSceneToView(event.lastScenePos()).y()  # type: ignore[attr-defined]
+        after = view.mapSceneToView(event.scenePos()).y()  # type: ignore[attr-defined]
+        view.translateBy(y=before - after)
+        self.user_scaled.emit(self)
 
 
 class TrendView(QWidget):
     paused_changed = Signal(bool)
     tags_dropped = Signal(list)  # tag names dragged from the tag browser
     nodes_dropped = Signal(list)  # browsed OPC UA nodes (dicts) dragged from the address space
+    pens_changed = Signal()  # the operator removed or reordered a pen, or changed the span
+    export_dir_changed = Signal(str)  # the folder an export was saved to
 
     def __init__(
         self,
@@ -96,9 +180,10 @@ class TrendView(QWidget):
         self.history = history
         self.live = True
         self.frames_drawn = 0
+        self.export_dir = ""  # "" = the documents folder
         self._history_pool: ThreadPoolExecutor | None = None
+        self._history_job: Future | None = None
         self._history_lock = threading.Lock()
-        self._last_range: tuple[float, float] = (0.0, 0.0)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -111,7 +196,11 @@ class TrendView(QWidget):
             axis_options["utcOffset"] = -int(offset.total_seconds()) if offset is not None else 0
         self.plot_widget = pg.PlotWidget(
             background=theme.PLOT_BACKGROUND,
-            axisItems={"bottom": pg.DateAxisItem(orientation="bottom", **axis_options)},
+            axisItems={
+                "bottom": pg.DateAxisItem(orientation="bottom", **axis_options),
+                "left": YAxis("left"),
+                "right": YAxis("right"),
+            },
         )
         self.plot_widget.setAcceptDrops(False)  # drops land on this widget, not the plot's
         layout.addWidget(self.plot_widget, 1)
@@ -122,10 +211,16 @@ class TrendView(QWidget):
         for name in ("left", "bottom", "right"):
             self.plot.getAxis(name).setTextPen(theme.TEXT)
             self.plot.getAxis(name).setPen(theme.TEXT_DIM)
+        for name in ("left", "right"):
+            self.plot.getAxis(name).user_scaled.connect(self._on_axis_scaled)
         self.plot.addLegend(offset=(10, 10), labelTextColor=theme.TEXT, brush=pg.mkBrush(theme.PANEL))
         self.plot.vb.setMouseEnabled(x=True, y=False)
+        self.plot.vb.disableAutoRange(axis=pg.ViewBox.YAxis)
+        self.plot_widget.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.plot_widget.customContextMenuRequested.connect(self._on_context_menu)
         self.pens: list[Pen] = []
-        self._axes_by_unit: dict[str, tuple[pg.ViewBox, pg.AxisItem]] = {}
+        self.scales: dict[str, YScale] = {}
+        self._extra_axes: list[pg.AxisItem] = []
         for tag_id, spec in pens:
             self.add_pen(tag_id, spec)
         self.plot.vb.sigResized.connect(self._sync_views)
@@ -148,7 +243,7 @@ class TrendView(QWidget):
         self.span_combo.addItems(list(SPANS_S))
         closest = min(SPANS_S, key=lambda k: abs(SPANS_S[k] - self.span_s))
         self.span_combo.setCurrentText(closest)
-        self.span_combo.currentTextChanged.connect(lambda text: self.set_span(SPANS_S[text]))
+        self.span_combo.currentTextChanged.connect(self._on_span_chosen)
         self.span_combo.setToolTip("Time span shown")
         bar.addWidget(self.span_combo)
         self.live_button = QPushButton("Pause")
@@ -156,11 +251,11 @@ class TrendView(QWidget):
         self.live_button.clicked.connect(lambda: self.set_live(not self.live))
         bar.addWidget(self.live_button)
         png = QPushButton("PNG…")
-        png.setToolTip("Save the trend as an image")
+        png.setToolTip("Save the trend as an image, with its title, time range and pens")
         png.clicked.connect(self._ask_export_png)
         bar.addWidget(png)
         csv_button = QPushButton("CSV…")
-        csv_button.setToolTip("Save the visible samples of every pen as CSV")
+        csv_button.setToolTip("Save every sample in the visible time range, history included, as CSV")
         csv_button.clicked.connect(self._ask_export_csv)
         bar.addWidget(csv_button)
         return bar
@@ -169,70 +264,135 @@ class TrendView(QWidget):
         self.cursor_line = pg.InfiniteLine(
             angle=90, movable=False, pen=pg.mkPen(theme.TEXT_DIM, style=Qt.PenStyle.DashLine)
         )
-        self.cursor_label = pg.TextItem(color=theme.TEXT, fill=pg.mkBrush(theme.PANEL), anchor=(0, 0))
         self.cursor_line.setVisible(False)
-        self.cursor_label.setVisible(False)
         self.plot.addItem(self.cursor_line, ignoreBounds=True)
-        self.plot.addItem(self.cursor_label, ignoreBounds=True)
-        self._mouse_proxy = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse_moved)
+        # A widget over the plot, not an item in it: placed in pixels, it can be kept inside
+        # the plot and clear of the legend whatever the ranges (an item in the view box was
+        # clipped at its right edge).
+        self.cursor_label = QLabel(self.plot_widget.viewport())
+        self.cursor_label.setObjectName("trendCursor")
+        self.cursor_label.setStyleSheet(
+            f"QLabel {{ background: {theme.PANEL}; color: {theme.TEXT}; border: 1px solid {theme.TEXT_DIM};"
+            " padding: 2px 4px; }"
+        )
+        self.cursor_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.cursor_label.hide()
+        self.plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.plot_widget.viewport().installEventFilter(self)
 
     def add_pen(self, tag_id: int, spec: TagSpec) -> Pen:
         """Add a pen; pens with the same unit share one y axis."""
-        index = len(self.pens)
-        colour = theme.PEN_COLOURS[index % len(theme.PEN_COLOURS)]
+        colour = theme.PEN_COLOURS[len(self.pens) % len(theme.PEN_COLOURS)]
         label = f"{spec.name} [{spec.unit}]" if spec.unit else spec.name
-        shared = self._axes_by_unit.get(spec.unit)
-        if shared is not None:
-            view, axis = shared
-        elif not self._axes_by_unit:
-            view, axis = self.plot.vb, self.plot.getAxis("left")
-        else:
-            view = pg.ViewBox()
-            view.setMouseEnabled(x=True, y=False)
-            if len(self._axes_by_unit) == 1:
-                self.plot.showAxis("right")
-                axis = self.plot.getAxis("right")
-            else:
-                axis = pg.AxisItem("right")
-                self.plot.layout.addItem(axis, 2, 1 + len(self._axes_by_unit))
-                axis.setTextPen(theme.TEXT)
-                axis.setPen(theme.TEXT_DIM)
-            self.plot.scene().addItem(view)
-            axis.linkToView(view)
-            view.setXLink(self.plot)
-        if shared is None:
-            self._axes_by_unit[spec.unit] = (view, axis)
-            # Y axes rarely change while the time axis scrolls: paint them from a cached
-            # pixmap instead of re-rendering their text every frame (about 4 ms each here).
-            axis.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
-            axis.setLabel(spec.unit or spec.name, color=colour)
-            if spec.low is not None and spec.high is not None:
-                # Fixed scales from the engineering range read calmer than autoscale,
-                # which turns sensor noise into a wall of spikes.
-                view.setYRange(spec.low, spec.high, padding=0.02)
-                view.disableAutoRange(axis=pg.ViewBox.YAxis)
-            else:
-                view.enableAutoRange(axis=pg.ViewBox.YAxis)
-        curve = pg.PlotDataItem(pen=pg.mkPen(colour, width=1), name=label, connect="finite")
-        if view is self.plot.vb:
+        scale = self.scales.get(spec.unit)
+        if scale is None:
+            scale = self._new_scale(spec, colour)
+        curve = Curve(pen=pg.mkPen(colour, width=1), name=label, connect="finite")
+        if scale.view is self.plot.vb:
             self.plot.addItem(curve)
         else:
-            view.addItem(curve)
+            scale.view.addItem(curve)
             self.plot.legend.addItem(curve, label)
-        pen = Pen(tag_id, spec, colour, curve, view, axis)
+        pen = Pen(tag_id, spec, colour, curve, scale.view, scale.axis)
         self.pens.append(pen)
         self.buffers.watch(tag_id)
         self._sync_views()
         return pen
 
+    def _new_scale(self, spec: TagSpec, colour: str) -> YScale:
+        if not self.scales:
+            view, axis = self.plot.vb, self.plot.getAxis("left")
+        else:
+            view = pg.ViewBox()
+            view.setMouseEnabled(x=True, y=False)
+            view.disableAutoRange(axis=pg.ViewBox.YAxis)
+            if len(self.scales) == 1:
+                self.plot.showAxis("right")
+                axis = self.plot.getAxis("right")
+            else:
+                axis = YAxis("right")
+                axis.user_scaled.connect(self._on_axis_scaled)
+                self.plot.layout.addItem(axis, 2, 1 + len(self.scales))
+                axis.setTextPen(theme.TEXT)
+                axis.setPen(theme.TEXT_DIM)
+                self._extra_axes.append(axis)
+            self.plot.scene().addItem(view)
+            axis.linkToView(view)
+            view.setXLink(self.plot)
+        # Y axes rarely change while the time axis scrolls: paint them from a cached
+        # pixmap instead of re-rendering their text every frame (about 4 ms each here).
+        axis.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        axis.setLabel(spec.unit or spec.name, color=colour)
+        fixed = spec.low is not None and spec.high is not None
+        if fixed:
+            # Fixed scales from the engineering range read calmer than autoscale,
+            # which turns sensor noise into a wall of spikes.
+            view.setYRange(spec.low, spec.high, padding=0.02)
+        scale = YScale(spec.unit, view, axis, auto=not fixed)
+        self.scales[spec.unit] = scale
+        return scale
+
+    def _clear_plot(self) -> None:
+        """Take every pen, extra axis and extra view out of the plot (before re-adding them)."""
+        for pen in self.pens:
+            for line in pen.limit_lines:
+                pen.view.removeItem(line)
+            pen.view.removeItem(pen.curve)
+        self.plot.legend.clear()
+        for scale in self.scales.values():
+            if scale.view is not self.plot.vb:
+                scale.view.setXLink(None)
+                self.plot.scene().removeItem(scale.view)
+        for axis in self._extra_axes:
+            self.plot.layout.removeItem(axis)
+            self.plot.scene().removeItem(axis)
+        self._extra_axes = []
+        self.plot.hideAxis("right")
+        self.plot.getAxis("left").setLabel("")
+        self.scales = {}
+
+    def set_pens(self, pens: list[tuple[int, TagSpec]]) -> None:
+        """Replace the pens (in this order); history already read and limits are kept."""
+        old = {pen.tag_id: pen for pen in self.pens}
+        self._clear_plot()
+        self.pens = []
+        for tag_id, spec in pens:
+            pen = self.add_pen(tag_id, spec)
+            previous = old.get(tag_id)
+            if previous is not None:
+                pen.history = previous.history
+                self._draw_limits(pen, previous.limits)
+
+    def remove_pen(self, tag_id: int) -> None:
+        self.set_pens([(p.tag_id, p.spec) for p in self.pens if p.tag_id != tag_id])
+        self.pens_changed.emit()
+
+    def move_pen(self, tag_id: int, step: int) -> None:
+        """Move a pen up (-1) or down (+1) in the legend order."""
+        order = [(p.tag_id, p.spec) for p in self.pens]
+        i = next(i for i, (t, _) in enumerate(order) if t == tag_id)
+        j = min(max(i + step, 0), len(order) - 1)
+        if i == j:
+            return
+        order.insert(j, order.pop(i))
+        self.set_pens(order)
+        self.pens_changed.emit()
+
+    def pen_names(self) -> list[str]:
+        return [p.spec.name for p in self.pens]
+
     def _sync_views(self) -> None:
         rect = self.plot.vb.sceneBoundingRect()
-        for view, _ in self._axes_by_unit.values():
-            if view is not self.plot.vb:
-                view.setGeometry(rect)
-                view.linkedViewChanged(self.plot.vb, view.XAxis)
+        for scale in self.scales.values():
+            if scale.view is not self.plot.vb:
+                scale.view.setGeometry(rect)
+                scale.view.linkedViewChanged(self.plot.vb, scale.view.XAxis)
 
     # -- operator controls ----------------------------------------------------------------------
+
+    def _on_span_chosen(self, text: str) -> None:
+        self.set_span(SPANS_S[text])
+        self.pens_changed.emit()
 
     def set_span(self, span_s: float) -> None:
         self.span_s = float(span_s)
@@ -247,33 +407,100 @@ class TrendView(QWidget):
         self.live_button.setText("Pause" if live else "Live")
         self.paused_changed.emit(not live)
 
-    def _on_view_changed_by_user(self, *_: object) -> None:
-        self.set_live(False)
+    def _on_view_changed_by_user(self, mask: object = None, *_: object) -> None:
+        # Only a change of the time range stops the scroll (the plot's y never pans by mouse).
+        if not isinstance(mask, list | tuple) or mask[0]:
+            self.set_live(False)
+
+    def _on_axis_scaled(self, axis: pg.AxisItem) -> None:
+        for scale in self.scales.values():
+            if scale.axis is axis:
+                scale.auto = False
+
+    def auto_scale(self, unit: str | None = None) -> None:
+        """Fit one axis (or every axis) to the data in view, and keep fitting it."""
+        for scale in self.scales.values():
+            if unit is None or scale.unit == unit:
+                scale.auto = True
+                self._fit(scale, force=True)
+
+    def y_range(self, unit: str) -> tuple[float, float]:
+        lo, hi = self.scales[unit].view.viewRange()[1]
+        return float(lo), float(hi)
+
+    def _fit(self, scale: YScale, force: bool = False) -> None:
+        extents = [p.extent for p in self.pens if p.view is scale.view and p.extent is not None]
+        if not extents:
+            return
+        lo = min(e[0] for e in extents)
+        hi = max(e[1] for e in extents)
+        if hi - lo < 1e-12:
+            pad = max(abs(hi) * 0.05, 1.0)
+            lo, hi = lo - pad, hi + pad
+        cur_lo, cur_hi = scale.view.viewRange()[1]
+        # Hysteresis: only when the data leaves the range or fills less than half of it.
+        if not force and cur_lo <= lo and hi <= cur_hi and (hi - lo) >= 0.5 * (cur_hi - cur_lo):
+            return
+        pad = (hi - lo) * 0.05
+        scale.view.setYRange(lo - pad, hi + pad, padding=0)
+
+    def _on_context_menu(self, pos: QPoint) -> None:
+        self.context_menu().popup(self.plot_widget.mapToGlobal(pos))
+
+    def context_menu(self) -> QMenu:
+        """The plot's right-click menu: auto-scale, and each pen's order and removal."""
+        menu = QMenu(self)
+        menu.addAction("Auto-scale Y").triggered.connect(lambda: self.auto_scale())
+        if len(self.scales) > 1:
+            for unit in self.scales:
+                menu.addAction(f"Auto-scale {unit or 'axis'}").triggered.connect(
+                    lambda _=False, u=unit: self.auto_scale(u)
+                )
+        menu.addAction("Live").triggered.connect(lambda: self.set_live(True))
+        if self.pens:
+            menu.addSeparator()
+            pens = menu.addMenu("Pens")
+            for i, pen in enumerate(self.pens):
+                sub = pens.addMenu(pen.spec.name)
+                up = sub.addAction("Move up")
+                up.setEnabled(i > 0)
+                up.triggered.connect(lambda _=False, t=pen.tag_id: self.move_pen(t, -1))
+                down = sub.addAction("Move down")
+                down.setEnabled(i < len(self.pens) - 1)
+                down.triggered.connect(lambda _=False, t=pen.tag_id: self.move_pen(t, 1))
+                sub.addAction("Remove").triggered.connect(lambda _=False, t=pen.tag_id: self.remove_pen(t))
+        return menu
 
     def set_limits(self, tag_id: int, limits: list[tuple[float, str, str]]) -> None:
-        """Draw horizontal lines (value, label, colour) on a pen's axis, e.g. its alarm limits."""
+        """Draw horizontal lines (value, label, colour) on a pen's axis, e.g. its alarm limits;
+        each label starts with the pen's tag, in the pen's colour ("cnc01.spindle_temp HI 65")."""
         for pen in self.pens:
-            if pen.tag_id != tag_id:
-                continue
-            for line in pen.limit_lines:
-                pen.view.removeItem(line)
-            pen.limit_lines = []
-            for value, label, colour in limits:
-                line = pg.InfiniteLine(
-                    pos=value,
-                    angle=0,
-                    movable=False,
-                    pen=pg.mkPen(colour, width=1, style=Qt.PenStyle.DashLine),
-                    label=label,
-                    labelOpts={"position": 0.02, "color": colour, "anchors": [(0, 1), (0, 1)]},
-                )
-                pen.view.addItem(line, ignoreBounds=True)
-                pen.limit_lines.append(line)
+            if pen.tag_id == tag_id:
+                self._draw_limits(pen, limits)
+
+    def _draw_limits(self, pen: Pen, limits: list[tuple[float, str, str]]) -> None:
+        for line in pen.limit_lines:
+            pen.view.removeItem(line)
+        pen.limits = list(limits)
+        pen.limit_lines = []
+        for value, label, colour in limits:
+            line = pg.InfiniteLine(
+                pos=value,
+                angle=0,
+                movable=False,
+                pen=pg.mkPen(colour, width=1, style=Qt.PenStyle.DashLine),
+                label=f"{pen.spec.name} {label}",
+                # At the right end: the legend sits at the top left.
+                labelOpts={"position": 0.98, "color": pen.colour, "anchors": [(1, 1), (1, 1)]},
+            )
+            pen.view.addItem(line, ignoreBounds=True)
+            pen.limit_lines.append(line)
 
     # -- drawing ------------------------------------------------------------------------------------
 
     def visible_range(self) -> tuple[float, float]:
-        return tuple(self.plot.vb.viewRange()[0])
+        x0, x1 = self.plot.vb.viewRange()[0]
+        return float(x0), float(x1)
 
     def refresh(self, now_s: float | None = None) -> bool:
         """Scroll (when live) and redraw pens whose data or view changed; True if anything drew."""
@@ -283,56 +510,124 @@ class TrendView(QWidget):
         x0, x1 = self.visible_range()
         width = max(int(self.plot.vb.width()), 100)
         drew = False
+        wanted: list[tuple[Pen, float, float]] = []
         for pen in self.pens:
             total = self.buffers.total(pen.tag_id)
             key = (total, round(x0, 3), round(x1, 3), width, id(pen.history))
             if key == pen.drawn_key:
                 continue
             pen.drawn_key = key
-            x, y = self._pen_points(pen, x0, x1, width)
+            x, y = self._pen_points(pen, x0, x1, width, wanted)
+            finite = y[np.isfinite(y)]
+            pen.extent = (float(finite.min()), float(finite.max())) if finite.shape[0] else None
+            pen.curve.extent = pen.extent
             pen.curve.setData(x, y)
             drew = True
+        if wanted:
+            self._request_history(wanted, width)
         if drew:
+            for scale in self.scales.values():
+                if scale.auto:
+                    self._fit(scale)
             self.frames_drawn += 1
         return drew
 
-    def _pen_points(self, pen: Pen, x0: float, x1: float, width: int) -> tuple[np.ndarray, np.ndarray]:
+    def _pen_points(
+        self, pen: Pen, x0: float, x1: float, width: int, wanted: list[tuple[Pen, float, float]]
+    ) -> tuple[np.ndarray, np.ndarray]:
         ts_ns, values, quality = self.buffers.get(pen.tag_id)
         ts = ts_ns.astype(np.float64) / 1e9
         y = values_for_plot(values, quality)
         oldest = ts[0] if ts.shape[0] else x1
-        if self.history is not None and x0 < oldest:
-            self._request_history(pen, x0, oldest, width)
-        if pen.history is not None:
-            hts, hy = pen.history
-            keep = hts < oldest
+        if self.history is not None and x0 < oldest and not self._history_covers(pen, x0, oldest):
+            wanted.append((pen, x0, oldest))
+        history = pen.history
+        if history is not None:
+            keep = history.ts < oldest
             if keep.any():
-                ts = np.concatenate([hts[keep], ts])
-                y = np.concatenate([hy[keep], y])
+                ts = np.concatenate([history.ts[keep], ts])
+                y = np.concatenate([history.y[keep], y])
         return minmax_decimate(ts, y, x0, x1, width)
 
-    def _request_history(self, pen: Pen, x0: float, x1: float, width: int) -> None:
-        if pen.history_pending is not None and not pen.history_pending.done():
-            return
-        if pen.history_range is not None and pen.history_range[0] <= x0 and pen.history_range[1] >= x1 - 1.0:
-            return
+    def _history_covers(self, pen: Pen, x0: float, x1: float) -> bool:
+        if pen.history is None:
+            return False
+        lo, hi = pen.history.range
+        # What the last read missed at its end is asked again once it is worth a pixel or
+        # two; otherwise a pen with no live data would re-read 8 hours every frame.
+        return lo <= x0 and hi >= x1 - max(1.0, 0.01 * self.span_s)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        # One worker: the provider's reader belongs to the thread that opened it (SQLite).
         if self._history_pool is None:
             self._history_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trend-history")
+        return self._history_pool
+
+    def _request_history(self, wanted: list[tuple[Pen, float, float]], width: int) -> None:
+        """Read what the pens lack, all in one job on the worker; a pan while it runs asks again after."""
+        if self._history_job is not None and not self._history_job.done():
+            return
         provider = self.history
         assert provider is not None
-        name = pen.spec.name
+        # Half a span more than in view: a pan back reads again only after half a screen.
+        margin = 0.5 * self.span_s
+        jobs = [(pen, pen.spec.name, x0 - margin, x1) for pen, x0, x1 in wanted]
+        # A provider that reads many pens at once (HistoryLookup.many) gets pens whose ranges
+        # end within the slack _history_covers allows in one call, up to the end of the
+        # latest: each pen draws history only before its own ring buffer begins.
+        many = getattr(provider, "many", None)
+        groups: list[list[tuple[Pen, str, float, float]]] = []
+        if many is None:
+            groups = [[job] for job in jobs]
+        else:
+            slack = max(1.0, 0.01 * self.span_s)
+            for job in sorted(jobs, key=lambda j: (j[2], j[3])):
+                group = groups[-1] if groups else None
+                if (
+                    group is None
+                    or len(group) >= HISTORY_PENS_PER_READ
+                    or job[2] != group[0][2]
+                    or job[3] - group[0][3] > slack
+                ):
+                    groups.append([job])
+                else:
+                    group.append(job)
 
         def load() -> None:
-            try:
-                ts_ns, values, quality = provider(name, int(x0 * 1e9), int(x1 * 1e9), 2 * width)
-            except Exception:
-                log.exception("history for %s failed", name)
-                return
-            with self._history_lock:
-                pen.history = (ts_ns.astype(np.float64) / 1e9, values_for_plot(values, quality))
-                pen.history_range = (x0, x1)
+            # Handed over in groups (every 250 ms and at the end), not pen by pen: each
+            # hand-over repaints every pen, and fifty repaints made opening take seconds.
+            ready: list[tuple[Pen, History]] = []
+            handed = time.monotonic()
+            for group in groups:
+                t0, t1 = group[0][2], max(job[3] for job in group)
+                names = [name for _, name, _, _ in group]
+                try:
+                    if many is not None:
+                        got = many(names, int(t0 * 1e9), int(t1 * 1e9), 2 * width)
+                    else:
+                        got = {names[0]: provider(names[0], int(t0 * 1e9), int(t1 * 1e9), 2 * width)}
+                except Exception:
+                    log.exception("history for %s failed", ", ".join(names))
+                    continue
+                for pen, name, _, _ in group:
+                    ts_ns, values, quality = got[name]
+                    y = values_for_plot(values, quality)
+                    ready.append((pen, History(ts_ns.astype(np.float64) / 1e9, y, values, quality, (t0, t1))))
+                if time.monotonic() - handed > 0.25:
+                    self._hand_over(ready)
+                    ready, handed = [], time.monotonic()
+            self._hand_over(ready)
 
-        pen.history_pending = self._history_pool.submit(load)
+        self._history_job = self._pool().submit(load)
+
+    def _hand_over(self, ready: list[tuple[Pen, History]]) -> None:
+        with self._history_lock:
+            for pen, history in ready:
+                pen.history = history
+
+    def history_idle(self) -> bool:
+        """No history read in progress (for tests and benchmarks)."""
+        return self._history_job is None or self._history_job.done()
 
     def curve_data(self, tag_id: int) -> tuple[np.ndarray, np.ndarray]:
         """What the pen for `tag_id` currently draws (x in epoch seconds, y)."""
@@ -344,84 +639,235 @@ class TrendView(QWidget):
 
     # -- cursor -------------------------------------------------------------------------------------
 
-    def _on_mouse_moved(self, event: tuple) -> None:
-        pos = event[0]
-        if not self.plot.vb.sceneBoundingRect().contains(pos):
-            self.cursor_line.setVisible(False)
-            self.cursor_label.setVisible(False)
-            return
-        t = self.plot.vb.mapSceneToView(pos).x()
-        self.show_cursor(t)
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Leave:
+            self.hide_cursor()
+        return False
 
-    def show_cursor(self, t: float) -> str:
-        """Put the cursor at time t (epoch s); returns the text it shows (every pen's value)."""
+    def hide_cursor(self) -> None:
+        self.cursor_line.setVisible(False)
+        self.cursor_label.hide()
+
+    def _on_mouse_moved(self, pos: QPointF) -> None:
+        if not self.plot.vb.sceneBoundingRect().contains(pos):
+            self.hide_cursor()
+            return
+        self.show_cursor(self.plot.vb.mapSceneToView(pos).x(), pos.x())
+
+    def show_cursor(self, t: float, scene_x: float | None = None) -> str:
+        """Put the cursor at time t (epoch s); returns the text it shows (every pen's value,
+        from the ring buffer or, before it, from the history read for the pen)."""
         lines = [datetime.fromtimestamp(t, self.timezone).strftime("%H:%M:%S.%f")[:-3]]
         for pen in self.pens:
-            ts_ns, values, quality = self.buffers.get(pen.tag_id)
-            i = int(np.searchsorted(ts_ns, int(t * 1e9), side="right")) - 1
-            if i < 0:
+            sample = self._sample_at(pen, t)
+            if sample is None:
                 text = "—"
             else:
-                q = Quality(int(quality[i]))
-                text = format_tag_value(float(values[i]), pen.spec)
+                value, q = sample
+                text = format_tag_value(value, pen.spec)
                 if q != Quality.GOOD:
                     text += f" ({theme.QUALITY_LABEL[q]})"
             lines.append(f"{pen.spec.name}: {text} {pen.spec.unit}".rstrip())
         label = "\n".join(lines)
         self.cursor_line.setPos(t)
-        self.cursor_label.setText(label)
-        y_top = self.plot.vb.viewRange()[1][1]
-        self.cursor_label.setPos(t, y_top)
         self.cursor_line.setVisible(True)
-        self.cursor_label.setVisible(True)
+        self.cursor_label.setText(label)
+        self.cursor_label.adjustSize()
+        if scene_x is None:
+            scene_x = self.plot.vb.mapViewToScene(QPointF(t, 0.0)).x()
+        self._place_cursor_label(scene_x)
+        self.cursor_label.show()
+        self.cursor_label.raise_()
         return label
+
+    def _sample_at(self, pen: Pen, t: float) -> tuple[float, Quality] | None:
+        ts_ns, values, quality = self.buffers.get(pen.tag_id)
+        t_ns = int(t * 1e9)
+        if ts_ns.shape[0] and ts_ns[0] <= t_ns:
+            i = int(np.searchsorted(ts_ns, t_ns, side="right")) - 1
+            return float(values[i]), Quality(int(quality[i]))
+        history = pen.history
+        if history is None:
+            return None
+        i = int(np.searchsorted(history.ts, t, side="right")) - 1
+        if i < 0:
+            return None
+        return float(history.values[i]), Quality(int(history.quality[i]))
+
+    def plot_rect(self) -> QRect:
+        """The plot area (inside the axes) in the viewport's pixels."""
+        return self.plot_widget.mapFromScene(self.plot.vb.sceneBoundingRect()).boundingRect()
+
+    def legend_rect(self) -> QRect:
+        legend = self.plot.legend
+        if legend is None or not legend.isVisible() or not self.pens:
+            return QRect()
+        return self.plot_widget.mapFromScene(legend.sceneBoundingRect()).boundingRect()
+
+    def _place_cursor_label(self, scene_x: float) -> None:
+        """Beside the cursor line, flipped to its left near the right edge, inside the plot
+        and clear of the legend where the plot leaves room."""
+        area = self.plot_rect()
+        legend = self.legend_rect()
+        size = self.cursor_label.size()
+        rect = self.plot.vb.sceneBoundingRect()
+        if not np.isfinite(scene_x):
+            scene_x = rect.right()
+        scene_x = min(max(scene_x, rect.left()), rect.right())
+        x_line = self.plot_widget.mapFromScene(QPointF(scene_x, 0.0)).x()
+        xs = [x_line + CURSOR_MARGIN_PX, x_line - CURSOR_MARGIN_PX - size.width()]
+        top = area.top() + 4
+        below_legend = legend.bottom() + 4 if not legend.isNull() else top
+        ys = [top, below_legend, area.bottom() - size.height() - 4]
+        candidates = [QRect(QPoint(x, y), size) for y in ys for x in xs]
+        inside = [r for r in candidates if area.contains(r)]
+        clear = [r for r in inside if legend.isNull() or not r.intersects(legend)]
+        chosen = (clear or inside or candidates)[0]
+        # Whatever was chosen, never past the plot's edges (a label wider than the plot is cut
+        # on its right only).
+        x = min(max(chosen.left(), area.left()), max(area.right() - size.width(), area.left()))
+        y = min(max(chosen.top(), area.top()), max(area.bottom() - size.height(), area.top()))
+        self.cursor_label.move(x, y)
 
     # -- export --------------------------------------------------------------------------------------
 
+    def caption(self) -> list[str]:
+        """What an exported image says above the plot: title, time range, pens."""
+        x0, x1 = self.visible_range()
+        a = datetime.fromtimestamp(x0, self.timezone)
+        b = datetime.fromtimestamp(x1, self.timezone)
+        end = b.strftime("%H:%M:%S") if a.date() == b.date() else b.strftime("%Y-%m-%d %H:%M:%S")
+        zone = a.strftime("%Z")
+        span = f"{a:%Y-%m-%d %H:%M:%S} – {end}" + (f" {zone}" if zone else "")
+        pens = "   ".join(f"{p.spec.name} [{p.spec.unit}]" if p.spec.unit else p.spec.name for p in self.pens)
+        return [self.title_label.text() or "Trend", span, pens]
+
     def export_png(self, path: str | Path) -> bool:
-        return self.plot_widget.grab().save(str(path))
+        """The plot under a caption (title, time range, each pen's name in its colour)."""
+        plot = self.plot_widget.grab().toImage()
+        title, span, _ = self.caption()
+        font = QFont(self.font())
+        bold = QFont(font)
+        bold.setBold(True)
+        bold.setPointSizeF(font.pointSizeF() * 1.25)
+        line = self.fontMetrics().height() + 4
+        pen_rows: list[list[Pen]] = [[]]
+        x = 0
+        for pen in self.pens:
+            w = self.fontMetrics().horizontalAdvance(pen.spec.name) + 40
+            if x + w > plot.width() - 16 and pen_rows[-1]:
+                pen_rows.append([])
+                x = 0
+            pen_rows[-1].append(pen)
+            x += w
+        header = 8 + int(line * 1.4) + line + line * len(pen_rows) + 6
+        image = QImage(plot.width(), plot.height() + header, QImage.Format.Format_RGB32)
+        image.fill(QColor(theme.PLOT_BACKGROUND))
+        painter = QPainter(image)
+        try:
+            painter.setPen(QColor(theme.TEXT))
+            painter.setFont(bold)
+            y = 8 + int(line * 1.4) - 6
+            painter.drawText(8, y, title)
+            painter.setFont(font)
+            y += line
+            painter.drawText(8, y, span)
+            for row in pen_rows:
+                y += line
+                x = 8
+                for pen in row:
+                    painter.fillRect(x, y - line // 2, 16, 3, QColor(pen.colour))
+                    painter.setPen(QColor(pen.colour))
+                    painter.drawText(x + 20, y, pen.spec.name)
+                    x += self.fontMetrics().horizontalAdvance(pen.spec.name) + 40
+            painter.drawImage(0, header, plot)
+        finally:
+            painter.end()
+        return image.save(str(path))
 
     def export_csv(self, path: str | Path) -> int:
-        """The visible samples of every pen (long format: time, tag, value, unit, quality); returns rows."""
+        """Every sample of every pen in the visible range, from the historian before the ring
+        buffer begins (long format: time, tag, value, unit, quality); returns rows."""
         x0, x1 = self.visible_range()
+        t0, t1 = int(x0 * 1e9), int(x1 * 1e9)
         rows = 0
         with open(path, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(["time_utc", "tag", "value", "unit", "quality"])
             for pen in self.pens:
                 ts_ns, values, quality = self.buffers.get(pen.tag_id)
-                mask = (ts_ns >= int(x0 * 1e9)) & (ts_ns <= int(x1 * 1e9))
-                for t, v, q in zip(ts_ns[mask], values[mask], quality[mask], strict=True):
-                    stamp = datetime.fromtimestamp(int(t) / 1e9, UTC).isoformat(timespec="milliseconds")
-                    writer.writerow([stamp, pen.spec.name, repr(float(v)), pen.spec.unit, Quality(int(q)).name])
-                    rows += 1
+                oldest = int(ts_ns[0]) if ts_ns.shape[0] else t1 + 1
+                parts = []
+                if self.history is not None and t0 < oldest:
+                    parts.append(self._history_for_export(pen.spec.name, t0, min(oldest, t1 + 1)))
+                mask = (ts_ns >= t0) & (ts_ns <= t1)
+                parts.append((ts_ns[mask], values[mask], quality[mask]))
+                for p_ts, p_values, p_quality in parts:
+                    for t, v, q in zip(p_ts.tolist(), p_values.tolist(), p_quality.tolist(), strict=True):
+                        stamp = datetime.fromtimestamp(t / 1e9, UTC).isoformat(timespec="milliseconds")
+                        writer.writerow([stamp, pen.spec.name, repr(float(v)), pen.spec.unit, Quality(int(q)).name])
+                        rows += 1
         return rows
 
+    def _history_for_export(self, name: str, t0: int, t1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        provider = self.history
+        assert provider is not None
+        empty = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.uint8))
+        try:
+            # On the history thread: the provider's reader is that thread's.
+            ts, values, quality = self._pool().submit(provider, name, t0, t1, EXPORT_POINTS).result(timeout=120)
+        except Exception:
+            log.exception("history of %s for the export failed", name)
+            return empty
+        keep = (ts >= t0) & (ts < t1)
+        return ts[keep], values[keep], quality[keep]
+
+    def suggested_path(self, suffix: str) -> Path:
+        """Where a save dialog starts: the folder of the last export, else the documents folder."""
+        folder = Path(self.export_dir) if self.export_dir and Path(self.export_dir).is_dir() else documents_dir()
+        title = "".join(c if c.isalnum() or c in "-_" else "_" for c in (self.title_label.text() or "trend"))
+        stamp = datetime.fromtimestamp(self.visible_range()[1], self.timezone).strftime("%Y%m%d-%H%M")
+        return folder / f"{title}-{stamp}.{suffix}"
+
+    def _remember_folder(self, path: str) -> None:
+        folder = str(Path(path).parent)
+        if folder != self.export_dir:
+            self.export_dir = folder
+            self.export_dir_changed.emit(folder)
+
     def _ask_export_png(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save trend image", "trend.png", "PNG images (*.png)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save trend image", str(self.suggested_path("png")), "PNG images (*.png)"
+        )
         if path:
             self.export_png(path)
+            self._remember_folder(path)
 
     def _ask_export_csv(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save trend data", "trend.csv", "CSV files (*.csv)")
+        path, _ = QFileDialog.getSaveFileName(self, "Save trend data", str(self.suggested_path("csv")), "CSV (*.csv)")
         if path:
             self.export_csv(path)
+            self._remember_folder(path)
 
     # -- drag and drop from the tag browser ------------------------------------------------------
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if event.mimeData().hasFormat(TAGS_MIME) or event.mimeData().hasFormat(NODE_MIME):
+        if accepts(event.mimeData()):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:
-        mime = event.mimeData()
+        if self.take_drop(event.mimeData()):
+            event.acceptProposedAction()
+
+    def take_drop(self, mime: QMimeData) -> bool:
+        """Dropped tags or browsed nodes become pens (through the window); False if neither."""
         if mime.hasFormat(TAGS_MIME):
             self.tags_dropped.emit(json.loads(bytes(mime.data(TAGS_MIME).data()).decode()))
         elif mime.hasFormat(NODE_MIME):
             self.nodes_dropped.emit(json.loads(bytes(mime.data(NODE_MIME).data()).decode()))
         else:
-            return
-        event.acceptProposedAction()
+            return False
+        return True
 
     def has_pen(self, tag_id: int) -> bool:
         return any(p.tag_id == tag_id for p in self.pens)
@@ -430,3 +876,13 @@ class TrendView(QWidget):
         if self._history_pool is not None:
             self._history_pool.shutdown(wait=False, cancel_futures=True)
         super().closeEvent(event)  # type: ignore[arg-type]
+
+
+def accepts(mime: QMimeData) -> bool:
+    """Whether a drag carries tags or browsed nodes a trend takes."""
+    return mime.hasFormat(TAGS_MIME) or mime.hasFormat(NODE_MIME)
+
+
+def documents_dir() -> Path:
+    location = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation)
+    return Path(location) if location else Path.home()

@@ -82,8 +82,13 @@ def test_stop_system_needs_an_engineer_and_a_reason(qtbot, attached) -> None:
     assert window.stop_message is not None and "log in first" in window.stop_message.text()
     window.stop_message.close()
 
+    assert not window.stop_system_action.isEnabled()
+    assert window.stop_system_action.toolTip() == "Needs engineer: log in"
     log_in(qtbot, window, "olga")
-    window.stop_system_action.trigger()
+    # The menu entry says beforehand that an operator may not; the runtime decides all the same.
+    assert not window.stop_system_action.isEnabled()
+    assert window.stop_system_action.toolTip() == "Needs engineer: olga is operator"
+    window.stop_system()
     dialog = window.stop_dialog
     assert dialog is not None and not dialog.stop_button.isEnabled(), "no stop without a reason"
     dialog.reason.setText("end of shift maintenance")
@@ -95,7 +100,8 @@ def test_stop_system_needs_an_engineer_and_a_reason(qtbot, attached) -> None:
 
     window.alarm_feed.session.logout()
     log_in(qtbot, window, "erik")
-    window.stop_system()
+    assert window.stop_system_action.isEnabled()
+    window.stop_system_action.trigger()
     window.stop_dialog.reason.setText("pump01 seal replacement")
     window.stop_dialog.stop_button.click()
     qtbot.waitUntil(lambda: stops == ["erik"], timeout=5000)

@@ -339,8 +339,10 @@ def test_the_render_cap_holds(qtbot: QtBot, view: SceneView, bus: TagBus) -> Non
 
 
 def test_continuous_motion_renders_once_per_tick(qtbot: QtBot, view: SceneView, bus: TagBus) -> None:
-    """A turning spindle renders on every tick and never more often than the ticks."""
+    """With the motion cap at the frame rate, a turning spindle renders on every tick and
+    never more often than the ticks."""
     load(qtbot, view, "cnc01")
+    view.set_motion_fps(view.max_fps)
     publish(bus, {"cnc01.spindle_speed": 1200})
     view._timer.stop()
     view._on_frame_timer()
@@ -354,6 +356,76 @@ def test_continuous_motion_renders_once_per_tick(qtbot: QtBot, view: SceneView, 
     for _ in range(5):
         view._on_frame_timer()
     assert view.renders == stopped
+
+
+@pytest.mark.parametrize("motion_fps", [30.0, 10.0, 5.0, 2.0])
+def test_continuous_motion_draws_at_the_motion_cap(
+    qtbot: QtBot, view: SceneView, bus: TagBus, motion_fps: float
+) -> None:
+    """A spindle turning for 30 ticks of the 30 Hz frame timer (one second) draws
+    motion_fps frames, not 30: the operator's cap for continuous motion."""
+    load(qtbot, view, "cnc01")
+    assert view.max_fps == 30
+    view.set_motion_fps(motion_fps)
+    publish(bus, {"cnc01.spindle_speed": 1200})
+    view._timer.stop()
+    view._on_frame_timer()
+    start = view.renders
+    for _ in range(30):
+        view._on_frame_timer()
+    assert view.renders - start == motion_fps
+
+
+def test_camera_moves_draw_at_once_under_the_motion_cap(qtbot: QtBot, view: SceneView, bus: TagBus) -> None:
+    """The cap is for motion: a camera move (or an expose) draws on the next tick even right
+    after a motion frame, so dragging the view stays at the full frame rate."""
+    load(qtbot, view, "cnc01")
+    view.set_motion_fps(2)
+    publish(bus, {"cnc01.spindle_speed": 1200})
+    view._timer.stop()
+    view._on_frame_timer()
+    view._on_frame_timer()  # a motion frame: the next motion frame is 15 ticks away
+    for _ in range(3):
+        before = view.renders
+        view.set_camera_preset("Top")
+        view._on_frame_timer()
+        assert view.renders == before + 1
+
+
+def test_an_idle_scene_draws_nothing_and_a_bound_change_draws_one(qtbot: QtBot, view: SceneView, bus: TagBus) -> None:
+    """On the real frame timer: a still machine whose values do not change draws no frame in
+    a second; one change of a bound tag draws exactly one."""
+    load(qtbot, view, "cmm01")
+    publish(bus, {"cmm01.x": 10.0, "cmm01.y": 20.0, "cmm01.z": -150.0})
+    wait_for_render(qtbot, view)
+    qtbot.wait(500)  # the label's text refresh (5 Hz) may still be due once
+    renders, ticks = view.renders, view.ticks
+    qtbot.wait(1000)
+    assert view.ticks - ticks >= 10, "the frame timer ran"
+    assert view.renders == renders, "nothing changed, nothing drawn"
+    publish(bus, {"cmm01.x": 11.0})
+    qtbot.waitUntil(lambda: view.renders == renders + 1, timeout=2_000)
+    qtbot.wait(500)
+    assert view.renders == renders + 1, "one change, one frame"
+
+
+def test_a_paused_playback_clock_draws_no_motion(qtbot: QtBot, view: SceneView, bus: TagBus) -> None:
+    """A turning spindle on a clock that stands still (paused playback) draws nothing more."""
+    load(qtbot, view, "cnc01")
+    now = [100.0]
+    view.set_clock(lambda: now[0])
+    view.set_motion_fps(view.max_fps)
+    publish(bus, {"cnc01.spindle_speed": 1200})
+    view._timer.stop()
+    view._on_frame_timer()
+    view._on_frame_timer()
+    renders = view.renders
+    for _ in range(10):
+        view._on_frame_timer()
+    assert view.renders == renders
+    now[0] += 0.1
+    view._on_frame_timer()
+    assert view.renders == renders + 1
 
 
 def test_a_hidden_view_does_not_render(qtbot: QtBot, view: SceneView, bus: TagBus) -> None:
@@ -452,6 +524,7 @@ def test_label_text_changes_are_throttled_but_never_lost(
 
     monkeypatch.setattr(scene_view, "LABEL_TEXT_HZ", 0.1)  # one refresh per 10 s: no race with the clock
     load(qtbot, view, "cmm01")
+    view.set_motion_fps(view.max_fps)  # every tick may draw motion: the text's own throttle is tested
     view._timer.stop()
     publish(bus, {"cmm01.z": -100.0})
     view._on_frame_timer()

@@ -114,11 +114,11 @@ def test_history_backfills_what_the_buffer_does_not_hold(qtbot, view) -> None:
     fill(view.buffers, 0, 300, 1, NOW - 300)
     view.set_span(8 * 3600)
     view.refresh()
-    qtbot.waitUntil(lambda: view.pens[0].history is not None, timeout=5000)
+    qtbot.waitUntil(lambda: view.pens[0].history is not None and view.history_idle(), timeout=5000)
     view.refresh()
     x, y = view.curve_data(0)
     assert calls and calls[0][0] == "m.speed"
-    assert calls[0][1] == pytest.approx((NOW - 8 * 3600) * 1e9, rel=1e-9)
+    assert calls[0][1] <= (NOW - 8 * 3600) * 1e9  # the whole window (and a margin to pan back into)
     assert x.min() < NOW - 7 * 3600 and np.nanmin(y) == -1.5
 
 
