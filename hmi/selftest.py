@@ -16,6 +16,9 @@ since each later step needs the earlier ones:
   historian    the runtime stops; its temporary historian holds every tag, nothing lost
   replay       playing the recording back yields exactly the recorded samples
   audit        the audit chain (login, write, logout) verifies; an edited copy is caught
+  postgresql   the central historian's driver loads (psycopg's C implementation, its libpq,
+               SQLAlchemy's dialect); given a server in HMI_SELFTEST_POSTGRES, it connects
+               there and copies rows in and back out
 
 Child processes are started with hmi.paths.hmi_command, so in a bundle this also proves
 the frozen executable can start its own children (plant, probe). Threads: the steps run
@@ -61,6 +64,9 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 USER = "selftest"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+# A PostgreSQL URL for the postgresql step to connect to, its password named by
+# `?password_ref=` (tools/package-test.sh sets it for a throwaway server).
+POSTGRES_ENV = "HMI_SELFTEST_POSTGRES"
 
 
 class StepFailed(Exception):
@@ -198,6 +204,7 @@ class SelfTest:
             ("historian", self.check_historian),
             ("replay", self.check_replay),
             ("audit", self.check_audit),
+            ("postgresql", self.check_postgres),
         ]
 
     def run(self, keep: bool = False) -> int:
@@ -522,6 +529,47 @@ class SelfTest:
         if not any(problem.seq == 1 and "edited" in problem.message for problem in copy_problems):
             raise StepFailed("a copy with an edited audit record passed verification")
         return f"{checked} records intact (head {seq} {head[:12]}…); an edited copy was caught"
+
+    def check_postgres(self) -> str:
+        import importlib
+
+        import psycopg
+        import sqlalchemy as sa
+
+        from hmi.historian.errors import HistorianError
+        from hmi.historian.postgres import DRIVER, PostgresDialect, copy_rows, safe_url
+
+        # The C implementation: the pure-Python fallback would need a libpq on the system.
+        impl = psycopg.pq.__impl__
+        if impl not in ("binary", "c"):
+            raise StepFailed(f"psycopg runs its {impl!r} implementation: its C one (psycopg_binary) did not load")
+        importlib.import_module(f"psycopg_{impl}._psycopg")
+        # The dialect as create_engine finds it from a URL's name.
+        sa.engine.make_url(f"{DRIVER}://").get_dialect().import_dbapi()
+        driver = f"psycopg {psycopg.__version__} ({impl}, libpq {psycopg.pq.version_pretty(psycopg.pq.version())})"
+        url = os.environ.get(POSTGRES_ENV)
+        if not url:
+            return f"{driver} and SQLAlchemy's {DRIVER} dialect load; no server to connect to ({POSTGRES_ENV})"
+        try:
+            engine = PostgresDialect().check_connection(url)
+        except HistorianError as exc:
+            raise StepFailed(str(exc)) from None
+        # Rows shaped like the central samples, through COPY as the forwarder sends them.
+        rows = [(1, 1_700_000_000_000_000_000 + i, i * 0.5, 192) for i in range(3)]
+        try:
+            with engine.begin() as conn:
+                server = conn.exec_driver_sql("SHOW server_version").scalar()
+                conn.exec_driver_sql(
+                    "CREATE TEMPORARY TABLE selftest_samples "
+                    "(tag_id integer, ts bigint, value double precision, quality smallint) ON COMMIT DROP"
+                )
+                copy_rows(conn, "selftest_samples", ("tag_id", "ts", "value", "quality"), rows)
+                back = [tuple(r) for r in conn.exec_driver_sql("SELECT * FROM selftest_samples ORDER BY ts")]
+        finally:
+            engine.dispose()
+        if back != rows:
+            raise StepFailed(f"rows copied to {safe_url(url)} came back different: {back} instead of {rows}")
+        return f"{driver}; PostgreSQL {server} at {safe_url(url)}: {len(rows)} rows copied in and read back"
 
 
 def run_self_test(keep: bool = False, timeout_s: float = 60.0) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pytest
 
 from tests.helpers import free_port, stop_process, wait_for_port
+from tests.pg import CentralDatabase, PostgresServer
 
 if TYPE_CHECKING:
     from hmi.sim.plant import Plant
@@ -264,3 +266,31 @@ def mosquitto_broker(tmp_path: Path) -> Iterator[Callable[..., MosquittoBroker]]
     yield make
     for broker in started:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A private PostgreSQL server for the whole session (tests/pg.py); stopped at the end."""
+    try:
+        server = PostgresServer()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+_central_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def central_db(postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[CentralDatabase]:
+    """A fresh database per test; its password_ref resolves through the environment."""
+    name = f"central_{os.getpid()}_{next(_central_numbers)}"
+    database = CentralDatabase(postgres_server, name).create()
+    monkeypatch.setenv(*database.password_env)
+    try:
+        yield database
+    finally:
+        database.drop()

@@ -12,10 +12,24 @@ from pathlib import Path
 import pytest
 
 import hmi.selftest as selftest
+from hmi.historian.postgres import safe_url
 from hmi.selftest import SelfTest, StepFailed
 from tests.helpers import REPO
+from tests.pg import CentralDatabase
 
-STEPS = ("data folder", "project", "plant", "opc ua", "window", "write", "3d models", "historian", "replay", "audit")
+STEPS = (
+    "data folder",
+    "project",
+    "plant",
+    "opc ua",
+    "window",
+    "write",
+    "3d models",
+    "historian",
+    "replay",
+    "audit",
+    "postgresql",
+)
 
 
 def test_self_test_passes_from_the_source_tree_without_a_display(private_data_dir: Path) -> None:
@@ -29,7 +43,7 @@ def test_self_test_passes_from_the_source_tree_without_a_display(private_data_di
     assert result.returncode == 0, out + result.stderr
     for step in STEPS:
         assert re.search(rf"^  ok\s+{re.escape(step)}\s", out, re.MULTILINE), f"step {step!r} not ok:\n{out}"
-    assert "self-test passed: 10 steps" in out
+    assert f"self-test passed: {len(STEPS)} steps" in out
     assert len(out.splitlines()) <= 14, "the summary fits on one screen"
     assert list(private_data_dir.iterdir()) == [], "the self-test wrote into the user's data folder"
 
@@ -64,3 +78,38 @@ def test_a_broken_demo_project_fails_the_project_step(monkeypatch: pytest.Monkey
     text = out.getvalue()
     assert re.search(r"FAILED project .*demo\.toml.*retention_days", text), text
     assert "plant" not in text.split("FAILED project")[1]
+
+
+@pytest.mark.postgres
+def test_the_postgresql_step_connects_and_copies_rows_through_the_driver(
+    central_db: CentralDatabase, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Given a server (as make package-test gives the installed bundle), the step loads
+    psycopg's C implementation, connects with the password its password_ref names and
+    copies rows in and back out; it shows the URL, never the password."""
+    monkeypatch.setenv(selftest.POSTGRES_ENV, f"{central_db.url}?password_ref={central_db.password_ref}")
+    detail = SelfTest(out=io.StringIO(), workdir=tmp_path).check_postgres()
+    assert re.match(r"psycopg [\d.]+ \((binary|c), libpq [\d.]+\); PostgreSQL \d+", detail), detail
+    assert detail.endswith(f"at {safe_url(central_db.url)}: 3 rows copied in and read back"), detail
+    assert central_db.password_env[1] not in detail
+
+
+@pytest.mark.postgres
+def test_the_postgresql_step_fails_on_a_wrong_password_saying_so(
+    central_db: CentralDatabase, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(selftest.POSTGRES_ENV, f"{central_db.url}?password_ref={central_db.password_ref}")
+    monkeypatch.setenv(central_db.password_env[0], "not-the-password")
+    with pytest.raises(StepFailed, match=r"cannot connect to postgresql://.*wrong user name or password") as failed:
+        SelfTest(out=io.StringIO(), workdir=tmp_path).check_postgres()
+    assert "not-the-password" not in str(failed.value)
+
+
+def test_the_postgresql_step_without_a_server_checks_the_driver_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(selftest.POSTGRES_ENV, raising=False)
+    detail = SelfTest(out=io.StringIO(), workdir=tmp_path).check_postgres()
+    assert re.match(
+        r"psycopg [\d.]+ \((binary|c), libpq [\d.]+\) and SQLAlchemy's postgresql\+psycopg dialect load", detail
+    )

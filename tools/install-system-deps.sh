@@ -12,8 +12,9 @@ RUN_PACKAGES=(
   libxkbcommon0 libx11-xcb1 libxrender1 libxi6 libxt6 libegl1 libgl1 libgl1-mesa-dri
   libfontconfig1 fonts-dejavu-core libdbus-1-3 libglib2.0-0
 )
-# A virtual X server for the window tests, a real MQTT broker, and screenshots.
-TEST_PACKAGES=(xvfb xauth mosquitto)
+# A virtual X server for the window tests, a real MQTT broker, screenshots, and PostgreSQL
+# (server + client) for the central historian's tests (tests/pg.py runs its own server).
+TEST_PACKAGES=(xvfb xauth mosquitto postgresql)
 # `make package`: PyInstaller needs objdump, build.spec strip and readelf (all binutils).
 PACKAGE_PACKAGES=(binutils)
 

@@ -8,6 +8,7 @@ import sys
 from hmi import __version__
 from hmi.cli import (
     audit,
+    central,
     certificates,
     check_config,
     export,
@@ -33,6 +34,7 @@ COMMANDS = (
     certificates,
     users,
     audit,
+    central,
     replay,
     export,
     report,

@@ -100,7 +100,10 @@ def cli_operator() -> tuple[str, str]:
 
 
 def add_range_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", required=True, metavar="FILE", help="historian file (or a database URL)")
+    parser.add_argument(
+        "--db", required=True, metavar="FILE", help="historian file, or a database URL (postgresql://…?station=ws1)"
+    )
+    parser.add_argument("--password-ref", metavar="NAME", help="the database's password by reference (credentials)")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--shift", metavar="DATE/NAME", help="a recorded shift, e.g. 2026-11-20/A")
     which.add_argument("--from", dest="start", metavar="TIME", help="start, ISO 8601 (local time of the recording)")
@@ -111,10 +114,12 @@ def add_range_args(parser: argparse.ArgumentParser) -> None:
 def open_recording(args: argparse.Namespace) -> tuple[HistorianReader, TimeRange, Project | None]:
     """The historian reader, the range asked for, and the project (if one was given)."""
     from hmi.historian import HistorianError, HistorianReader
-    from hmi.historian.reader import resolve_range
+    from hmi.historian.reader import resolve_range, with_password_ref
     from hmi.historian.writer import HistorianWriter
 
     project = load(Path(args.project)) if getattr(args, "project", None) else None
+    # Every reader the command opens later (playback's threads) takes the ref from the target.
+    args.db = with_password_ref(args.db, getattr(args, "password_ref", None))
     try:
         reader = HistorianReader(args.db)
     except HistorianError as exc:

@@ -10,7 +10,7 @@ from hmi.cli.common import EXIT_CONFIG, EXIT_OK, Subparsers, add_range_args, ope
 
 
 def add_arguments(sub: Subparsers) -> None:
-    p = sub.add_parser("export", help="export a time range of a historian file to CSV or Parquet")
+    p = sub.add_parser("export", help="export a time range of a historian (file or database) to CSV or Parquet")
     add_range_args(p)
     p.add_argument("--tags", help="comma-separated tag names (default: all)")
     p.add_argument("--format", choices=("csv", "parquet"), default="csv")
@@ -20,10 +20,11 @@ def add_arguments(sub: Subparsers) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from hmi.historian.export import ExportError, export
+    from hmi.historian.reader import target_label
 
     reader, time_range, _ = open_recording(args)
     fmt = args.format
-    out = Path(args.out) if args.out else Path(f"{Path(args.db).stem}-export.{fmt}")
+    out = Path(args.out) if args.out else Path(f"{Path(target_label(args.db)).stem}-export.{fmt}")
     tags = [t.strip() for t in args.tags.split(",") if t.strip()] if args.tags else None
     try:
         result = export(reader, time_range.start_ns, time_range.end_ns, out, fmt, tags)

@@ -13,7 +13,9 @@ def add_arguments(sub: Subparsers) -> None:
     p = sub.add_parser("report", help="write the printable shift report of a historian file (HTML)")
     add_range_args(p)
     p.add_argument("--out", required=True, metavar="FILE", help="report.html")
-    p.add_argument("--station", default="", help="station named in the header (default: this host)")
+    p.add_argument(
+        "--station", default="", help="station named in the header (default: the --db URL's ?station=, else this host)"
+    )
     p.set_defaults(func=cmd_report)
 
 
@@ -32,7 +34,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     reader, time_range, project = open_recording(args)
     try:
         html = shift_report(
-            reader, time_range, project=project.project.name if project else "", station=args.station or _host()
+            reader,
+            time_range,
+            project=project.project.name if project else "",
+            station=args.station or reader.layout.station or _host(),
         )
     finally:
         reader.close()

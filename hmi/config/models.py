@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from hmi.config.base import NumberOrBool, Port, Strict
+from hmi.config.base import SECRET_REF_PATTERN, NumberOrBool, Port, Strict
 from hmi.config.bindings import BindingConfig, CameraPresetConfig
 from hmi.config.connections import Connection
 from hmi.config.migrations import CURRENT_FORMAT
@@ -50,9 +50,103 @@ class SimulatorConfig(Strict):
     seed: int = 1
 
 
+_LOCAL_HOSTS = {"", "localhost", "127.0.0.1", "::1"}
+
+
+class ForwardConfig(Strict):
+    """[historian.forward]: store-and-forward from the local historian to a central
+    PostgreSQL (hmi/historian/forward.py, docs/historian.md "Forwarding")."""
+
+    url: str = Field(min_length=1)  # postgresql://user@host:port/database, no password
+    password_ref: str | None = Field(default=None, pattern=SECRET_REF_PATTERN)
+    # None: verify-full towards another machine, prefer on this one (see effective_sslmode).
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
+    sslrootcert: str | None = None  # CA file, relative to the project file
+    station: str = Field(default_factory=lambda: _host_name(), min_length=1, max_length=100)
+    samples: bool = True
+    events: bool = True
+    audit: bool = True
+    tags: bool = True
+    sessions: bool = True
+    batch_rows: int = Field(default=50_000, ge=100, le=2_000_000)
+    max_backlog_mb: float = Field(default=2048.0, gt=0)
+    backlog_alarm_s: float = Field(default=3600.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url_without_password(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(f"{value!r} is not a database URL (postgresql://user@host:5432/database)") from None
+        if url.get_backend_name() != "postgresql":
+            raise ValueError(f"forwarding goes to PostgreSQL: a postgresql:// URL, not {url.drivername}://")
+        if url.password is not None:
+            raise ValueError("the URL holds a password: remove it and name it with password_ref instead")
+        return value
+
+    @model_validator(mode="after")
+    def _samples_need_tags(self) -> ForwardConfig:
+        if self.samples and not self.tags:
+            raise ValueError("samples = true needs tags = true (central samples are keyed by the station's tags)")
+        return self
+
+    @property
+    def effective_sslmode(self) -> str:
+        if self.sslmode is not None:
+            return self.sslmode
+        from sqlalchemy.engine import make_url
+
+        host = make_url(self.url).host or ""
+        return "prefer" if host in _LOCAL_HOSTS or host.startswith("/") else "verify-full"
+
+
+def _host_name() -> str:
+    import socket
+
+    return socket.gethostname() or "station"
+
+
 class HistorianConfig(Strict):
     url: str = "sqlite:///{data}/historian.sqlite"
     retention_days: int = Field(default=90, ge=1)
+    # Where the window reads history (trend backfill, journal, playback); None: `url`. A
+    # central database: postgresql://user@host/db?station=ws1, its password by reference.
+    read_url: str | None = None
+    read_password_ref: str | None = Field(default=None, pattern=SECRET_REF_PATTERN)
+    forward: ForwardConfig | None = None  # [historian.forward]: ship to a central PostgreSQL
+
+    @field_validator("read_url")
+    @classmethod
+    def _read_url_without_password(cls, value: str | None) -> str | None:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        if value is None:
+            return None
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(f"{value!r} is not a database URL (postgresql://user@host:5432/database)") from None
+        if url.password is not None:
+            raise ValueError("the URL holds a password: remove it and name it with read_password_ref instead")
+        return value
+
+    @property
+    def read_target(self) -> str:
+        """What a reader of this workstation's history opens: read_url with its password_ref
+        (the name, never the password), else the local url."""
+        if not self.read_url:
+            return self.url
+        if not self.read_password_ref:
+            return self.read_url
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.read_url).update_query_dict({"password_ref": self.read_password_ref})
+        return url.render_as_string(hide_password=False)
 
 
 class RuntimeConfig(Strict):

@@ -1,7 +1,7 @@
 """Which back end serves a database URL: the one module that lists them.
 
 dialect.py holds the interface every back end implements, each back end's module its own
-specifics (sqlite.py); a new back end adds its module and one branch here.
+specifics (sqlite.py, postgres.py); a new back end adds its module and one branch here.
 """
 
 from __future__ import annotations
@@ -25,10 +25,15 @@ def url_for(target: str | Path) -> str:
     return url_for_file(Path(text))
 
 
-def dialect_for(url: str) -> Dialect:
+def dialect_for(url: str, password_ref: str | None = None, **tls: str | None) -> Dialect:
+    """The back end for `url`; `password_ref` and `tls` (sslmode, sslrootcert) serve servers."""
     backend = sa.engine.make_url(url).get_backend_name()
     if backend == "sqlite":
         return SqliteDialect()
+    if backend == "postgresql":
+        from hmi.historian.postgres import PostgresDialect
+
+        return PostgresDialect(password_ref=password_ref, **tls)
     return Dialect()
 
 

@@ -1,9 +1,15 @@
 """Reads from the historian: one tag as numpy arrays, decimated for drawing, the last value
 at or before a time, windows of many tags for playback, and events with filters.
 
-A reader has its own connection (SQLite WAL lets it run beside the writer). Use one reader
-from one thread at a time; any thread may create it. Hot reads are plain SQL through the
-driver's cursor, converted to numpy in one step; the rest is SQLAlchemy Core.
+The same reader serves a local SQLite file and the central PostgreSQL database
+(`postgresql://host/db?station=ws1&password_ref=NAME`): layout.py shapes each back end's
+tables alike, the dialect gives the placeholders and how to decimate.
+
+A reader has its own connection (SQLite WAL lets it run beside the writer; on PostgreSQL it
+runs in autocommit, so it never sits "idle in transaction" holding locks that would stop a
+partition from being dropped). Use one reader from one thread at a time; any thread may
+create it. Hot reads are plain SQL through the driver's cursor, converted to numpy in one
+step; the rest is SQLAlchemy Core.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from hmi.core.quality import QUALITY_DTYPE
 from hmi.core.samples import TAG_ID_DTYPE, TS_DTYPE, VALUE_DTYPE, SampleBatch
 from hmi.core.tags import DataType, TagSpec
 from hmi.historian import schema as s
+from hmi.historian.backends import dialect_for, url_for
+from hmi.historian.layout import LOCAL, Layout, central_layout, central_session, central_timezone, open_central
 
 # Re-exported: playback reads recordings through this module only (docs/architecture.md).
 from hmi.historian.sessions import ModelRecord as ModelRecord
@@ -129,11 +137,11 @@ def is_design_suppression(event: Event) -> bool:
     )
 
 
-def _design_suppression() -> sa.ColumnElement[bool]:
+def _design_suppression(e: sa.FromClause = s.events) -> sa.ColumnElement[bool]:
     # JSON paths through SQLAlchemy's JSON type: json_extract on SQLite, ->> on PostgreSQL.
-    d = s.events.c.details
+    d = e.c.details
     return sa.and_(
-        s.events.c.category == str(EventCategory.ALARM),
+        e.c.category == str(EventCategory.ALARM),
         sa.func.coalesce(d["cause"].as_string(), "").in_(DESIGN_SUPPRESSION_CAUSES),
         sa.func.coalesce(d["active"].as_boolean(), sa.true()) == sa.false(),
     )
@@ -151,8 +159,8 @@ class EventQuery:
     text: str = ""  # in the message, source or user, ignoring case
     hide_design_suppression: bool = False
 
-    def clauses(self) -> list[sa.ColumnElement[bool]]:
-        e = s.events
+    def clauses(self, e: sa.FromClause = s.events) -> list[sa.ColumnElement[bool]]:
+        """The filter on `e`: the local events table, or a reader's own (HistorianReader.events_table)."""
         out: list[sa.ColumnElement[bool]] = []
         if self.categories is not None:
             out.append(e.c.category.in_(list(self.categories)))
@@ -170,7 +178,7 @@ class EventQuery:
                 )
             )
         if self.hide_design_suppression:
-            out.append(sa.not_(_design_suppression()))
+            out.append(sa.not_(_design_suppression(e)))
         return out
 
     def matches(self, event: Event) -> bool:
@@ -204,11 +212,50 @@ def _rows_to_arrays(rows: Sequence[tuple[object, ...]], dtype: np.dtype) -> np.n
     return arr
 
 
+def with_password_ref(target: str, password_ref: str | None) -> str:
+    """`target` naming `password_ref` (`?password_ref=NAME`: the name, never the password), so
+    every reader opened on it (playback, trends, journal threads) finds the password."""
+    if not password_ref or "://" not in target:
+        return target
+    url = sa.engine.make_url(target).update_query_dict({"password_ref": password_ref})
+    return url.render_as_string(hide_password=False)
+
+
+def target_label(target: str) -> str:
+    """A short name for a historian in titles and file names: the file's, or the database's
+    (with its station)."""
+    if "://" not in target:
+        return Path(target).name
+    url = sa.engine.make_url(target)
+    if url.get_backend_name() == "sqlite":
+        return Path(url.database or "memory").name
+    station = url.query.get("station")
+    return f"{url.database}-{station}" if isinstance(station, str) and station else str(url.database)
+
+
 class HistorianReader:
-    def __init__(self, target: str | Path) -> None:
+    """Reads one historian: a SQLite file (path or URL) or a central PostgreSQL database.
+
+    `password_ref` names the server's password (else the URL's `?password_ref=`); the URL's
+    `?station=` picks the station whose tags show under their own names (none: every
+    station's, as `station/name`)."""
+
+    def __init__(self, target: str | Path, *, password_ref: str | None = None) -> None:
         self.target = str(target)
-        self.engine, self.dialect = s.open_engine(self.target, create=False)
-        self._conn = self.engine.connect()
+        url = url_for(self.target)
+        self.layout: Layout = LOCAL
+        if sa.engine.make_url(url).get_backend_name() == "postgresql":
+            self.dialect = dialect_for(url, password_ref)
+            self.engine, station = open_central(url, self.dialect)
+            self._conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                self.layout = central_layout(self._conn, station)
+            except BaseException:
+                self.close()
+                raise
+        else:
+            self.engine, self.dialect = s.open_engine(self.target, create=False)
+            self._conn = self.engine.connect()
         raw = self._conn.connection.driver_connection
         assert raw is not None
         self._raw: Any = raw
@@ -229,10 +276,13 @@ class HistorianReader:
             "SELECT MIN(value), MAX(value), COUNT(*), MAX(quality) FROM samples "
             "WHERE tag_id = ? AND ts >= ? AND ts < ?",
         )
+        # The bucket is a subquery's column: a server binding each placeholder on its own
+        # (PostgreSQL) would not see `GROUP BY (ts - ?) / ?` as the select list's expression.
         self._sql_group = sql(
             self.engine,
-            "SELECT (ts - ?) / ? AS bucket, MIN(value), MAX(value), COUNT(*), MAX(quality) FROM samples "
-            "WHERE tag_id = ? AND ts >= ? AND ts < ? GROUP BY (ts - ?) / ?",
+            "SELECT bucket, MIN(value), MAX(value), COUNT(*), MAX(quality) FROM "
+            "(SELECT (ts - ?) / ? AS bucket, value, quality FROM samples "
+            "WHERE tag_id = ? AND ts >= ? AND ts < ?) AS b GROUP BY bucket",
         )
         self._sql_texts = sql(
             self.engine, "SELECT ts, text FROM sample_texts WHERE tag_id = ? AND ts >= ? AND ts <= ? ORDER BY ts"
@@ -263,9 +313,17 @@ class HistorianReader:
 
     # -- tags ------------------------------------------------------------------------------
 
+    @property
+    def events_table(self) -> sa.FromClause:
+        """The events as this reader sees them (for EventQuery.clauses)."""
+        return self.layout.events
+
     def tags(self, refresh: bool = False) -> list[RecordedTag]:
         if self._tags is None or refresh:
-            rows = self._conn.execute(sa.select(s.tags).order_by(s.tags.c.id)).all()
+            t = self.layout.tags
+            rows = self._conn.execute(
+                sa.select(t.c.id, t.c.name, t.c.datatype, t.c.unit, t.c.description, t.c.low, t.c.high).order_by(t.c.id)
+            ).all()
             self._end_read()
             self._tags = [
                 RecordedTag(
@@ -293,9 +351,8 @@ class HistorianReader:
     def tag_configs(self, name: str) -> list[tuple[int, TagSpec]]:
         """Every configuration the tag was recorded under, as (since_ns, spec), oldest first."""
         tag = self.tag(name)
-        rows = self._conn.execute(
-            sa.select(s.tag_configs).where(s.tag_configs.c.tag_id == tag.id).order_by(s.tag_configs.c.since_ns)
-        ).all()
+        tc = self.layout.tag_configs
+        rows = self._conn.execute(sa.select(tc).where(tc.c.tag_id == tag.id).order_by(tc.c.since_ns)).all()
         self._end_read()
         return [
             (
@@ -333,10 +390,9 @@ class HistorianReader:
 
     def count(self, tag: str | int | RecordedTag, start_ns: int, end_ns: int) -> int:
         tag_id = self._tag_id(tag)
+        t = self.layout.samples
         n = self._conn.execute(
-            sa.select(sa.func.count()).where(
-                s.samples.c.tag_id == tag_id, s.samples.c.ts >= start_ns, s.samples.c.ts < end_ns
-            )
+            sa.select(sa.func.count()).where(t.c.tag_id == tag_id, t.c.ts >= start_ns, t.c.ts < end_ns)
         ).scalar()
         self._end_read()
         return int(n or 0)
@@ -377,7 +433,7 @@ class HistorianReader:
                         count[i] = n
                         quality[i] = q
             else:
-                cursor.execute(self._sql_group, (start_ns, width, tag_id, start_ns, end_ns, start_ns, width))
+                cursor.execute(self._sql_group, (start_ns, width, tag_id, start_ns, end_ns))
                 for b, mn, mx, n, q in cursor.fetchall():
                     lo[b] = np.nan if mn is None else mn
                     hi[b] = np.nan if mx is None else mx
@@ -561,9 +617,10 @@ class HistorianReader:
         """First and last sample time in the file (over all tags), or None if empty."""
         first: int | None = None
         last: int | None = None
+        t = self.layout.samples
         for tag in self.tags(refresh=True):
-            lo = self._conn.execute(sa.select(sa.func.min(s.samples.c.ts)).where(s.samples.c.tag_id == tag.id)).scalar()
-            hi = self._conn.execute(sa.select(sa.func.max(s.samples.c.ts)).where(s.samples.c.tag_id == tag.id)).scalar()
+            lo = self._conn.execute(sa.select(sa.func.min(t.c.ts)).where(t.c.tag_id == tag.id)).scalar()
+            hi = self._conn.execute(sa.select(sa.func.max(t.c.ts)).where(t.c.tag_id == tag.id)).scalar()
             if lo is not None and hi is not None:
                 first = int(lo) if first is None else min(first, int(lo))
                 last = int(hi) if last is None else max(last, int(hi))
@@ -586,7 +643,7 @@ class HistorianReader:
         limit: int | None = None,
     ) -> list[Event]:
         """Events with start_ns <= ts < end_ns matching every filter given, in time order."""
-        e = s.events
+        e = self.layout.events
         query = sa.select(e).where(e.c.ts >= start_ns, e.c.ts < end_ns)
         if categories is not None:
             query = query.where(e.c.category.in_([str(c) for c in categories]))
@@ -620,8 +677,8 @@ class HistorianReader:
         """One page of the events with start_ns <= ts < end_ns matching `query`, newest first.
         `before` is the previous page's `next_key`: keyset paging on (ts, id), so page 50 costs
         what page 1 costs (OFFSET would re-read every earlier row)."""
-        e = s.events
-        where = [e.c.ts >= start_ns, e.c.ts < end_ns, *(query or EventQuery()).clauses()]
+        e = self.layout.events
+        where = [e.c.ts >= start_ns, e.c.ts < end_ns, *(query or EventQuery()).clauses(e)]
         if before is not None:
             ts, row_id = before
             # `ts <= x` alone lets the ts index narrow the range; the OR picks the exact cut.
@@ -638,19 +695,19 @@ class HistorianReader:
     def event_counts(self, start_ns: int, end_ns: int, query: EventQuery | None = None) -> tuple[int, int]:
         """(events matching `query`, design-suppression changes it hides) in the range; the
         second is 0 unless the query hides them."""
-        e = s.events
+        e = self.layout.events
         query = query or EventQuery()
         if not query.hide_design_suppression:
             n = self._conn.execute(
-                sa.select(sa.func.count()).where(e.c.ts >= start_ns, e.c.ts < end_ns, *query.clauses())
+                sa.select(sa.func.count()).where(e.c.ts >= start_ns, e.c.ts < end_ns, *query.clauses(e))
             ).scalar()
             self._end_read()
             return int(n or 0), 0
         shown = replace(query, hide_design_suppression=False)
-        design = _design_suppression()
+        design = _design_suppression(e)
         row = self._conn.execute(
             sa.select(sa.func.count(), sa.func.sum(sa.case((design, 1), else_=0))).where(
-                e.c.ts >= start_ns, e.c.ts < end_ns, *shown.clauses()
+                e.c.ts >= start_ns, e.c.ts < end_ns, *shown.clauses(e)
             )
         ).one()
         self._end_read()
@@ -660,7 +717,7 @@ class HistorianReader:
     def last_events_per_source(self, category: EventCategory | str, before_ns: int) -> list[Event]:
         """The latest event of each source in `category` with ts < before_ns (e.g. the state
         every alarm was left in before a replayed range starts)."""
-        e = s.events
+        e = self.layout.events
         latest = (
             sa.select(e.c.source, sa.func.max(e.c.id).label("id"))
             .where(e.c.category == str(category), e.c.ts < before_ns)
@@ -674,12 +731,16 @@ class HistorianReader:
     # -- calendar --------------------------------------------------------------------------
 
     def timezone(self) -> str:
-        value = s.get_meta(self._conn, "timezone")
+        layout = self.layout
+        value = central_timezone(self._conn, layout) if layout.central else s.get_meta(self._conn, "timezone")
         self._end_read()
         return value or "UTC"
 
     def calendar(self, at_ns: int | None = None) -> ShiftCalendar | None:
-        """The shift calendar in force at `at_ns` (default: the latest), or None if none was stored."""
+        """The shift calendar in force at `at_ns` (default: the latest), or None if none was stored
+        (the central database stores none: give the project's, resolve_range's fallback)."""
+        if self.layout.central:
+            return None
         sh = s.shifts
         versions = [int(v) for (v,) in self._conn.execute(sa.select(sh.c.since_ns).distinct().order_by(sh.c.since_ns))]
         if not versions:
@@ -705,6 +766,8 @@ class HistorianReader:
     def session_at(self, at_ns: int, until_ns: int | None = None) -> RecordedSession | None:
         """The runtime session (and the project it ran) at `at_ns`, else the first one
         started before `until_ns`; None for a file without session records."""
+        if self.layout.central:
+            return central_session(self._conn, self.layout, at_ns, until_ns)
         if not sa.inspect(self._conn).has_table(s.sessions.name):
             self._end_read()  # an older file opened read-only, not migrated
             return None
@@ -715,7 +778,7 @@ class HistorianReader:
     def data_extent(self, start_ns: int, end_ns: int) -> tuple[int, int] | None:
         """The first and last sample time in [start_ns, end_ns) over all tags; None if no
         sample falls there. One indexed lookup per tag and end (the key is (tag, ts))."""
-        t = s.samples
+        t = self.layout.samples
         first: int | None = None
         last: int | None = None
         for tag in self.tags():

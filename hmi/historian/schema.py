@@ -18,6 +18,10 @@ Layout (all timestamps are integer nanoseconds since the Unix epoch, UTC):
 - session_models (version 2): each machine's 3D model file as it was at the session's start
   (path, SHA-256, size; the hash is NULL when the file was missing). Not a copy: see
   docs/historian.md, "Sessions".
+- outbox (version 3): what the forwarder still has to ship to a central PostgreSQL
+  (hmi/historian/forward.py): one row per committed chunk of samples, written in the same
+  transaction as the samples (only when [historian.forward] is configured), in `seq` order
+  (AUTOINCREMENT: a number is never reused, even after the rows are deleted).
 
 A new schema version adds a migration function to MIGRATIONS; opening a file runs the
 missing ones in order, in one transaction. A file from a newer program is refused.
@@ -37,7 +41,7 @@ from hmi.historian.errors import HistorianError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = sa.MetaData()
 
@@ -150,6 +154,25 @@ session_models = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=True),
 )
 
+# Samples are clustered by (tag, ts) and may arrive late, so no time cursor can say what has
+# been forwarded: the outbox is the durable order. Arrays are little-endian numpy buffers.
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_ns", sa.BigInteger, nullable=False),  # when the chunk was committed
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("min_ts", sa.BigInteger, nullable=False),
+    sa.Column("max_ts", sa.BigInteger, nullable=False),
+    sa.Column("nbytes", sa.Integer, nullable=False),  # of the blobs: the backlog's bound counts these
+    sa.Column("tag_ids", sa.LargeBinary, nullable=False),  # int32, the file's tag ids
+    sa.Column("ts", sa.LargeBinary, nullable=False),  # int64 ns
+    sa.Column("vals", sa.LargeBinary, nullable=False),  # float64, NaN for NULL
+    sa.Column("quality", sa.LargeBinary, nullable=False),  # uint8
+    sa.Column("texts", sa.Text, nullable=True),  # JSON [[row, text], ...] of string samples
+    sqlite_autoincrement=True,
+)
+
 
 def _to_v2(conn: sa.Connection) -> None:
     """Version 2: the session and project record (three new tables; nothing else changes)."""
@@ -157,8 +180,13 @@ def _to_v2(conn: sa.Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _to_v3(conn: sa.Connection) -> None:
+    """Version 3: the forwarding outbox (one new table)."""
+    outbox.create(conn, checkfirst=True)
+
+
 # version N -> the step that turns a version N-1 file into version N.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _to_v2}
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _to_v2, 3: _to_v3}
 
 
 def schema_version(conn: sa.Connection) -> int | None:

@@ -31,13 +31,14 @@ import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
 
 from hmi import __version__
-from hmi.config.models import Project
+from hmi.config.models import ForwardConfig, Project
 from hmi.core.bus import Subscription, TagBus
 from hmi.core.events import Event, EventCategory, Severity
 from hmi.core.quality import Quality
@@ -46,6 +47,7 @@ from hmi.core.tags import DataType, TagRegistry, TagSpec
 from hmi.historian import schema as s
 from hmi.historian.backends import dialect_for, url_for
 from hmi.historian.dialect import Dialect
+from hmi.historian.forward import Forwarder, outbox_blobs
 from hmi.historian.retention import purge_steps
 from hmi.historian.sessions import ProjectRecord, write_session
 from hmi.historian.shifts import ShiftCalendar, ShiftDefinition
@@ -83,6 +85,7 @@ class WriterStats:
     lost: int = 0  # accepted but could not be written before close
     events_written: int = 0
     events_dropped: int = 0
+    outbox_dropped: int = 0  # samples dropped from the forwarding outbox at its bound (kept locally)
     commits: int = 0
     write_failures: int = 0
     retention_deleted: int = 0
@@ -117,6 +120,9 @@ class HistorianWriter:
         retention_chunk_rows: int = 5_000,
         close_attempts: int = 3,
         project: Project | None = None,
+        forward: ForwardConfig | None = None,
+        base_dir: Path | None = None,
+        forward_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self.target = target
         # Recorded with this start (sessions.py) on the writer thread, so playback finds it.
@@ -182,6 +188,25 @@ class HistorianWriter:
         self._db_errors: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError,)
         self._open_errors: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError, OSError, s.HistorianError)
 
+        # Store-and-forward ([historian.forward]): each committed chunk also goes to the
+        # outbox, in the same transaction (hmi/historian/forward.py reads it).
+        self.forwarder: Forwarder | None = None
+        self._outbox = forward is not None and forward.samples
+        self._outbox_limit = int(forward.max_backlog_mb * 1e6) if forward is not None else 0
+        self._outbox_bytes = 0  # blob bytes in the outbox table (set on open)
+        self._forwarded_seq = 0  # set by the forwarder's thread: rows up to it may go
+        self._outbox_deleted_to = 0
+        self._last_outbox_delete = 0.0
+        if forward is not None:
+            self.forwarder = Forwarder(
+                forward,
+                target,
+                base_dir=base_dir,
+                on_forwarded=self._on_forwarded,
+                retention_days=retention_days,
+                **(forward_kwargs or {}),
+            )
+
     @classmethod
     def from_project(cls, project: Project, registry: TagRegistry, **kwargs: Any) -> HistorianWriter:
         """A writer as the project file's [historian], [[shifts]] and per-tag history keys say."""
@@ -201,6 +226,8 @@ class HistorianWriter:
             calendar=calendar,
             retention_days=project.historian.retention_days,
             project=project,
+            forward=project.historian.forward,
+            base_dir=project.source_path.parent if project.source_path is not None else None,
             **kwargs,
         )
 
@@ -210,6 +237,8 @@ class HistorianWriter:
         """Record every batch and event published on `bus`, and publish status tags there."""
         self._bus = bus
         self._status_ids = bus.register(STATUS_TAGS)
+        if self.forwarder is not None:
+            self.forwarder.attach(bus)
         self._subscriptions = [
             bus.subscribe(self._on_bus_batch, name="historian"),
             bus.subscribe_events(self._on_bus_events, name="historian-events"),
@@ -235,6 +264,8 @@ class HistorianWriter:
         # Wait for the first attempt to open the database (not its success: a dead server is
         # retried in the background), so a reader finds the schema complete once start returns.
         self._first_open.wait(FIRST_OPEN_WAIT_S)
+        if self.forwarder is not None:
+            self.forwarder.start()
 
     @property
     def running(self) -> bool:
@@ -322,6 +353,8 @@ class HistorianWriter:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.error("historian writer did not finish within %.0f s; %d samples unwritten", timeout, self._backlog)
+        if self.forwarder is not None:
+            self.forwarder.close()  # after the last commit: it ships that too if it can, briefly
 
     # -- the writer thread -----------------------------------------------------------------
 
@@ -493,6 +526,12 @@ class HistorianWriter:
                 conn.commit()
                 self._record_calendar(conn)
                 self._record_session(conn)
+                if self._outbox:
+                    # The rollback of a failed commit undid what the counter had added: count anew.
+                    self._outbox_bytes = int(
+                        conn.execute(sa.select(sa.func.coalesce(sa.func.sum(s.outbox.c.nbytes), 0))).scalar() or 0
+                    )
+                    conn.rollback()
             except BaseException:
                 conn.close()
                 raise
@@ -679,6 +718,15 @@ class HistorianWriter:
             )
             if batch.texts:
                 text_rows = [(int(db_ids[r]), int(batch.ts_ns[r]), t) for r, t in batch.texts.items()]
+            if self._outbox:
+                texts = {}
+                if batch.texts:
+                    position = np.empty_like(order)
+                    position[order] = np.arange(len(order))
+                    texts = {int(position[r]): t for r, t in batch.texts.items()}
+                outbox_row = outbox_blobs(
+                    db_ids[order], batch.ts_ns[order], batch.values[order], batch.quality[order], texts
+                )
         with conn.begin():
             if rows:
                 cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -688,9 +736,81 @@ class HistorianWriter:
                         cursor.executemany(self._texts_sql, text_rows)
                 finally:
                     cursor.close()
+                if self._outbox:
+                    # Same transaction: the outbox holds exactly what the file committed.
+                    conn.execute(sa.insert(s.outbox).values(created_ns=now_ns(), **outbox_row))
             if events:
                 conn.execute(sa.insert(s.events), [_event_row(e) for e in events])
+            if self._outbox:
+                self._prune_outbox(conn, len(rows) and outbox_row["nbytes"])
         self.stats.commits += 1
+        if self._outbox and rows and self.forwarder is not None:
+            self.forwarder.wake()
+
+    # -- the forwarding outbox (writer thread) -----------------------------------------------------
+
+    def _on_forwarded(self, seq: int) -> None:
+        """The forwarder's thread: outbox rows up to `seq` are in the central database."""
+        self._forwarded_seq = max(self._forwarded_seq, seq)
+
+    def _prune_outbox(self, conn: sa.Connection, added_bytes: int) -> None:
+        """Inside the commit: delete forwarded rows (lazily, at most every 2 s), and hold
+        the outbox under max_backlog_mb by dropping its oldest unsent rows, with a gap
+        event naming the time range the central database lacks (the file keeps it)."""
+        self._outbox_bytes += added_bytes
+        now = time.monotonic()
+        forwarded = self._forwarded_seq
+        over = self._outbox_bytes > self._outbox_limit
+        if forwarded > self._outbox_deleted_to and (over or now - self._last_outbox_delete >= 2.0):
+            freed = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(s.outbox.c.nbytes), 0)).where(s.outbox.c.seq <= forwarded)
+            ).scalar()
+            conn.execute(sa.delete(s.outbox).where(s.outbox.c.seq <= forwarded))
+            self._outbox_bytes -= int(freed or 0)
+            self._outbox_deleted_to = forwarded
+            self._last_outbox_delete = now
+        if self._outbox_bytes <= self._outbox_limit:
+            return
+        # Drop the oldest unsent rows down to 90 % of the bound, so this is not every commit.
+        target = self._outbox_bytes - int(self._outbox_limit * 0.9)
+        dropped = freed_bytes = 0
+        first_ts = last_ts = None
+        last_seq = 0
+        for seq, nbytes, rows, min_ts, max_ts in conn.execute(
+            sa.select(s.outbox.c.seq, s.outbox.c.nbytes, s.outbox.c.rows, s.outbox.c.min_ts, s.outbox.c.max_ts)
+            .order_by(s.outbox.c.seq)
+            .limit(100_000)
+        ):
+            if freed_bytes >= target:
+                break
+            freed_bytes += nbytes
+            dropped += rows
+            first_ts = min_ts if first_ts is None else min(first_ts, min_ts)
+            last_ts = max_ts if last_ts is None else max(last_ts, max_ts)
+            last_seq = seq
+        if not last_seq:
+            return
+        conn.execute(sa.delete(s.outbox).where(s.outbox.c.seq <= last_seq))
+        self._outbox_bytes -= freed_bytes
+        self.stats.outbox_dropped += dropped
+        message = (
+            f"Historian forwarding backlog reached its bound ({self._outbox_limit / 1e6:g} MB): "
+            f"{dropped} samples recorded between {_iso(first_ts)} and {_iso(last_ts)} will not reach "
+            "the central historian (this station's historian keeps them)"
+        )
+        log.error("%s", message)
+        details: dict[str, object] = {
+            "gap_start_ns": first_ts,
+            "gap_end_ns": last_ts,
+            "dropped_samples": dropped,
+            "dropped_total": self.stats.outbox_dropped,
+        }
+        event = Event(EventCategory.SYSTEM, "historian.forward", message, Severity.ERROR, details=details)
+        if self._bus is not None:
+            # Comes back through the writer's subscription: recorded, then forwarded as any event.
+            self._bus.publish_events([event])
+        else:
+            conn.execute(sa.insert(s.events), [_event_row(event)])
 
     def _give_up_held(self) -> None:
         n = self._held_samples
@@ -800,6 +920,14 @@ class HistorianWriter:
         except self._db_errors as exc:
             log.warning("historian retention: %s", self._dialect.describe_error(exc) if self._dialect else exc)
             self._retention = None
+
+
+def _iso(ts_ns: int | None) -> str:
+    from datetime import UTC, datetime
+
+    if ts_ns is None:
+        return "?"
+    return datetime.fromtimestamp(ts_ns / 1e9, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _event_row(event: Event) -> dict[str, object]:

@@ -309,7 +309,7 @@ class AlarmJournal(QWidget):
             [ShiftDefinition.parse(s.name, s.start, s.end) for s in project.shifts], project.project.timezone
         )
         return cls(
-            historian if historian is not None else project.historian.url,
+            historian if historian is not None else project.historian.read_target,
             bus,
             calendar=calendar,
             machines=list(project.machines),

@@ -91,7 +91,7 @@ def test_a_session_that_started_inside_the_range_is_found(tmp_path: Path) -> Non
 
 def test_a_version_1_file_opens_reads_and_takes_sessions_after_migrating(tmp_path: Path) -> None:
     """A file written by the schema-version-1 writer reads as before (no session), and a
-    runtime recording into it migrates it to version 2 and records its session."""
+    runtime recording into it migrates it to the current version and records its session."""
     db = tmp_path / "old.sqlite"
     v1_file(db)
     with HistorianReader(db) as reader:
@@ -103,7 +103,7 @@ def test_a_version_1_file_opens_reads_and_takes_sessions_after_migrating(tmp_pat
     writer = start_and_close(write_project(tmp_path, db))
     engine, _ = s.open_engine(str(db), create=False)
     with engine.connect() as conn:
-        assert s.schema_version(conn) == 2
+        assert s.schema_version(conn) == s.SCHEMA_VERSION
     engine.dispose()
     with HistorianReader(db) as reader:
         session = reader.session_at(writer.started_ns)

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from hmi.config.connections import OpcUaConnection
+from hmi.config.credentials import store_password
 from hmi.core.bus import TagBus
 from hmi.core.quality import Quality
 from hmi.core.tags import TagSpec
-from hmi.sources.credentials import store_password
 from hmi.sources.opcua import OpcUaSource
 from hmi.sources.pki import Pki, thumbprint
 from tests.helpers import async_wait_until, free_port, run_async

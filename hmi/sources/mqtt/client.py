@@ -29,9 +29,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from hmi.config.connections import MqttConnection
+from hmi.config.credentials import resolve_password
 from hmi.core.events import Event
 from hmi.core.sockets import disable_nagle
-from hmi.sources.credentials import resolve_password
 from hmi.sources.mqtt.rows import Rows
 
 _FLUSH_ROWS = 4096

@@ -20,13 +20,13 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from hmi.config.connections import MqttConnection
+from hmi.config.credentials import CredentialError
 from hmi.core.bus import TagBus
 from hmi.core.events import Event, EventCategory, Severity
 from hmi.core.samples import SampleBatch
 from hmi.core.tags import TagSpec
 from hmi.sources import sparkplug
 from hmi.sources.base import Reconnect
-from hmi.sources.credentials import CredentialError
 from hmi.sources.health import SourceHealth, comm_lost_batch
 from hmi.sources.mqtt.client import connect, disconnect_cleanly, make_client, pump
 from hmi.sources.mqtt.decode import Decoder

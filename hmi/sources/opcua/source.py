@@ -11,7 +11,7 @@ the server's certificate is taken from its endpoint list and validated as OPC UA
 (validity, ApplicationUri, host name, key usage, trust list or a trusted CA's chain with its
 CRLs: Pki.check_server) *before* a secure channel is opened with it, so an unknown or invalid
 server gets nothing, not even a user name. Identities: anonymous, or user name with a password resolved from a reference
-(hmi.sources.credentials).
+(hmi.config.credentials).
 
 Connection life, and why it is our own loop rather than asyncua's `auto_reconnect`:
 asyncua 2.1's supervisor reconnects with a fixed doubling from 1 s and no jitter (every HMI
@@ -51,13 +51,13 @@ from asyncua import Client, ua
 from asyncua.crypto import security_policies
 
 from hmi.config.connections import OpcUaAddress, OpcUaConnection
+from hmi.config.credentials import CredentialError, resolve_password
 from hmi.core.bus import TagBus
 from hmi.core.events import Event, EventCategory, Severity
 from hmi.core.quality import Quality
 from hmi.core.samples import SampleBatch, now_ns
 from hmi.core.tags import DataType, TagSpec
 from hmi.sources.base import Reconnect
-from hmi.sources.credentials import CredentialError, resolve_password
 from hmi.sources.health import RateLimitedLog, SourceHealth, comm_lost_batch
 from hmi.sources.opcua.address_space import AddressSpace, BrowseEntry, CallResult, MethodSignature
 from hmi.sources.opcua.conversion import (

@@ -10,6 +10,9 @@ HMI_PASSWORD_PLANT and in the user's credentials file, <data folder>/credentials
 The file must be readable by its owner only (chmod 600); a file others can read is refused
 rather than used, because a password that leaked once cannot be un-leaked. On Windows the
 check is left to the folder's ACL (the data folder is in the user's profile).
+
+Here, below both the sources and the historian (which connects to a central PostgreSQL
+with a password_ref too).
 """
 
 from __future__ import annotations
