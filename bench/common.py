@@ -1,9 +1,11 @@
-"""Small shared pieces for the benchmarks: timing, percentiles and table printing."""
+"""Small shared pieces for the benchmarks: timing, stopping a child, percentiles and table printing."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +19,16 @@ def best_rate(run: Callable[[], int], repeats: int = 5) -> float:
         elapsed = time.perf_counter() - start
         best = max(best, items / elapsed)
     return best
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout_s: float) -> None:
+    """SIGTERM, then SIGKILL after `timeout_s`: a benchmark leaves no child behind."""
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def percentiles_ms(samples_ns: Sequence[int] | np.ndarray) -> tuple[float, float, float]:

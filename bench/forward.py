@@ -24,35 +24,13 @@ from typing import Any
 import numpy as np
 
 from bench.common import print_table
-from bench.historian import NS, T0, Row, grid, registry
+from bench.historian import NS, T0, Row, grid, record, registry
 from hmi.config.models import ForwardConfig
 from hmi.core.samples import SampleBatch
 from hmi.historian import HistorianWriter
 from hmi.historian.forward import Forwarder, decode_chunks, last_of_each_key, samples_copy_buffer
 
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none"  # forwarding configured, server away: the outbox fills
-
-
-def record(path: Path, tags: int, seconds: float, hz: float, forward: ForwardConfig | None) -> float:
-    """Local ingest through the writer (as bench.historian), samples/s."""
-    rng = np.random.default_rng(1)
-    batches = [grid(tags, a, min(10, seconds - a), hz, rng) for a in np.arange(0, seconds, 10)]
-    total = sum(len(b) for b in batches)
-    writer = HistorianWriter(
-        str(path), registry(tags), max_queue_samples=total + 1, commit_interval_s=1.0, forward=forward
-    )
-    writer.start()
-    writer.submit(batches[0])
-    writer.flush(60)
-    total -= len(batches[0])
-    started = time.perf_counter()
-    for batch in batches[1:]:
-        writer.submit(batch)
-    if not writer.flush(600):
-        raise RuntimeError("the writer did not catch up")
-    elapsed = time.perf_counter() - started
-    writer.close()
-    return total / elapsed
 
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -185,8 +163,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
         unreachable = ForwardConfig(url=UNREACHABLE, station="bench")
         plain, outbox = [], []
         for i in range(3):
-            plain.append(record(root / f"plain{i}.sqlite", ingest_tags, ingest_s, 1.0, None))
-            outbox.append(record(root / f"outbox{i}.sqlite", ingest_tags, ingest_s, 1.0, unreachable))
+            plain.append(record(root / f"plain{i}.sqlite", ingest_tags, ingest_s, 1.0, 10)[0])
+            outbox.append(record(root / f"outbox{i}.sqlite", ingest_tags, ingest_s, 1.0, 10, unreachable)[0])
         rows.append(Row("local ingest, no forwarding", statistics.median(plain), "samples/s"))
         rows.append(
             Row(
@@ -212,7 +190,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
 
             print(f"forwarding: recording {fwd_tags} tags x {fwd_s} s into an outbox ...", flush=True)
             source = root / "forward.sqlite"
-            record(source, fwd_tags, fwd_s, 1.0, unreachable)
+            record(source, fwd_tags, fwd_s, 1.0, 10, unreachable)
             total = fwd_tags * fwd_s
             rate, forwarder = forward_once(source, config, total)
             with db.connect() as conn:

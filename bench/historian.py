@@ -24,6 +24,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from bench.common import print_table
+from hmi.config.models import ForwardConfig
 from hmi.core.bus import TagBus
 from hmi.core.samples import SampleBatch
 from hmi.core.tags import TagRegistry, TagSpec
@@ -71,12 +72,17 @@ def registry(tags: int) -> TagRegistry:
     return TagRegistry(TagSpec(f"m{i // 20:02d}.signal_{i % 20:02d}", "mm") for i in range(tags))
 
 
-def record(path: Path, tags: int, seconds: float, hz: float, batch_s: float) -> tuple[float, HistorianWriter]:
-    """Write `tags` x `seconds` x `hz` samples through the writer; returns samples/s."""
+def record(
+    path: Path, tags: int, seconds: float, hz: float, batch_s: float, forward: ForwardConfig | None = None
+) -> tuple[float, HistorianWriter]:
+    """Write `tags` x `seconds` x `hz` samples through the writer (forwarding as `forward`
+    says: bench.forward); returns samples/s."""
     rng = np.random.default_rng(1)
     batches = [grid(tags, a, min(batch_s, seconds - a), hz, rng) for a in np.arange(0, seconds, batch_s)]
     total = sum(len(b) for b in batches)
-    writer = HistorianWriter(str(path), registry(tags), max_queue_samples=total + 1, commit_interval_s=1.0)
+    writer = HistorianWriter(
+        str(path), registry(tags), max_queue_samples=total + 1, commit_interval_s=1.0, forward=forward
+    )
     writer.start()
     # The first batch opens the file and creates the schema; time the steady state after it.
     writer.submit(batches[0])

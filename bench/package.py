@@ -34,7 +34,7 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script, too
 
-from bench.common import print_table  # noqa: E402
+from bench.common import print_table, stop_process  # noqa: E402
 from bench.ui_scene import ensure_display  # noqa: E402
 from bench.ui_startup import FIRST_FRAME, demo_project  # noqa: E402
 
@@ -98,12 +98,7 @@ def time_to_first_frame(argv: list[str], data: Path, timeout_s: float = 90.0) ->
                 wall = time.perf_counter() - started
                 return Startup(wall, float(match.group(1)), tree_cpu_s(tree))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 20)
         reader.join(5)
 
 

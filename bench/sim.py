@@ -38,7 +38,7 @@ from asyncua import Client, ua
 from asyncua.common.subscription import Subscription
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.common import print_table
+from bench.common import print_table, stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 NAMESPACE_URI = "urn:hmi:demo-plant"
@@ -105,12 +105,7 @@ class SimProcess:
         return times.user + times.system
 
     def stop(self) -> str:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 10)
         self.log.close()
         text = Path(self.log.name).read_text(errors="replace")
         os.unlink(self.log.name)

@@ -280,8 +280,7 @@ class Forwarder:
         self._age_warned = False
         self._rate_rows = 0
         self._rate_since = time.monotonic()
-        self._has_audit: bool | None = None
-        self._has_sessions: bool | None = None
+        self._local_tables: set[str] = set()  # found in the local file (once made, a table stays)
         self._samples_from = 0  # the outbox seq read from (normally the central cursor)
         self._to_release: deque[tuple[float, int]] = deque()  # (committed at, outbox seq)
         self.release_delay_s = RELEASE_DELAY_S
@@ -766,13 +765,20 @@ class Forwarder:
         self.stats.events_sent += len(rows)
         return len(rows)
 
+    def _has_local_table(self, name: str) -> bool:
+        """Whether the local file has table `name` (the audit trail may not have made its
+        table yet, a file of an older schema has no sessions); asked again until it appears."""
+        assert self._local is not None
+        if name not in self._local_tables:
+            if self._local.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is None:
+                return False
+            self._local_tables.add(name)
+        return True
+
     def _ship_audit(self) -> int:
         assert self._local is not None and self._pg is not None
-        if not self._has_audit:
-            found = self._local.execute("SELECT 1 FROM sqlite_master WHERE name = 'audit_records'").fetchone()
-            self._has_audit = found is not None
-            if not self._has_audit:
-                return 0
+        if not self._has_local_table("audit_records"):
+            return 0
         rows = self._local.execute(
             'SELECT seq, ts, kind, "user", target, outcome, details, prev_hash, hash FROM audit_records '
             "WHERE seq > ? ORDER BY seq LIMIT 1000",
@@ -797,11 +803,8 @@ class Forwarder:
         its key is the hash of its bytes."""
         assert self._local is not None and self._pg is not None
         local = self._local
-        if not self._has_sessions:
-            found = local.execute("SELECT 1 FROM sqlite_master WHERE name = 'sessions'").fetchone()
-            self._has_sessions = found is not None
-            if not self._has_sessions:
-                return 0  # a file from before sessions were recorded (schema version 1)
+        if not self._has_local_table("sessions"):
+            return 0  # a file from before sessions were recorded (schema version 1)
         rows = local.execute(
             "SELECT id, started_ns, host, program_version, project_name, project_path, project_sha256 "
             "FROM sessions WHERE id > ? ORDER BY id LIMIT 100",

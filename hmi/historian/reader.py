@@ -835,7 +835,7 @@ def resolve_range(
 
 
 def _lookup_points(dec: Decimated, start_ns: int, end_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A decimated read as HistoryLookup hands it to a trend (the same steps as its __call__)."""
+    """A decimated read as HistoryLookup hands it to a trend, for one pen or many."""
     if dec.raw:
         return dec.ts, dec.min, dec.quality
     # Each bucket as two points, its min then its max, so the envelope draws.
@@ -879,33 +879,14 @@ class HistoryLookup:
         empty = (np.zeros(0, TS_DTYPE), np.zeros(0, VALUE_DTYPE), np.zeros(0, QUALITY_DTYPE))
         if end_ns <= start_ns:
             return empty
-        if self._reader is None:
-            try:
-                self._reader = HistorianReader(self.target)
-            except s.HistorianError as exc:
-                if not self._missing_logged:
-                    log.info("no history for trends yet: %s", exc)
-                    self._missing_logged = True
-                return empty
+        reader = self._open()
+        if reader is None:
+            return empty
         try:
-            tag = self._reader.tag(name)
+            tag = reader.tag(name)
         except KeyError:
             return empty
-        dec = self._reader.decimated(tag, start_ns, end_ns, max(points // 2, 1))
-        if dec.raw:
-            return dec.ts, dec.min, dec.quality
-        # Each bucket as two points, its min then its max, so the envelope draws.
-        filled = dec.count > 0
-        starts = dec.ts[filled]
-        width = (end_ns - start_ns) // max(dec.ts.shape[0], 1)
-        ts = np.empty(2 * starts.shape[0], TS_DTYPE)
-        ts[0::2] = starts
-        ts[1::2] = starts + width // 2
-        values = np.empty(ts.shape[0], VALUE_DTYPE)
-        values[0::2] = dec.min[filled]
-        values[1::2] = dec.max[filled]
-        quality = np.repeat(dec.quality[filled], 2)
-        return ts, values, quality
+        return _lookup_points(reader.decimated(tag, start_ns, end_ns, max(points // 2, 1)), start_ns, end_ns)
 
     def many(
         self, names: Sequence[str], start_ns: int, end_ns: int, points: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ import pytest
 from hmi.core.samples import SampleBatch
 from hmi.core.tags import DataType, TagRegistry, TagSpec
 from hmi.historian import HistorianWriter
+from tests.conftest import make_test_pki
+from tests.pg import PostgresServer
 
 T0 = 1_790_000_000_000_000_000  # 2026-09-21T14:13:20Z
 NS = 1_000_000_000
@@ -55,3 +58,24 @@ def make_writer(db_path: Path) -> Iterator[Callable[..., HistorianWriter]]:
     yield make
     for writer in writers:
         writer.close()
+
+
+@dataclass(frozen=True)
+class TlsPostgres:
+    server: PostgresServer  # serves TLS only with a certificate `ca` signed
+    ca: Path
+    other_ca: Path  # a CA that did not sign it
+
+
+@pytest.fixture
+def tls_postgres(tmp_path: Path) -> Iterator[TlsPostgres]:
+    """A private PostgreSQL server of its own (not the shared `central_db` one) serving TLS."""
+    (tmp_path / "server").mkdir()
+    (tmp_path / "other").mkdir()
+    ca, _, _, server_cert, server_key = make_test_pki(tmp_path / "server")
+    other_ca = make_test_pki(tmp_path / "other")[0]
+    server = PostgresServer(ssl_files=(server_cert, server_key)).start()
+    try:
+        yield TlsPostgres(server, ca, other_ca)
+    finally:
+        server.stop()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -16,9 +15,11 @@ from hypothesis import strategies as st
 
 from hmi.cli import main
 from hmi.historian import central
+from hmi.historian import schema as s
 from hmi.historian.errors import HistorianError
 from hmi.historian.postgres import PostgresDialect
-from tests.conftest import make_test_pki
+from hmi.security.audit import audit_records
+from tests.historian.conftest import TlsPostgres
 from tests.pg import PASSWORD_REF, CentralDatabase, PostgresServer
 
 NS = 1_000_000_000
@@ -68,6 +69,37 @@ def test_partitions_for_a_span_are_contiguous_and_cover_it(start: int, length: i
 
 
 # -- schema ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("local", "remote"),
+    [
+        (s.tags, central.tags),
+        (s.tag_configs, central.tag_configs),
+        (s.samples, central.samples),
+        (s.sample_texts, central.sample_texts),
+        (s.events, central.events),
+        (audit_records, central.audit),
+        (s.project_files, central.project_files),
+        (s.sessions, central.sessions),
+        (s.session_models, central.session_models),
+    ],
+    ids=lambda table: table.name,
+)
+def test_every_column_a_station_records_has_a_central_home_that_takes_its_values(
+    local: sa.Table, remote: sa.Table
+) -> None:
+    """The two schemas are written out separately (each with its own version and migrations),
+    so this is what keeps them in step: a column added locally and not centrally would be
+    dropped by the forwarder without a word. The local surrogate `id` is the station's own
+    number; centrally the station's id joins it in the key."""
+    for column in local.columns:
+        if column.name == "id":
+            continue
+        assert column.name in remote.columns, f"{remote.name} has no {column.name}"
+        there = remote.columns[column.name]
+        assert there.type.python_type is column.type.python_type, f"{remote.name}.{column.name}: {there.type}"
+        assert there.nullable or not column.nullable, f"{remote.name}.{column.name} refuses NULL"
 
 
 @pytest.mark.postgres
@@ -311,33 +343,26 @@ def test_a_password_in_the_url_is_refused_without_showing_it(
 
 @pytest.mark.postgres
 def test_an_untrusted_server_certificate_is_refused_and_a_trusted_one_accepted(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tls_postgres: TlsPostgres, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "server").mkdir()
-    (tmp_path / "other").mkdir()
-    ca, _, _, server_cert, server_key = make_test_pki(tmp_path / "server")
-    other_ca = make_test_pki(tmp_path / "other")[0]
-    server = PostgresServer(ssl_files=(server_cert, server_key)).start()
+    server, ca = tls_postgres.server, tls_postgres.ca
+    monkeypatch.setenv("HMI_PASSWORD_TLS", server.password)
+    url = server.url()
+    tls = ["--url", url, "--password-ref", "tls", "--sslmode", "verify-full"]
+    code, err = cli_error(capsys, *tls, "--sslrootcert", str(tls_postgres.other_ca))
+    assert code == 1
+    assert f"cannot connect to {url.replace('+psycopg', '')}" in err
+    assert "TLS failed: the server's certificate is not trusted" in err and "sslrootcert" in err
+    assert server.password not in err
+    # The same server with the CA that signed it: TLS verified, and the schema is absent.
+    code, err = cli_error(capsys, *tls, "--sslrootcert", str(ca))
+    assert code == 1 and "no central historian here" in err
+    engine = PostgresDialect("tls", sslmode="verify-full", sslrootcert=str(ca)).check_connection(url)
     try:
-        monkeypatch.setenv("HMI_PASSWORD_TLS", server.password)
-        url = server.url()
-        tls = ["--url", url, "--password-ref", "tls", "--sslmode", "verify-full"]
-        code, err = cli_error(capsys, *tls, "--sslrootcert", str(other_ca))
-        assert code == 1
-        assert f"cannot connect to {url.replace('+psycopg', '')}" in err
-        assert "TLS failed: the server's certificate is not trusted" in err and "sslrootcert" in err
-        assert server.password not in err
-        # The same server with the CA that signed it: TLS verified, and the schema is absent.
-        code, err = cli_error(capsys, *tls, "--sslrootcert", str(ca))
-        assert code == 1 and "no central historian here" in err
-        engine = PostgresDialect("tls", sslmode="verify-full", sslrootcert=str(ca)).check_connection(url)
-        try:
-            with engine.connect() as conn:
-                assert conn.exec_driver_sql("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").scalar()
-        finally:
-            engine.dispose()
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").scalar()
     finally:
-        server.stop()
+        engine.dispose()
 
 
 @pytest.mark.postgres

@@ -17,7 +17,7 @@ from hmi.core.samples import SampleBatch
 from hmi.core.tags import TagRegistry
 from hmi.historian import HistorianWriter
 from hmi.historian.forward import TAG_BACKLOG, TAG_CONNECTED
-from tests.historian.conftest import NS, T0, grid_batch, make_registry
+from tests.historian.conftest import NS, T0, TlsPostgres, grid_batch, make_registry
 from tests.pg import CentralDatabase
 
 pytestmark = pytest.mark.postgres
@@ -111,6 +111,34 @@ def test_recorded_samples_events_and_tags_arrive_centrally_as_recorded(
     latest = bus.latest(TAG_CONNECTED)
     assert latest is not None
     assert bus.latest(TAG_BACKLOG) is not None
+
+
+def test_an_audit_trail_begun_after_forwarding_started_reaches_the_central_historian(
+    tmp_path: Path, central_db: CentralDatabase
+) -> None:
+    """The runtime opens its audit trail in the historian file after the writer: records
+    made then still go, chain and all, keyed by the station."""
+    from hmi.security.audit import AuditTrail
+
+    path = tmp_path / "h.sqlite"
+    writer = make_forwarding_writer(path, central_db, make_registry(1))
+    try:
+        writer.submit(grid_batch(1, 0, 5))
+        assert writer.flush() and writer.forwarder is not None and writer.forwarder.wait_caught_up(20)
+        trail = AuditTrail(path)
+        try:
+            made = [trail.record("login", "olga"), trail.record("write", "olga", "m.t0", value=3)]
+        finally:
+            trail.close()
+        assert wait_for(lambda: writer.forwarder is not None and writer.forwarder.stats.audit_sent == 2)
+    finally:
+        writer.close()
+    with central_db.connect() as conn:
+        rows = conn.execute(
+            "SELECT st.name, a.seq, a.kind, a.target, a.hash FROM audit a "
+            "JOIN stations st ON st.id = a.station_id ORDER BY a.seq"
+        ).fetchall()
+    assert rows == [("ws1", r.seq, r.kind, r.target, r.hash) for r in made]
 
 
 def test_a_restarted_writer_resumes_at_the_central_cursor(tmp_path: Path, central_db: CentralDatabase) -> None:
@@ -207,54 +235,42 @@ def test_at_the_bound_the_oldest_unsent_rows_leave_the_outbox_with_a_gap_event(
 
 
 def test_an_untrusted_server_certificate_is_told_once_and_the_right_ca_catches_up(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tls_postgres: TlsPostgres, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """verify-full against a server whose certificate another CA signed: one ERROR event
     naming the URL and the cause (never the password), local recording goes on; a writer
     with the CA that signed it forwards the whole backlog, over TLS."""
-    from tests.conftest import make_test_pki
-    from tests.pg import PostgresServer
-
-    (tmp_path / "server").mkdir()
-    (tmp_path / "other").mkdir()
-    ca, _, _, server_cert, server_key = make_test_pki(tmp_path / "server")
-    other_ca = make_test_pki(tmp_path / "other")[0]
-    server = PostgresServer(ssl_files=(server_cert, server_key)).start()
+    server = tls_postgres.server
+    db = CentralDatabase(server, "central").create()
+    monkeypatch.setenv(*db.password_env)
+    registry = make_registry(2)
+    path = tmp_path / "h.sqlite"
+    untrusted = forward_config(db, sslmode="verify-full", sslrootcert=str(tls_postgres.other_ca))
+    writer = make_forwarding_writer(path, db, registry, TagBus(registry), config=untrusted)
     try:
-        db = CentralDatabase(server, "central").create()
-        monkeypatch.setenv(*db.password_env)
-        registry = make_registry(2)
-        path = tmp_path / "h.sqlite"
-        untrusted = forward_config(db, sslmode="verify-full", sslrootcert=str(other_ca))
-        writer = make_forwarding_writer(path, db, registry, TagBus(registry), config=untrusted)
-        try:
-            forwarder = writer.forwarder
-            assert forwarder is not None
-            assert wait_for(lambda: forwarder.stats.connect_failures >= 3)
-            writer.submit(grid_batch(2, 0, 30))
-            assert writer.flush()
-        finally:
-            writer.close()
-        assert forwarder.stats.connects == 0
-        assert len([r for r in local_samples(path) if r[0].startswith("m.")]) == 60, "local recording went on"
-        told = system_events(path)
-        assert len(told) == 1, told
-        assert f"cannot forward to postgresql://hmi_admin@127.0.0.1:{server.port}/central" in told[0]
-        assert "certificate is not trusted" in told[0] and "sslrootcert" in told[0]
-        assert server.password not in told[0]
-
-        trusted = forward_config(db, sslmode="verify-full", sslrootcert=str(ca))
-        writer = make_forwarding_writer(path, db, registry, config=trusted)
-        try:
-            assert writer.forwarder is not None and writer.forwarder.wait_caught_up(20)
-        finally:
-            writer.close()
-        assert len([r for r in central_samples(db) if r[0].startswith("m.")]) == 60
-        assert central_samples(db) == local_samples(path)
-        with db.connect() as conn:
-            told_centrally = [
-                r[0] for r in conn.execute("SELECT message FROM events WHERE source = 'historian.forward'")
-            ]
-        assert told_centrally == told, "the event itself reached the central historian"
+        forwarder = writer.forwarder
+        assert forwarder is not None
+        assert wait_for(lambda: forwarder.stats.connect_failures >= 3)
+        writer.submit(grid_batch(2, 0, 30))
+        assert writer.flush()
     finally:
-        server.stop()
+        writer.close()
+    assert forwarder.stats.connects == 0
+    assert len([r for r in local_samples(path) if r[0].startswith("m.")]) == 60, "local recording went on"
+    told = system_events(path)
+    assert len(told) == 1, told
+    assert f"cannot forward to postgresql://hmi_admin@127.0.0.1:{server.port}/central" in told[0]
+    assert "certificate is not trusted" in told[0] and "sslrootcert" in told[0]
+    assert server.password not in told[0]
+
+    trusted = forward_config(db, sslmode="verify-full", sslrootcert=str(tls_postgres.ca))
+    writer = make_forwarding_writer(path, db, registry, config=trusted)
+    try:
+        assert writer.forwarder is not None and writer.forwarder.wait_caught_up(20)
+    finally:
+        writer.close()
+    assert len([r for r in central_samples(db) if r[0].startswith("m.")]) == 60
+    assert central_samples(db) == local_samples(path)
+    with db.connect() as conn:
+        told_centrally = [r[0] for r in conn.execute("SELECT message FROM events WHERE source = 'historian.forward'")]
+    assert told_centrally == told, "the event itself reached the central historian"

@@ -10,13 +10,10 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
-from hmi.config import load_project
-from hmi.ipc.client import IpcClient
-from hmi.ipc.mirror import BusMirror
 from hmi.ui.main_window import MainWindow
 from hmi.ui.stop_dialog import CLOSE_DETAIL
-from tests.alarm_runtime import PASSWORD, InProcessRuntime
-from tests.helpers import DEMO_PROJECT
+from tests.alarm_runtime import InProcessRuntime
+from tests.ui.runtime_window import log_in, window_on
 from tests.x11 import close_like_window_manager
 
 
@@ -26,22 +23,11 @@ def attached(qtbot, main_window_factory, tmp_path: Path) -> Iterator[tuple[InPro
     rt = InProcessRuntime(tmp_path).start()
     stops: list[str] = []
     rt.commands.stop_system = stops.append
-    mirror = BusMirror()
-    client = IpcClient(rt.stream, rt.requests, mirror)
-    window = main_window_factory(load_project(DEMO_PROJECT), mirror, client, scene=False)
-    client.start()
-    qtbot.waitExposed(window)
-    qtbot.waitUntil(lambda: mirror.link_up, timeout=10000)
     try:
-        yield rt, window, stops
+        with window_on(qtbot, main_window_factory, rt) as window:
+            yield rt, window, stops
     finally:
-        client.stop()
         rt.stop()
-
-
-def log_in(qtbot, window: MainWindow, user: str) -> None:
-    window.alarm_feed.session.login(user, PASSWORD)
-    qtbot.waitUntil(lambda: window.alarm_feed.session.user == user, timeout=5000)
 
 
 def test_the_window_managers_close_asks_and_closes_only_the_window(qtbot, attached) -> None:

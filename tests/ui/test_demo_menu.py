@@ -21,6 +21,7 @@ from hmi.security.users import UserStore
 from hmi.ui.main_window import MainWindow
 from tests.alarm_runtime import PASSWORD
 from tests.helpers import free_port, hmi_process, stop_process, wait_for_port, wait_until, write_demo_project
+from tests.ui.runtime_window import log_in
 
 # The fastest demo fault: the supply voltage drops at once, its LO alarm follows within seconds.
 FAULT, ALARM = ("pump01", "undervoltage"), "pump01.supply_voltage.lo"
@@ -77,11 +78,6 @@ def window(qtbot, main_window_factory, demo: DemoRuntime) -> Iterator[MainWindow
     client.stop()
 
 
-def log_in(qtbot, window: MainWindow, user: str) -> None:
-    window.alarm_feed.session.login(user, PASSWORD)
-    qtbot.waitUntil(lambda: window.alarm_feed.session.user == user, timeout=10000)
-
-
 def entry(window: MainWindow, inject: bool = True):  # type: ignore[no-untyped-def]
     machine, fault = FAULT
     menu = window.demo_menu
@@ -98,7 +94,7 @@ def test_an_engineer_injects_a_fault_from_the_demo_menu_and_its_alarm_comes(qtbo
     qtbot.waitUntil(lambda: menu.loaded, timeout=10000)
     assert [m.title() for m in menu.submenus.values()] == [m.label for m in demo.project.machines.values()]
     assert not entry(window).isEnabled() and entry(window).toolTip() == "Needs engineer: log in"
-    log_in(qtbot, window, "erik")
+    log_in(qtbot, window, "erik", timeout_ms=10000)
     assert entry(window).isEnabled()
     entry(window).trigger()
     qtbot.waitUntil(lambda: (s := window.alarm_feed.alarms.get(ALARM)) is not None and s.active, timeout=30000)
@@ -119,7 +115,7 @@ def test_an_operator_finds_the_demo_entries_disabled_and_the_runtime_refuses_the
     records it, and the plant is untouched."""
     menu = window.demo_menu
     assert menu is not None
-    log_in(qtbot, window, "olga")
+    log_in(qtbot, window, "olga", timeout_ms=10000)
     qtbot.waitUntil(lambda: menu.loaded, timeout=10000)
     assert not entry(window).isEnabled()
     assert entry(window).toolTip() == "Needs engineer: olga is operator"

@@ -16,34 +16,23 @@ from PySide6.QtWidgets import QMenu
 
 import hmi
 from hmi.config import load_project
-from hmi.ipc.client import IpcClient
 from hmi.ipc.mirror import BusMirror
 from hmi.ui.about import AboutDialog, GuideWindow, ShortcutsDialog, licence_of
 from hmi.ui.main_window import SHORTCUTS, MainWindow
 from hmi.ui.write_dialog import WriteDialog
 from tests.alarm_runtime import PASSWORD, InProcessRuntime
 from tests.helpers import ARTIFACTS, DEMO_PROJECT
+from tests.ui.runtime_window import log_in, window_on
 
 
 @pytest.fixture
 def attached(qtbot, main_window_factory, tmp_path: Path) -> Iterator[tuple[InProcessRuntime, MainWindow]]:
     rt = InProcessRuntime(tmp_path).start()
-    mirror = BusMirror()
-    client = IpcClient(rt.stream, rt.requests, mirror)
-    window = main_window_factory(load_project(DEMO_PROJECT), mirror, client, scene=False)
-    client.start()
-    qtbot.waitExposed(window)
-    qtbot.waitUntil(lambda: mirror.link_up, timeout=10000)
     try:
-        yield rt, window
+        with window_on(qtbot, main_window_factory, rt) as window:
+            yield rt, window
     finally:
-        client.stop()
         rt.stop()
-
-
-def log_in(qtbot, window: MainWindow, user: str) -> None:
-    window.alarm_feed.session.login(user, PASSWORD)
-    qtbot.waitUntil(lambda: window.alarm_feed.session.user == user, timeout=5000)
 
 
 def menu_of(window: MainWindow, title: str) -> QMenu:

@@ -338,13 +338,18 @@ def test_the_render_cap_holds(qtbot: QtBot, view: SceneView, bus: TagBus) -> Non
     assert view.renders == renders + 2
 
 
+def turning(qtbot: QtBot, view: SceneView, bus: TagBus, motion_fps: float) -> None:
+    """cnc01's spindle turning under the motion cap `motion_fps`; frames driven by hand."""
+    load(qtbot, view, "cnc01")
+    view.set_motion_fps(motion_fps)
+    publish(bus, {"cnc01.spindle_speed": 1200})
+    view._timer.stop()
+
+
 def test_continuous_motion_renders_once_per_tick(qtbot: QtBot, view: SceneView, bus: TagBus) -> None:
     """With the motion cap at the frame rate, a turning spindle renders on every tick and
     never more often than the ticks."""
-    load(qtbot, view, "cnc01")
-    view.set_motion_fps(view.max_fps)
-    publish(bus, {"cnc01.spindle_speed": 1200})
-    view._timer.stop()
+    turning(qtbot, view, bus, view.max_fps)
     view._on_frame_timer()
     start = view.renders
     for _ in range(10):
@@ -364,11 +369,8 @@ def test_continuous_motion_draws_at_the_motion_cap(
 ) -> None:
     """A spindle turning for 30 ticks of the 30 Hz frame timer (one second) draws
     motion_fps frames, not 30: the operator's cap for continuous motion."""
-    load(qtbot, view, "cnc01")
+    turning(qtbot, view, bus, motion_fps)
     assert view.max_fps == 30
-    view.set_motion_fps(motion_fps)
-    publish(bus, {"cnc01.spindle_speed": 1200})
-    view._timer.stop()
     view._on_frame_timer()
     start = view.renders
     for _ in range(30):
@@ -379,10 +381,7 @@ def test_continuous_motion_draws_at_the_motion_cap(
 def test_camera_moves_draw_at_once_under_the_motion_cap(qtbot: QtBot, view: SceneView, bus: TagBus) -> None:
     """The cap is for motion: a camera move (or an expose) draws on the next tick even right
     after a motion frame, so dragging the view stays at the full frame rate."""
-    load(qtbot, view, "cnc01")
-    view.set_motion_fps(2)
-    publish(bus, {"cnc01.spindle_speed": 1200})
-    view._timer.stop()
+    turning(qtbot, view, bus, 2)
     view._on_frame_timer()
     view._on_frame_timer()  # a motion frame: the next motion frame is 15 ticks away
     for _ in range(3):
