@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 from PySide6.QtWidgets import QApplication
 
 from hmi.config.models import Project
-from hmi.historian.reader import HistorianReader, HistoryLookup, TimeRange
+from hmi.historian.reader import HistorianReader, HistoryLookup, TimeRange, target_label
 from hmi.ipc.mirror import BusMirror
 from hmi.scene.animate import MAX_STEP_S
 from hmi.sources.replay import MAX_SPEED, RecordingProject, ReplaySource, project_of_recording
@@ -41,7 +40,11 @@ class PlaybackSession:
             # begins (milliseconds); the data itself loads on the replay thread.
             with HistorianReader(db) as reader:
                 self.recorded = project_of_recording(
-                    reader, time_range.start_ns, time_range.end_ns, time_range.timezone, f"Recording {Path(db).name}"
+                    reader,
+                    time_range.start_ns,
+                    time_range.end_ns,
+                    time_range.timezone,
+                    f"Recording {target_label(str(db))}",
                 )
         else:
             origin = f"project {project.source_path.name if project.source_path else project.project.name} (--project)"
