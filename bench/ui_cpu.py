@@ -216,6 +216,8 @@ def run(seconds: float, with_profile: bool) -> list[Measure]:
             ("default layout, 3D on robot01 (joints follow values)", ["--machine", "robot01"], False),
             ("3D view hidden", [], True),
         ):
+            if supervisor.poll() is not None:  # plant and runtime are gone with it
+                raise SystemExit(f"hmi run exited ({supervisor.returncode}):\n" + "".join(out.lines[-30:]))
             if hide:
                 hide_scene_setting(data)
             window = subprocess.Popen(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.common import print_table
+from bench.common import print_table, stop_process
 from hmi.supervisor import free_tcp_port
 
 RUNS = 3
@@ -96,11 +95,7 @@ def one_run() -> Start | None:
                 if time.monotonic() > deadline:
                     break
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc, 20)
         return found
 
 

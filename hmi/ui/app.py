@@ -75,8 +75,8 @@ def run_window(
     mirror = BusMirror()
     client = IpcClient(stream_address, request_address, mirror)
     # Trends reach back into the runtime's historian file beyond their ring buffers (WAL
-    # lets this reader run beside the runtime's writer).
-    window = MainWindow(project, mirror, client, history=HistoryLookup(project.historian.url))
+    # lets this reader run beside the runtime's writer), or into [historian] read_url.
+    window = MainWindow(project, mirror, client, history=HistoryLookup(project.historian.read_target))
     if machine:
         window.show_machine(machine)
     window.show()

@@ -331,6 +331,7 @@ class MainWindow(QMainWindow):
             history=history,
             timezone=display_timezone(),
             clock=self._clock,
+            lazy=True,  # built when its tab is first shown (TrendTabs)
         )
         view.tags_dropped.connect(lambda names, v=view: self.add_pens(v, names))
         view.nodes_dropped.connect(lambda nodes, v=view: self._watch_nodes(v, nodes))
@@ -351,10 +352,12 @@ class MainWindow(QMainWindow):
         self._trend_owner = self._trend_user()
         self._trend_store = TrendGroupStore.for_user(data_dir(), self.project, self._trend_owner)
         self._trend_settings = self._trend_store.load()
+        self.trend_tabs.blockSignals(True)  # each removal made the next group current: built to be deleted
         for view in self.trend_tabs.views():
             self.trend_tabs.removeTab(self.trend_tabs.indexOf(view))
             view.close()
             view.deleteLater()
+        self.trend_tabs.blockSignals(False)
         self.trends = [self._add_trend(g.name, g.pens, g.span_s, self._history) for g in self._trend_settings.groups]
         self.trend = self.trends[0]
 
@@ -716,7 +719,8 @@ class MainWindow(QMainWindow):
         self.overview.ensureWidgetVisible(self.overview.tiles[machine])
         # The machine's own trend group, when one has only its tags.
         for index, view in enumerate(self.trends):
-            if view.pens and all(pen.spec.machine == machine for pen in view.pens):
+            specs = [spec for _, spec in view.pen_specs()]
+            if specs and all(spec.machine == machine for spec in specs):
                 self.trend_tabs.setCurrentIndex(index)
                 break
         if self.scene is None:
@@ -857,9 +861,9 @@ class MainWindow(QMainWindow):
                     (alarm.limit, f"{alarm.condition.upper()} {alarm.limit:g}", colour)
                 )
         for view in self.trends:
-            for pen in view.pens:
-                if pen.spec.name in limits:
-                    view.set_limits(pen.tag_id, limits[pen.spec.name])
+            for tag_id, spec in view.pen_specs():
+                if spec.name in limits:
+                    view.set_limits(tag_id, limits[spec.name])
 
     # -- trends: pens dragged in --------------------------------------------------------------------
 
@@ -929,7 +933,10 @@ class MainWindow(QMainWindow):
     def _refresh_trend(self) -> None:
         view = self.trend_tabs.currentWidget()
         if isinstance(view, TrendView) and view.isVisible():
-            view.refresh()
+            drew = view.refresh()
+            # The trend draws a new value within a frame; the table only at its 5 Hz refresh.
+            if drew and not self._first_live_logged and self._playback_clock is None:
+                self._log_first_live_frame(view.pen_names())
 
     def _refresh_slow(self) -> None:
         self.table_model.refresh()
@@ -964,9 +971,11 @@ class MainWindow(QMainWindow):
         if not self._first_live_logged and not playback:
             self._log_first_live_frame()
 
-    def _log_first_live_frame(self) -> None:
-        """Once: how long from the start of `hmi run` (or of this process) to live values on screen."""
-        if not any((v := self.bus.latest(n)) is not None and v.quality == Quality.GOOD for n in self.project.tags):
+    def _log_first_live_frame(self, drawn: list[str] | None = None) -> None:
+        """Once: how long from the start of `hmi run` (or of this process) to a GOOD value of the
+        plant on screen (`drawn`: the tags just drawn; default the table's, every configured tag)."""
+        names = self.project.tags if drawn is None else drawn
+        if not any((v := self.bus.latest(n)) is not None and v.quality == Quality.GOOD for n in names):
             return
         self._first_live_logged = True
         started = psutil.Process().create_time()
@@ -1005,6 +1014,13 @@ class MainWindow(QMainWindow):
             text += "  NOT WRITING"
         if dropped is not None and isinstance(dropped.value, float) and dropped.value > 0:
             text += f"  {dropped.value:,.0f} lost"
+        # Store-and-forward ([historian.forward]): the buffer depth, and whether the link is up.
+        behind = self.bus.latest("historian.forward.backlog_rows")
+        if behind is not None and isinstance(behind.value, float):
+            linked = self.bus.latest("historian.forward.connected")
+            text += f"  forward: {behind.value:,.0f} behind"
+            if linked is not None and not linked.value:
+                text += " (offline)"
         return text
 
     # -- writes ---------------------------------------------------------------------------------------

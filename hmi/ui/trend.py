@@ -1,8 +1,9 @@
 """Trends: several pens, each with its unit and y axis, on a date-time axis.
 
 Live data comes from TrendBuffers (filled on the IPC or replay thread). `refresh()` runs
-on the window's frame timer: it scrolls the time window while live and redraws a pen only
-when its data or the visible range changed. Each pen is decimated to min/max per pixel
+on the window's frame timer: while live it scrolls the time window by whole pixels (when a
+pixel's worth of time has passed), and it redraws a pen only when its data or the visible
+range changed, so an idle trend paints nothing. Each pen is decimated to min/max per pixel
 column before it reaches pyqtgraph, so twenty pens of an hour at 10 Hz draw as fast as
 twenty short ones (pyqtgraph's own peak downsampling still walks every point each frame).
 BAD and COMM_LOST samples draw as gaps. When the window reaches past what the ring buffer
@@ -22,6 +23,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -169,8 +171,14 @@ class TrendView(QWidget):
         clock: Callable[[], float] = time.time,
         history: HistoryProvider | None = None,
         timezone: tzinfo | None = None,
+        lazy: bool = False,
     ) -> None:
-        """`timezone`: what the time axis and the cursor show (the plant's); default local time."""
+        """`timezone`: what the time axis and the cursor show (the plant's); default local time.
+        `lazy`: build the plot when `build()` is called (TrendTabs does when its tab first
+        becomes the current one; not on a show event, which a tab removed before it gets);
+        until then it keeps its pens as a list, and their ring buffers fill as usual. A window with
+        eight trend groups built one plot instead of eight (27 pyqtgraph view boxes, each
+        building its context menu, were half of the window's construction)."""
         super().__init__(parent)
         self.timezone = timezone
         self.setAcceptDrops(True)
@@ -184,12 +192,34 @@ class TrendView(QWidget):
         self._history_pool: ThreadPoolExecutor | None = None
         self._history_job: Future | None = None
         self._history_lock = threading.Lock()
+        self.pens: list[Pen] = []
+        self.scales: dict[str, YScale] = {}
+        self._extra_axes: list[pg.AxisItem] = []
+        # Before the plot is built: the pens (in order) and their limit lines.
+        self._unbuilt: list[tuple[int, TagSpec]] | None = []
+        self._unbuilt_limits: dict[int, list[tuple[float, str, str]]] = {}
 
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(2)
-        layout.addLayout(self._build_toolbar(title))
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self._layout.setSpacing(2)
+        self._layout.addLayout(self._build_toolbar(title))
+        for tag_id, spec in pens:
+            self.add_pen(tag_id, spec)
+        if not lazy:
+            self.build()
+
+    @property
+    def built(self) -> bool:
+        return self._unbuilt is None
+
+    def build(self) -> None:
+        """Build the plot with the pens and limits given so far (once)."""
+        if self._unbuilt is None:
+            return
+        pens, limits = self._unbuilt, self._unbuilt_limits
+        self._unbuilt, self._unbuilt_limits = None, {}
         axis_options = {}
+        timezone = self.timezone
         if timezone is not None:
             offset = datetime.now(timezone).utcoffset()
             # pyqtgraph counts seconds west of UTC, like time.timezone.
@@ -203,7 +233,7 @@ class TrendView(QWidget):
             },
         )
         self.plot_widget.setAcceptDrops(False)  # drops land on this widget, not the plot's
-        layout.addWidget(self.plot_widget, 1)
+        self._layout.addWidget(self.plot_widget, 1)
         self.plot = self.plot_widget.getPlotItem()
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.setMenuEnabled(False)
@@ -218,11 +248,10 @@ class TrendView(QWidget):
         self.plot.vb.disableAutoRange(axis=pg.ViewBox.YAxis)
         self.plot_widget.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.plot_widget.customContextMenuRequested.connect(self._on_context_menu)
-        self.pens: list[Pen] = []
-        self.scales: dict[str, YScale] = {}
-        self._extra_axes: list[pg.AxisItem] = []
         for tag_id, spec in pens:
-            self.add_pen(tag_id, spec)
+            pen = self._plot_pen(tag_id, spec)
+            if tag_id in limits:
+                self._draw_limits(pen, limits[tag_id])
         self.plot.vb.sigResized.connect(self._sync_views)
         self.plot.vb.sigRangeChangedManually.connect(self._on_view_changed_by_user)
         self._build_cursor()
@@ -280,8 +309,16 @@ class TrendView(QWidget):
         self.plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.plot_widget.viewport().installEventFilter(self)
 
-    def add_pen(self, tag_id: int, spec: TagSpec) -> Pen:
-        """Add a pen; pens with the same unit share one y axis."""
+    def add_pen(self, tag_id: int, spec: TagSpec) -> Pen | None:
+        """Add a pen; pens with the same unit share one y axis. Before the plot is built the
+        pen is only listed (None is returned); its ring buffer fills from now on all the same."""
+        if self._unbuilt is not None:
+            self._unbuilt.append((tag_id, spec))
+            self.buffers.watch(tag_id)
+            return None
+        return self._plot_pen(tag_id, spec)
+
+    def _plot_pen(self, tag_id: int, spec: TagSpec) -> Pen:
         colour = theme.PEN_COLOURS[len(self.pens) % len(theme.PEN_COLOURS)]
         label = f"{spec.name} [{spec.unit}]" if spec.unit else spec.name
         scale = self.scales.get(spec.unit)
@@ -353,23 +390,28 @@ class TrendView(QWidget):
 
     def set_pens(self, pens: list[tuple[int, TagSpec]]) -> None:
         """Replace the pens (in this order); history already read and limits are kept."""
+        if self._unbuilt is not None:
+            self._unbuilt = []
+            for tag_id, spec in pens:
+                self.add_pen(tag_id, spec)
+            return
         old = {pen.tag_id: pen for pen in self.pens}
         self._clear_plot()
         self.pens = []
         for tag_id, spec in pens:
-            pen = self.add_pen(tag_id, spec)
+            pen = self._plot_pen(tag_id, spec)
             previous = old.get(tag_id)
             if previous is not None:
                 pen.history = previous.history
                 self._draw_limits(pen, previous.limits)
 
     def remove_pen(self, tag_id: int) -> None:
-        self.set_pens([(p.tag_id, p.spec) for p in self.pens if p.tag_id != tag_id])
+        self.set_pens([(t, spec) for t, spec in self.pen_specs() if t != tag_id])
         self.pens_changed.emit()
 
     def move_pen(self, tag_id: int, step: int) -> None:
         """Move a pen up (-1) or down (+1) in the legend order."""
-        order = [(p.tag_id, p.spec) for p in self.pens]
+        order = self.pen_specs()
         i = next(i for i, (t, _) in enumerate(order) if t == tag_id)
         j = min(max(i + step, 0), len(order) - 1)
         if i == j:
@@ -378,8 +420,14 @@ class TrendView(QWidget):
         self.set_pens(order)
         self.pens_changed.emit()
 
+    def pen_specs(self) -> list[tuple[int, TagSpec]]:
+        """The pens (tag id, spec) in legend order, built or not."""
+        if self._unbuilt is not None:
+            return list(self._unbuilt)
+        return [(p.tag_id, p.spec) for p in self.pens]
+
     def pen_names(self) -> list[str]:
-        return [p.spec.name for p in self.pens]
+        return [spec.name for _, spec in self.pen_specs()]
 
     def _sync_views(self) -> None:
         rect = self.plot.vb.sceneBoundingRect()
@@ -396,7 +444,7 @@ class TrendView(QWidget):
 
     def set_span(self, span_s: float) -> None:
         self.span_s = float(span_s)
-        if not self.live:
+        if not self.live and self.built:
             _x0, x1 = self.plot.vb.viewRange()[0]
             self.plot.setXRange(x1 - self.span_s, x1, padding=0)
 
@@ -474,6 +522,9 @@ class TrendView(QWidget):
     def set_limits(self, tag_id: int, limits: list[tuple[float, str, str]]) -> None:
         """Draw horizontal lines (value, label, colour) on a pen's axis, e.g. its alarm limits;
         each label starts with the pen's tag, in the pen's colour ("cnc01.spindle_temp HI 65")."""
+        if self._unbuilt is not None:
+            self._unbuilt_limits[tag_id] = list(limits)
+            return
         for pen in self.pens:
             if pen.tag_id == tag_id:
                 self._draw_limits(pen, limits)
@@ -499,16 +550,25 @@ class TrendView(QWidget):
     # -- drawing ------------------------------------------------------------------------------------
 
     def visible_range(self) -> tuple[float, float]:
+        self.build()  # an export or the cursor of a group never shown
         x0, x1 = self.plot.vb.viewRange()[0]
         return float(x0), float(x1)
 
     def refresh(self, now_s: float | None = None) -> bool:
-        """Scroll (when live) and redraw pens whose data or view changed; True if anything drew."""
+        """Scroll (when live) and redraw pens whose data or view changed; True if anything drew.
+
+        Live, the right edge is `now` rounded up to a whole pixel of time: the view moves when
+        a pixel's worth of time has passed (every 0.5 s for 5 min on 600 px), not on every
+        tick, and a sample (stamped at or before now) is always inside it. Between moves only
+        pens with new samples redraw, so an idle trend paints nothing and a new sample shows
+        on the next tick without repainting the axes."""
+        if self._unbuilt is not None:
+            return False
+        width = max(int(self.plot.vb.width()), 100)
         if self.live:
             now = self.clock() if now_s is None else now_s
-            self.plot.setXRange(now - self.span_s, now, padding=0)
+            self._scroll_to(now, width)
         x0, x1 = self.visible_range()
-        width = max(int(self.plot.vb.width()), 100)
         drew = False
         wanted: list[tuple[Pen, float, float]] = []
         for pen in self.pens:
@@ -531,6 +591,14 @@ class TrendView(QWidget):
                     self._fit(scale)
             self.frames_drawn += 1
         return drew
+
+    def _scroll_to(self, now: float, width: int) -> None:
+        pixel = self.span_s / width
+        x1 = math.ceil(now / pixel) * pixel
+        cur0, cur1 = self.plot.vb.viewRange()[0]
+        # Only a change reaches pyqtgraph: a move repaints the whole plot, axes included.
+        if abs(cur1 - x1) > 1e-3 * pixel or abs(cur0 - (x1 - self.span_s)) > 1e-3 * pixel:
+            self.plot.setXRange(x1 - self.span_s, x1, padding=0)
 
     def _pen_points(
         self, pen: Pen, x0: float, x1: float, width: int, wanted: list[tuple[Pen, float, float]]
@@ -645,6 +713,8 @@ class TrendView(QWidget):
         return False
 
     def hide_cursor(self) -> None:
+        if not self.built:
+            return
         self.cursor_line.setVisible(False)
         self.cursor_label.hide()
 
@@ -657,6 +727,7 @@ class TrendView(QWidget):
     def show_cursor(self, t: float, scene_x: float | None = None) -> str:
         """Put the cursor at time t (epoch s); returns the text it shows (every pen's value,
         from the ring buffer or, before it, from the history read for the pen)."""
+        self.build()
         lines = [datetime.fromtimestamp(t, self.timezone).strftime("%H:%M:%S.%f")[:-3]]
         for pen in self.pens:
             sample = self._sample_at(pen, t)
@@ -870,7 +941,7 @@ class TrendView(QWidget):
         return True
 
     def has_pen(self, tag_id: int) -> bool:
-        return any(p.tag_id == tag_id for p in self.pens)
+        return any(t == tag_id for t, _ in self.pen_specs())
 
     def closeEvent(self, event: object) -> None:
         if self._history_pool is not None:

@@ -1,6 +1,6 @@
 """The trend groups as tabs. A tag dragged over a tab switches to that trend (so any trend
 can take a drop, not only the one shown), and a tag dropped on the tab itself becomes a pen
-of that trend."""
+of that trend (built or not yet)."""
 
 from __future__ import annotations
 
@@ -42,9 +42,18 @@ class TrendTabBar(QTabBar):
 
 
 class TrendTabs(QTabWidget):
+    """Trend groups added lazily (TrendView(lazy=True)) are built when their tab becomes the
+    current one, so only the group on screen costs its plot."""
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setTabBar(TrendTabBar(self))
+        self.currentChanged.connect(self._build_current)
+
+    def _build_current(self, index: int) -> None:
+        view = self.widget(index)
+        if isinstance(view, TrendView):
+            view.build()
 
     def views(self) -> list[TrendView]:
         return [w for i in range(self.count()) if isinstance(w := self.widget(i), TrendView)]
