@@ -34,7 +34,7 @@ import zmq
 
 from hmi.config.models import Project, SimulatorConfig
 from hmi.ipc import messages as m
-from hmi.paths import data_dir, hmi_command
+from hmi.paths import data_dir, expand_data_url, hmi_command
 
 log = logging.getLogger(__name__)
 
@@ -317,10 +317,20 @@ class Supervisor:
 
     def historian_in_use(self) -> str | None:
         """Why the runtime could not record into the project's historian now (None if it can)."""
-        from hmi.historian.backends import dialect_for, url_for
+        # Before any child starts, so the default SQLite file is read without SQLAlchemy
+        # (0.2 s warm, 0.7 s cold of every start); other URLs ask their back end.
+        from hmi.historian.lock import WriterLock, is_plain_sqlite, sqlite_lock_for
 
-        url = url_for(self.project.historian.url)
-        lock = dialect_for(url).writer_lock(url)
+        target = self.project.historian.url
+        lock: WriterLock | None
+        if "://" not in target:
+            lock = WriterLock(Path(target).expanduser().resolve())
+        elif is_plain_sqlite(url := expand_data_url(target)):
+            lock = sqlite_lock_for(url)
+        else:
+            from hmi.historian.backends import dialect_for
+
+            lock = dialect_for(url).writer_lock(url)
         return lock.in_use() if lock is not None else None
 
     def run(self) -> int:

@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
-from hmi.config import ConfigError, Project, load_project
-
 if TYPE_CHECKING:
+    from hmi.config import Project
     from hmi.historian.reader import HistorianReader, TimeRange
 
 # What `add_subparsers` returns: each command module's add_arguments adds its parsers to it.
@@ -48,6 +47,10 @@ def log_to_file(role: str) -> None:
 def load(path: Path, files: bool = False) -> Project:
     """The project, or exit 2 printing every problem. `files`: also check the files it names
     (models, bound nodes, demo machines) exactly as `hmi check-config` does."""
+    # Here, not at the top: `hmi sim` (the plant `hmi run` starts) never loads a project, and
+    # hmi.config costs it 0.25-0.34 s before it serves.
+    from hmi.config import ConfigError, load_project
+
     try:
         if files:
             from hmi.project_checks import load_checked_project

@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import sys
 import time
 from pathlib import Path
 from typing import IO
+from urllib.parse import unquote
 
 from hmi.historian.errors import HistorianError
 
@@ -91,6 +93,33 @@ class WriterLock:
             return str(exc)
         self.release()
         return None
+
+
+# `sqlite[+driver]://[/<database>][?query]`, the form every SQLite URL of ours takes (hmi.historian.
+# sqlite.url_for_file and the default [historian] url); SQLAlchemy's make_url reads the database
+# part the same way (percent-decoded, the query apart).
+_SQLITE_URL = re.compile(r"sqlite(?:\+\w+)?://(?:/(?P<database>[^?]*))?(?:\?.*)?", re.DOTALL)
+
+
+def is_plain_sqlite(url: str) -> bool:
+    """True for a URL that sqlite_lock_for reads; ask the back end for any other
+    (hmi.historian.backends.dialect_for(url).writer_lock)."""
+    return _SQLITE_URL.fullmatch(url) is not None
+
+
+def sqlite_lock_for(url: str) -> WriterLock | None:
+    """The writer lock of a plain SQLite URL (None for an in-memory database), read without
+    importing SQLAlchemy: that costs 0.2 s warm, 0.7 s cold, and `hmi run` checks the lock
+    before it starts any child."""
+    match = _SQLITE_URL.fullmatch(url)
+    if match is None:
+        raise ValueError(f"not a plain SQLite URL: {url}")
+    database = unquote(match["database"] or "")
+    if database.startswith("file:"):
+        database = database[5:].split("?", 1)[0]
+    if not database or database == ":memory:":
+        return None
+    return WriterLock(Path(database).resolve())
 
 
 if sys.platform == "win32":

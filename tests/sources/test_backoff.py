@@ -16,11 +16,13 @@ class Clock:
 
 
 def test_a_peer_that_never_answered_is_retried_fast_during_start_up() -> None:
+    """Ten tries a second: the plant `hmi run` starts beside the runtime is found within
+    about 0.1 s of serving, not 0.25 s (issue 18)."""
     clock = Clock()
     backoff = Backoff(0.25, 10.0, startup_s=15.0, clock=clock)
-    for _ in range(20):
-        assert 0.2 <= backoff.next(ever_connected=False) <= 0.3
-        clock.t += 0.25
+    for _ in range(100):
+        assert 0.08 <= backoff.next(ever_connected=False) <= 0.12
+        clock.t += 0.1
     clock.t = 16.0
     delays = [backoff.next(ever_connected=False) for _ in range(8)]
     assert delays[-1] > 5.0, "after start-up the delay grows"

@@ -62,8 +62,14 @@ def trend(qtbot):
         sample(buffers, NOW - 5 + 0.1 * i, 5.0)
     widget.refresh()
     settle(qtbot)
-    # At the start of a pixel column of time, with the layout settled (the first frame may
-    # have been drawn before the plot had its final width).
+    # The first frames may be drawn before the plot has its final width (later on a loaded
+    # machine): wait until the width holds, so "a pixel of time" stays what it was.
+    width = -1.0
+    while widget.plot.vb.width() != width:
+        width = widget.plot.vb.width()
+        widget.refresh()
+        settle(qtbot)
+    # At the start of a pixel column of time, with the layout settled.
     clock.now = widget.visible_range()[1] + 0.02 * pixel_s(widget)
     widget.refresh()
     settle(qtbot)
