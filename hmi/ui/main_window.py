@@ -76,6 +76,7 @@ log = logging.getLogger(__name__)
 TREND_FPS = 30
 TABLE_HZ = 5
 OVERVIEW_HZ = 2
+STATUS_PERIOD_S = 1.0  # the status bar's texts (connections, historian, samples/s)
 TREND_CAPACITY = 40_000  # per pen: 66 min at 10 Hz, past the 1 h span; 8 h backfills from the historian
 MACHINES_DOCK_MAX_PX = 360
 TRENDS_DOCK_PX = 620
@@ -234,6 +235,7 @@ class MainWindow(QMainWindow):
 
         self._last_samples = 0
         self._last_rate_time = time.monotonic()
+        self._status_due = 0.0  # the first refresh fills the status bar
         self.trend_timer = QTimer(self)
         self.trend_timer.timeout.connect(self._refresh_trend)
         self.trend_timer.start(1000 // TREND_FPS)
@@ -445,6 +447,9 @@ class MainWindow(QMainWindow):
         self.statusBar().addWidget(self.connection_label, 1)
         self.statusBar().addPermanentWidget(self.historian_label)
         self.statusBar().addPermanentWidget(self.rate_label)
+        # Room for the usual figures, so a changing count does not re-lay out the bar.
+        self.rate_label.setMinimumWidth(self.rate_label.fontMetrics().horizontalAdvance("99,999 samples/s"))
+        self.rate_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         # Whether the horn can be heard, always in view: an operator must not rely on a
         # horn that nobody hears (hmi/ui/annunciator.py).
         self.horn_label = QLabel()
@@ -956,9 +961,18 @@ class MainWindow(QMainWindow):
             self.banner.setText(text)
             self.banner.style().unpolish(self.banner)
             self.banner.style().polish(self.banner)
-        self.connection_label.setText(self._connections_text())
-        self.historian_label.setText(self._historian_text())
         now = time.monotonic()
+        # The status texts once a second: read at a glance, and a label whose text changes
+        # repaints (and may re-lay out) the status bar; 5 Hz of "samples/s" cost more than it told.
+        if now >= self._status_due:
+            self._refresh_status(now)
+        if not self._first_live_logged and not playback:
+            self._log_first_live_frame()
+
+    def _refresh_status(self, now: float) -> None:
+        self._status_due = now + STATUS_PERIOD_S
+        self.connection_label.setText(self._connections_text())  # QLabel skips an unchanged text
+        self.historian_label.setText(self._historian_text())
         samples = self.bus.samples_published
         rate = (samples - self._last_samples) / max(now - self._last_rate_time, 1e-6)
         self._last_samples, self._last_rate_time = samples, now
@@ -968,8 +982,6 @@ class MainWindow(QMainWindow):
         if stats is not None and (stats.gaps or stats.repairs):
             lost = f"   {stats.gaps} messages lost, {stats.repairs} resyncs"
         self.rate_label.setText(f"{rate:,.0f} samples/s{lost}")
-        if not self._first_live_logged and not playback:
-            self._log_first_live_frame()
 
     def _log_first_live_frame(self, drawn: list[str] | None = None) -> None:
         """Once: how long from the start of `hmi run` (or of this process) to a GOOD value of the

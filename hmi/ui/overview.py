@@ -33,6 +33,16 @@ PRIORITY_COLOURS = {
 class KeyValue:
     spec: TagSpec
     value_label: QLabel
+    stale: bool = False
+
+    def show(self, text: str, stale: bool) -> None:
+        """Touch the label only when what it shows changes: a style sheet set again, even the
+        same one, re-polishes and repaints the label (under the window's style sheet)."""
+        if text != self.value_label.text():
+            self.value_label.setText(text)
+        if stale != self.stale:
+            self.stale = stale
+            self.value_label.setStyleSheet(f"color: {theme.STALE_TEXT}; font-style: italic;" if stale else "")
 
 
 class FittedLabel(QLabel):
@@ -145,14 +155,12 @@ class MachineTile(QFrame):
         for item in self.values:
             latest = bus.latest(item.spec.name)
             if latest is None:
-                item.value_label.setText("—")
+                item.show("—", stale=False)
                 worst = max(worst, Quality.COMM_LOST)
                 continue
             seen = True
             worst = max(worst, latest.quality)
-            item.value_label.setText(format_tag_value(latest.value, item.spec))
-            stale = latest.quality >= Quality.BAD
-            item.value_label.setStyleSheet(f"color: {theme.STALE_TEXT}; font-style: italic;" if stale else "")
+            item.show(format_tag_value(latest.value, item.spec), stale=latest.quality >= Quality.BAD)
         state = (
             "no data"
             if not seen

@@ -162,6 +162,7 @@ class TagBrowser(QWidget):
         for column, width in ((1, 110), (2, 50), (3, 85), (4, 95)):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
             self.table.setColumnWidth(column, width)
+        self.table_model.rows_in_view = self._rows_in_view
         self.table.doubleClicked.connect(lambda index: self.write_requested.emit(self.tag_at(index.row())))
         col.addWidget(self.table)
         self.tabs.addTab(configured, "Configured")
@@ -207,6 +208,18 @@ class TagBrowser(QWidget):
 
     def tag_at(self, row: int) -> str:
         return str(self.proxy.index(row, COL_TAG).data() or "")
+
+    def _rows_in_view(self) -> list[int]:
+        """The table model's rows on screen (none while the table is hidden)."""
+        if not self.table.isVisible():
+            return []
+        viewport = self.table.viewport()
+        first = self.table.rowAt(0)
+        if first < 0:
+            return []
+        last = self.table.rowAt(viewport.height() - 1)
+        last = self.proxy.rowCount() - 1 if last < 0 else last
+        return [self.proxy.mapToSource(self.proxy.index(r, COL_TAG)).row() for r in range(first, last + 1)]
 
     def refresh(self) -> None:
         """Live values (UI timer); only while the configured list is what is shown."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
@@ -29,6 +30,9 @@ class TagTableModel(QAbstractTableModel):
         super().__init__()
         self.bus = bus
         self._rows = 0
+        self._shown: list[tuple[int, Quality, str] | None] = []  # per row, what the view was last told
+        # The source rows a view shows (set by the view's owner); None: every row.
+        self.rows_in_view: Callable[[], Iterable[int]] | None = None
         self._stale_font = QFont()
         self._stale_font.setItalic(True)
         self._stale_brush = QBrush(QColor(theme.STALE_TEXT))
@@ -85,10 +89,28 @@ class TagTableModel(QAbstractTableModel):
         return None
 
     def refresh(self) -> None:
+        """New rows for new tags; `dataChanged` only for the rows whose value, quality or time
+        changed since last shown (and, with `rows_in_view`, that are in view): a table of
+        unchanged values repaints nothing. A row changed out of view is read when it is
+        scrolled in (the view asks `data()`), and announced on the next refresh after that."""
         size = len(self.bus.registry)
         if size > self._rows:
             self.beginInsertRows(QModelIndex(), self._rows, size - 1)
             self._rows = size
+            self._shown.extend([None] * (size - len(self._shown)))
             self.endInsertRows()
-        if self._rows:
-            self.dataChanged.emit(self.index(0, COL_VALUE), self.index(self._rows - 1, COL_TIME))
+        rows = self.rows_in_view() if self.rows_in_view is not None else range(self._rows)
+        changed = []
+        for row in sorted(rows):
+            latest = self.bus.latest(row)
+            # NaN != NaN: compared as text, an unchanged NaN is unchanged.
+            key = None if latest is None else (latest.ts_ns, latest.quality, repr(latest.value))
+            if key != self._shown[row]:
+                self._shown[row] = key
+                changed.append(row)
+        # One signal per run of adjacent rows (a view repaints the rectangle of each run).
+        start = 0
+        for k in range(1, len(changed) + 1):
+            if k == len(changed) or changed[k] != changed[k - 1] + 1:
+                self.dataChanged.emit(self.index(changed[start], COL_VALUE), self.index(changed[k - 1], COL_TIME))
+                start = k

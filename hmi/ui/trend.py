@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QMimeData, QObject, QPoint, QPointF, QRect, QStandardPaths, Qt, Signal
+from PySide6.QtCore import QEvent, QMimeData, QObject, QPoint, QPointF, QRect, QRectF, QStandardPaths, Qt, Signal
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QFont, QImage, QPainter
 from PySide6.QtWidgets import (
     QComboBox,
@@ -115,14 +115,65 @@ class Curve(pg.PlotCurveItem):
     a frame's time with fifty pens)."""
 
     extent: tuple[float, float] | None = None
+    # The time range of the view it was drawn for: its bounds stay put while samples are
+    # appended between scrolls, so appending needs no geometry change (see set_points).
+    x_bounds: tuple[float, float] | None = None
+    _strip: tuple[float, float] | None = None  # while set_points runs: the x range to repaint
 
     def dataBounds(self, ax: int, frac: float = 1.0, orthoRange: object = None) -> tuple:
         x = self.xData
         if x is None or x.shape[0] == 0:
             return (None, None)
         if ax == 0:
-            return (float(x[0]), float(x[-1]))
+            return self.x_bounds if self.x_bounds is not None else (float(x[0]), float(x[-1]))
         return self.extent if self.extent is not None else (None, None)
+
+    def set_points(
+        self, x: np.ndarray, y: np.ndarray, extent: tuple[float, float] | None, x_bounds: tuple[float, float]
+    ) -> None:
+        """Draw these points. When the bounds are what they were (the view did not move, the
+        y extent did not grow), only the strip from the first changed point to the right end
+        is repainted: a new sample repaints a few pixels at the right edge, not the whole
+        plot with its grid, axes and every other pen (most of the window's CPU on the demo plant)."""
+        old_x, old_y = self.xData, self.yData
+        if x.shape[0]:  # the decimation keeps a point either side of the view, for lines to the edges
+            x_bounds = (min(x_bounds[0], float(x[0])), max(x_bounds[1], float(x[-1])))
+        same = (
+            extent == self.extent
+            and x_bounds == self.x_bounds
+            and old_x is not None
+            and old_y is not None
+            and old_x.shape[0] > 0
+            and x.shape[0] > 0
+        )
+        self.extent, self.x_bounds = extent, x_bounds
+        if same:
+            assert old_x is not None and old_y is not None
+            n = min(old_x.shape[0], x.shape[0])
+            with np.errstate(invalid="ignore"):
+                differs = (old_x[:n] != x[:n]) | ((old_y[:n] != y[:n]) & ~(np.isnan(old_y[:n]) & np.isnan(y[:n])))
+            first = int(np.argmax(differs)) if differs.any() else n
+            if first == n == old_x.shape[0] == x.shape[0]:
+                return  # nothing to draw
+            # The segment into the first changed point changes too.
+            self._strip = (float(min(old_x[max(first - 1, 0)], x[max(first - 1, 0)])), float(max(old_x[-1], x[-1])))
+        try:
+            self.setData(x, y)
+        finally:
+            self._strip = None
+
+    def prepareGeometryChange(self) -> None:
+        if self._strip is None:  # appending within unchanged bounds: the geometry stays
+            super().prepareGeometryChange()
+
+    def update(self, *args: object) -> None:
+        if self._strip is None or args:
+            super().update(*args)
+            return
+        lo, hi = self._strip
+        bounds = self.boundingRect()
+        pad = 3 * (self.pixelWidth() or 0.0)  # the pen's width and its antialiasing
+        super().update(QRectF(lo - pad, bounds.top(), hi - lo + 2 * pad, bounds.height()))
 
 
 class YAxis(pg.AxisItem):
@@ -580,8 +631,7 @@ class TrendView(QWidget):
             x, y = self._pen_points(pen, x0, x1, width, wanted)
             finite = y[np.isfinite(y)]
             pen.extent = (float(finite.min()), float(finite.max())) if finite.shape[0] else None
-            pen.curve.extent = pen.extent
-            pen.curve.setData(x, y)
+            pen.curve.set_points(x, y, pen.extent, (x0, x1))
             drew = True
         if wanted:
             self._request_history(wanted, width)

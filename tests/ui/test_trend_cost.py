@@ -107,6 +107,7 @@ def test_a_new_sample_repaints_at_once_and_once(qtbot, trend) -> None:
     t = clock.now - 0.01  # the server's timestamp, just before it arrived
     sample(view.buffers, t, 7.5)
     assert view.refresh()
+    qtbot.waitUntil(lambda: counter.paints >= 1, timeout=2000)  # a loaded machine paints late
     settle(qtbot)
     assert counter.paints == 1
     x, y = view.curve_data(0)
