@@ -46,7 +46,8 @@ def test_table_shows_live_values_and_trend_has_points(qtbot, window) -> None:
     assert np.all(np.diff(x) >= 0), "trend points out of time order"
     assert np.nanmin(y) > 15.0
     assert "Runtime connected" in window.banner.text()
-    assert "plant: connected" in window.connection_label.text()
+    # The status bar's texts refresh once a second (main_window.STATUS_PERIOD_S).
+    qtbot.waitUntil(lambda: "plant: connected" in window.connection_label.text(), timeout=3000)
     # All five machines are live: every tile leaves "no data" for "normal".
     qtbot.waitUntil(
         lambda: (
