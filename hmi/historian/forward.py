@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import sqlite3
 import threading
 import time
@@ -50,6 +49,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from hmi.config.models import ForwardConfig
+from hmi.core.backoff import Backoff
 from hmi.core.events import Event, EventCategory, Severity
 from hmi.core.quality import Quality
 from hmi.core.samples import SampleBatch, now_ns
@@ -272,7 +272,8 @@ class Forwarder:
         self._pos: dict[str, int] = {}  # stream -> the position the central database holds
         self._central_ids = np.full(0, -1, np.int64)  # local tag id -> central tag id
         self._partition_days: set[int] = set()
-        self._backoff = retry_initial_s
+        # Doubling from the first failure: the central database is not starting beside us.
+        self._backoff = Backoff(retry_initial_s, retry_max_s, startup_s=0.0)
         self._next_attempt = 0.0
         self._down_since: float | None = None
         self._reasons: set[str] = set()  # told once until a connection succeeds
@@ -422,7 +423,7 @@ class Forwarder:
             return
         self.stats.connects += 1
         self.stats.connected = True
-        self._backoff = self.retry_initial_s
+        self._backoff.reset()
         self._reasons.clear()
         if self._down_since is not None:
             down = time.monotonic() - self._down_since
@@ -452,8 +453,7 @@ class Forwarder:
             )
         else:
             log.info("historian forward: %s", reason)
-        self._next_attempt = now + self._backoff * (0.8 + 0.4 * random.random())
-        self._backoff = min(self._backoff * 2, self.retry_max_s)
+        self._next_attempt = now + self._backoff.next(ever_connected=True)
         self._status(now)
 
     def _lost(self, exc: BaseException) -> None:

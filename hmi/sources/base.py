@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from hmi.config.connections import SourceConnection
+from hmi.core.backoff import Backoff
 from hmi.core.bus import TagBus
 from hmi.core.events import Event, EventCategory, Severity
 from hmi.core.tags import DataType, TagSpec
-from hmi.sources.backoff import Backoff
 from hmi.sources.health import RateLimitedLog, SourceHealth
 from hmi.sources.writes import WriteResult
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from hmi.sources.backoff import Backoff
+from hmi.core.backoff import Backoff
 
 
 class Clock:

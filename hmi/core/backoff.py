@@ -1,4 +1,4 @@
-"""Reconnect delays shared by every source.
+"""Reconnect delays shared by every source and by the historian's forwarder.
 
 Exponential with jitter (so a plant's worth of clients do not reconnect in step), but
 fast at first: a peer that has never answered may simply be starting at the same moment
