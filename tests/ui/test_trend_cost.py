@@ -62,13 +62,7 @@ def trend(qtbot):
         sample(buffers, NOW - 5 + 0.1 * i, 5.0)
     widget.refresh()
     settle(qtbot)
-    # The first frames may be drawn before the plot has its final width (later on a loaded
-    # machine): wait until the width holds, so "a pixel of time" stays what it was.
-    width = -1.0
-    while widget.plot.vb.width() != width:
-        width = widget.plot.vb.width()
-        widget.refresh()
-        settle(qtbot)
+    settle_layout(qtbot, widget)
     # At the start of a pixel column of time, with the layout settled.
     clock.now = widget.visible_range()[1] + 0.02 * pixel_s(widget)
     widget.refresh()
@@ -80,6 +74,16 @@ def trend(qtbot):
 
 def settle(qtbot) -> None:
     qtbot.wait(50)  # lets Qt deliver the paint events a change scheduled
+
+
+def settle_layout(qtbot, view: TrendView) -> None:
+    """The first frames may be drawn before the plot has its final width (later on a loaded
+    machine): wait until the width holds, so "a pixel of time" stays what it was."""
+    width = -1.0
+    while view.plot.vb.width() != width:
+        width = view.plot.vb.width()
+        view.refresh()
+        settle(qtbot)
 
 
 def pixel_s(view: TrendView) -> float:

@@ -20,7 +20,7 @@ from hmi.core.tags import TagRegistry, TagSpec
 from hmi.ui.main_window import MainWindow
 from hmi.ui.tag_table import COL_TIME, COL_VALUE, TagTableModel
 from hmi.ui.trend import TrendView
-from tests.ui.test_trend_cost import NOW, Clock, pixel_s, settle
+from tests.ui.test_trend_cost import NOW, Clock, pixel_s, settle, settle_layout
 from tests.ui.test_window_cost import open_demo, publish
 
 
@@ -137,8 +137,7 @@ def test_a_new_sample_repaints_only_the_right_edge_of_the_trend(qtbot) -> None: 
     for i in range(400):  # the whole span: a curve across the plot
         t = NOW - 400 + i
         buffers.append_batch(SampleBatch.from_arrays([0, 1], [int(t * 1e9)] * 2, [4.0 + (i % 3), 3.0]))
-    view.refresh()
-    settle(qtbot)
+    settle_layout(qtbot, view)
     clock.now = view.visible_range()[1] + 0.02 * pixel_s(view)  # at the start of a pixel column
     view.refresh()
     settle(qtbot)
