@@ -61,6 +61,7 @@ from hmi.security.roles import Action
 from hmi.ui import theme
 from hmi.ui.alarm_feed import AlarmFeed, Reply
 from hmi.ui.format import format_time, format_value
+from hmi.ui.item_models import row_runs
 from hmi.ui.role_gate import RoleGate
 
 COLUMNS = ("", "Time", "Machine", "Tag", "Message", "Value", "State", "Priority")
@@ -201,9 +202,12 @@ class AlarmTableModel(QAbstractTableModel):
         old_names = [s.name for s in self._rows]
         new_names = [s.name for s in rows]
         if old_names == new_names:
-            self._rows = rows
-            if rows:
-                self.dataChanged.emit(self.index(0, 0), self.index(len(rows) - 1, len(COLUMNS) - 1))
+            old, self._rows = self._rows, rows
+            # Only the rows whose alarm changed: the feed changes when any alarm does, and a
+            # whole-table repaint (text shaped for every cell) is costly on software rendering.
+            changed = [row for row, (a, b) in enumerate(zip(old, rows, strict=True)) if a is not b and a != b]
+            for first, last in row_runs(changed):
+                self.dataChanged.emit(self.index(first, 0), self.index(last, len(COLUMNS) - 1))
             return
         # A different set or order of rows: reset (for the view far cheaper than a layout
         # change of thousands of rows); the panel puts the selection back by alarm name.
@@ -212,9 +216,13 @@ class AlarmTableModel(QAbstractTableModel):
         self.endResetModel()
 
     def toggle_blink(self) -> None:
+        """Blink the mark and priority cells of unacknowledged alarms, and nothing else: the
+        view repaints just the cells announced (two narrow columns, not the rows between)."""
         self.blink_on = not self.blink_on
-        if self._rows:
-            self.dataChanged.emit(self.index(0, COL_MARK), self.index(len(self._rows) - 1, COL_PRIORITY))
+        blinking = [row for row, s in enumerate(self._rows) if s.unacknowledged]
+        for first, last in row_runs(blinking):
+            for col in (COL_MARK, COL_PRIORITY):
+                self.dataChanged.emit(self.index(first, col), self.index(last, col))
 
 
 class ReasonDialog(QDialog):

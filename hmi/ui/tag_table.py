@@ -12,6 +12,7 @@ from hmi.core.bus import TagBus
 from hmi.core.quality import Quality
 from hmi.ui import theme
 from hmi.ui.format import format_tag_value, format_time
+from hmi.ui.item_models import row_runs
 
 COLUMNS = ("Tag", "Value", "Unit", "Quality", "Time")
 COL_TAG, COL_VALUE, COL_UNIT, COL_QUALITY, COL_TIME = range(5)
@@ -108,9 +109,5 @@ class TagTableModel(QAbstractTableModel):
             if key != self._shown[row]:
                 self._shown[row] = key
                 changed.append(row)
-        # One signal per run of adjacent rows (a view repaints the rectangle of each run).
-        start = 0
-        for k in range(1, len(changed) + 1):
-            if k == len(changed) or changed[k] != changed[k - 1] + 1:
-                self.dataChanged.emit(self.index(changed[start], COL_VALUE), self.index(changed[k - 1], COL_TIME))
-                start = k
+        for first, last in row_runs(changed):
+            self.dataChanged.emit(self.index(first, COL_VALUE), self.index(last, COL_TIME))

@@ -6,17 +6,23 @@ trend of its own."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import pairwise
 from typing import cast
 
-from PySide6.QtCore import QEvent, QObject, QRect
-from PySide6.QtGui import QPaintEvent
-from PySide6.QtWidgets import QApplication, QWidget
+from hypothesis import given
+from hypothesis import strategies as st
+from PySide6.QtCore import QEvent, QObject, QPoint, QRect
+from PySide6.QtGui import QPaintEvent, QRegion
+from PySide6.QtWidgets import QApplication, QTableView, QWidget
 
+from hmi.core.alarms.model import AlarmState, AlarmStatus, Mode, Priority
 from hmi.core.bus import TagBus
 from hmi.core.ringbuffer import TrendBuffers
 from hmi.core.samples import SampleBatch
 from hmi.core.tags import TagRegistry, TagSpec
+from hmi.ui.alarm_panel import COL_MARK, COL_MESSAGE, COL_PRIORITY, COLUMNS, AlarmTableModel
+from hmi.ui.item_models import row_runs
 from hmi.ui.main_window import MainWindow
 from hmi.ui.tag_table import COL_TIME, COL_VALUE, TagTableModel
 from hmi.ui.trend import TrendView
@@ -152,7 +158,80 @@ def test_a_new_sample_repaints_only_the_right_edge_of_the_trend(qtbot) -> None: 
     assert painted.rects, "each new sample is painted"
     assert max(r.width() for r in painted.rects) < 0.05 * plot_width, [r.width() for r in painted.rects]
     painted.rects.clear()
-    clock.now += pixel_s(view)  # a pixel's worth of time: the view moves
+    clock.now += view.scroll_step_s()  # a step's worth of time: the view moves
     view.refresh()
     settle(qtbot)
     assert max(r.width() for r in painted.rects) > 0.9 * plot_width
+
+
+def alarm_status(name: str, acked: bool, value: float = 1.0, priority: Priority = Priority.HIGH) -> AlarmStatus:
+    state = AlarmState.ACK_ACTIVE if acked else AlarmState.UNACK_ACTIVE
+    return AlarmStatus(name, name.rsplit(".", 1)[0], "hi", priority, str(state), state, Mode.IN_SERVICE, True, acked,
+                       f"{name} high", value, 1, 1, 1, 1)  # fmt: skip
+
+
+class PaintRegions(QObject):
+    """The rectangles a widget was asked to paint."""
+
+    def __init__(self, widget: QWidget) -> None:
+        super().__init__(widget)
+        self.regions: list[QRegion] = []
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Paint:
+            self.regions.append(QRegion(cast(QPaintEvent, event).region()))
+        return False
+
+
+def test_the_alarm_blink_repaints_the_blinking_cells_only(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """Unacknowledged alarms blink their mark and priority cells twice a second: only those
+    cells repaint, not the whole summary (a full repaint of every row was most of the window's
+    CPU with the 3D view hidden); with every alarm acknowledged nothing blinks."""
+    model = AlarmTableModel()
+    statuses = [alarm_status(f"m{k}.t.hi", acked=k % 2 == 1) for k in range(6)]
+    model.refresh(statuses)
+    view = QTableView()
+    view.setModel(model)
+    view.resize(900, 300)
+    qtbot.addWidget(view)
+    view.show()
+    qtbot.waitExposed(view)
+    changes: list[tuple[int, int, int, int]] = []
+    model.dataChanged.connect(lambda a, b, _roles=(): changes.append((a.row(), b.row(), a.column(), b.column())))
+    unacked_rows = [model.row_of(s.name) for s in statuses if not s.acked]
+    settle(qtbot)
+    regions = PaintRegions(view.viewport())
+    model.toggle_blink()
+    settle(qtbot)
+    assert sorted(changes) == sorted((r, r, c, c) for r in unacked_rows for c in (COL_MARK, COL_PRIORITY))
+    message = QPoint(view.columnViewportPosition(COL_MESSAGE) + 2, view.rowViewportPosition(unacked_rows[0]) + 2)
+    assert regions.regions, "the blink repainted something"
+    assert not any(r.contains(message) for r in regions.regions), "the message cell was repainted"
+    changes.clear()
+    model.refresh([replace(s, acked=True, state="ACK_ACTIVE", alarm_state=AlarmState.ACK_ACTIVE) for s in statuses])
+    changes.clear()
+    model.toggle_blink()
+    assert changes == [], "nothing unacknowledged: nothing blinks"
+
+
+def test_the_alarm_summary_announces_only_the_alarms_that_changed(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """The alarm feed changes whenever any alarm does: the summary announces only its rows."""
+    model = AlarmTableModel()
+    statuses = [alarm_status(f"m{k}.t.hi", acked=False) for k in range(6)]
+    model.refresh(statuses)
+    changes: list[tuple[int, int, int, int]] = []
+    model.dataChanged.connect(lambda a, b, _roles=(): changes.append((a.row(), b.row(), a.column(), b.column())))
+    model.refresh(list(statuses))
+    assert changes == []
+    statuses[2] = replace(statuses[2], value=7.5)
+    model.refresh(statuses)
+    row = model.row_of(statuses[2].name)
+    assert changes == [(row, row, 0, len(COLUMNS) - 1)]
+
+
+@given(st.sets(st.integers(0, 60)))
+def test_row_runs_cover_each_row_once_in_runs_of_adjacent_rows(rows: set[int]) -> None:
+    runs = list(row_runs(rows))
+    assert [r for first, last in runs for r in range(first, last + 1)] == sorted(rows)
+    assert all(b[0] > a[1] + 1 for a, b in pairwise(runs)), "runs never touch: each is as long as it can be"
