@@ -41,6 +41,7 @@ ReplyCallback = Callable[[Reply], None]
 EVENT_CHUNK = 200  # events applied per lock hold, so the UI thread never waits long for the list
 POLL_MS = 200
 TOUCH_EVERY_S = 60.0
+INPUT_REST_S = 5.0  # after an input, the next is looked for this much later (at most)
 
 
 class AlarmFeed(QObject):
@@ -74,7 +75,8 @@ class AlarmFeed(QObject):
     @functools.cached_property
     def station(self) -> str:
         """Where this window runs, for the audit trail and the journal: host and X display
-        ("ws3:0"), computed once. The runtime takes it as given (hmi.commands.station_of)."""
+        ("ws3:0"), computed once. On a plain (loopback) channel the runtime takes it as given
+        (hmi.commands.station_of); over CURVE it uses the station's enrolled name instead."""
         return socket.gethostname() + os.environ.get("DISPLAY", "")
 
     def close(self) -> None:
@@ -185,9 +187,14 @@ class UserSession(QObject):
         self._idle_timer = QTimer(self)
         self._idle_timer.timeout.connect(self._check_idle)
         self._idle_timer.start(1000)
-        app = QApplication.instance()
-        if app is not None:
-            app.installEventFilter(self)
+        # Input is watched by an application-wide event filter, which Qt calls for every
+        # event of every object (paints, timers...): a few % of a core in Python. So it is
+        # installed only while someone is logged in, and after each input it rests for a
+        # fraction of the idle time before it looks again.
+        self.listening = False
+        self._relisten = QTimer(self)
+        self._relisten.setSingleShot(True)
+        self._relisten.timeout.connect(lambda: self._listen(self.logged_in))
 
     @property
     def logged_in(self) -> bool:
@@ -195,9 +202,18 @@ class UserSession(QObject):
 
     def close(self) -> None:
         self._idle_timer.stop()
+        self._relisten.stop()
+        self._listen(False)
+
+    def _listen(self, on: bool) -> None:
         app = QApplication.instance()
-        if app is not None:
+        if app is None or on == self.listening:
+            return
+        if on:
+            app.installEventFilter(self)
+        else:
             app.removeEventFilter(self)
+        self.listening = on
 
     def login(self, user: str, password: str, on_result: Callable[[bool, str], None] | None = None) -> None:
         def done(reply: Reply) -> None:
@@ -205,6 +221,7 @@ class UserSession(QObject):
                 self.user, self.role, self.token = reply["user"], reply["role"], reply["session"]
                 self.idle_logout_s = float(reply.get("idle_logout_s", 0) or 0)
                 self.last_input = self._last_touch = time.monotonic()
+                self._listen(True)
                 self.changed.emit()
                 self.message.emit(f"{self.user} logged in ({self.role})")
             if on_result is not None:
@@ -218,12 +235,15 @@ class UserSession(QObject):
         self.feed.send({"command": "logout", "session": self.token, "reason": reason}, None, with_session=False)
         user = self.user
         self.user = self.role = self.token = ""
+        self._listen(False)
         self.changed.emit()
         self.message.emit(f"{user} logged out" + (" after being idle" if reason == "idle" else ""))
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if event.type() in (QEvent.Type.KeyPress, QEvent.Type.MouseButtonPress, QEvent.Type.Wheel):
             self.note_input()
+            self._listen(False)
+            self._relisten.start(int(1000 * min(INPUT_REST_S, self.idle_logout_s / 4 or INPUT_REST_S)))
         return False
 
     def note_input(self) -> None:
@@ -237,6 +257,7 @@ class UserSession(QObject):
     def _on_touch(self, reply: Reply) -> None:
         if not reply.get("ok") and self.token and "not logged in" in str(reply.get("error", "")):
             self.user = self.role = self.token = ""
+            self._listen(False)
             self.changed.emit()
             self.message.emit("the runtime ended the session: log in again")
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtTest import QTest
 
 from hmi.core.alarms import AlarmDefinition, Condition, Priority
 from hmi.core.alarms.model import AlarmStatus
@@ -225,6 +226,21 @@ def test_idle_logout(qtbot, win: Window) -> None:
     # The window says where it runs (host and display); the runtime records it with the action.
     station = win.feed.station
     assert station and win.rt.audit.records()[-1].details_dict() == {"reason": "idle", "station": station}
+
+
+def test_an_operator_at_work_stays_logged_in(qtbot, win: Window) -> None:
+    """Key presses keep the session alive past the idle time; when they stop, the user is logged
+    out. Input is watched only while someone is logged in (the watch costs CPU on every event)."""
+    assert not win.feed.session.listening
+    login(qtbot, win, "olga")
+    win.feed.session.idle_logout_s = 1.2
+    end = time.monotonic() + 3.0
+    while time.monotonic() < end:
+        QTest.keyClick(win.panel.comment, Qt.Key.Key_Shift)
+        qtbot.wait(100)
+        assert win.feed.session.logged_in, "typing keeps the session"
+    qtbot.waitUntil(lambda: not win.feed.session.logged_in, timeout=5000)
+    assert not win.feed.session.listening
 
 
 def test_journal_lists_and_exports_what_happened(qtbot, win: Window, tmp_path: Path) -> None:
