@@ -61,6 +61,10 @@ log = logging.getLogger(__name__)
 SPANS_S = {"1 min": 60, "5 min": 300, "15 min": 900, "1 h": 3600, "8 h": 8 * 3600}
 WHEEL_ZOOM = 0.85  # per wheel notch over a y axis: the range shrinks to 85 % (zoom in)
 CURSOR_MARGIN_PX = 10
+# A live trend scrolls in whole pixels, at most once a second (as SCADA trends update): every
+# scroll repaints the whole plot with its axes' text, the dearest thing the window draws with
+# the 3D view hidden. New samples still show at once, in the strip at the right edge.
+SCROLL_EVERY_S = 1.0
 # An export asks the historian for this many points: it returns every raw sample unless a
 # range holds more than that (then min/max pairs), so a CSV is the recorded data.
 EXPORT_POINTS = 20_000_000
@@ -608,11 +612,11 @@ class TrendView(QWidget):
     def refresh(self, now_s: float | None = None) -> bool:
         """Scroll (when live) and redraw pens whose data or view changed; True if anything drew.
 
-        Live, the right edge is `now` rounded up to a whole pixel of time: the view moves when
-        a pixel's worth of time has passed (every 0.5 s for 5 min on 600 px), not on every
-        tick, and a sample (stamped at or before now) is always inside it. Between moves only
-        pens with new samples redraw, so an idle trend paints nothing and a new sample shows
-        on the next tick without repainting the axes."""
+        Live, the right edge is `now` rounded up to a scroll step (whole pixels, about a
+        second: `scroll_step_s`): the view moves once a step, not on every tick, and a sample
+        (stamped at or before now) is always inside it. Between moves only pens with new
+        samples redraw, so an idle trend paints nothing and a new sample shows on the next
+        tick without repainting the axes."""
         if self._unbuilt is not None:
             return False
         width = max(int(self.plot.vb.width()), 100)
@@ -642,12 +646,17 @@ class TrendView(QWidget):
             self.frames_drawn += 1
         return drew
 
+    def scroll_step_s(self, width: int | None = None) -> float:
+        """How far a live view moves at a time: whole pixels, about SCROLL_EVERY_S."""
+        pixel = self.span_s / (width or max(int(self.plot.vb.width()), 100))
+        return pixel * max(1, math.ceil(SCROLL_EVERY_S / pixel - 1e-9))
+
     def _scroll_to(self, now: float, width: int) -> None:
-        pixel = self.span_s / width
-        x1 = math.ceil(now / pixel) * pixel
+        step = self.scroll_step_s(width)
+        x1 = math.ceil(now / step) * step
         cur0, cur1 = self.plot.vb.viewRange()[0]
         # Only a change reaches pyqtgraph: a move repaints the whole plot, axes included.
-        if abs(cur1 - x1) > 1e-3 * pixel or abs(cur0 - (x1 - self.span_s)) > 1e-3 * pixel:
+        if abs(cur1 - x1) > 1e-3 * step or abs(cur0 - (x1 - self.span_s)) > 1e-3 * step:
             self.plot.setXRange(x1 - self.span_s, x1, padding=0)
 
     def _pen_points(

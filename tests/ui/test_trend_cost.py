@@ -18,7 +18,7 @@ from hmi.core.tags import TagSpec
 from hmi.ipc.mirror import BusMirror
 from hmi.paths import data_dir
 from hmi.ui.mime import TAGS_MIME
-from hmi.ui.trend import TrendView
+from hmi.ui.trend import SCROLL_EVERY_S, TrendView
 from hmi.ui.trend_groups import TrendGroupStore, os_user
 from tests.helpers import DEMO_PROJECT
 
@@ -63,7 +63,7 @@ def trend(qtbot):
     widget.refresh()
     settle(qtbot)
     settle_layout(qtbot, widget)
-    # At the start of a pixel column of time, with the layout settled.
+    # At the start of a scroll step, with the layout settled.
     clock.now = widget.visible_range()[1] + 0.02 * pixel_s(widget)
     widget.refresh()
     settle(qtbot)
@@ -90,19 +90,31 @@ def pixel_s(view: TrendView) -> float:
     return view.span_s / view.plot.vb.width()
 
 
-def test_an_idle_trend_does_not_repaint_until_the_view_moves_a_pixel(qtbot, trend) -> None:
+def test_an_idle_trend_does_not_repaint_until_the_view_moves_a_step(qtbot, trend) -> None:
+    """A live view moves in whole pixels about once a second (SCADA trends update once a
+    second): each move repaints the whole plot and its axes, so not on every tick."""
     view, clock, counter = trend
+    step_s, px = view.scroll_step_s(), view.span_s / int(view.plot.vb.width())  # whole pixels
+    assert step_s >= SCROLL_EVERY_S and step_s / px == pytest.approx(round(step_s / px))
+    assert step_s < SCROLL_EVERY_S + px
     ticks = 10
-    step = 0.9 * pixel_s(view) / ticks  # ten ticks together move less than a pixel
     for _ in range(ticks):
-        clock.now += step
+        clock.now += 0.9 * step_s / ticks  # ten ticks together move less than a step
         assert not view.refresh()
         settle(qtbot)
     assert counter.paints == 0
-    clock.now += pixel_s(view)
-    assert view.refresh(), "a pixel's worth of time moves the view"
+    x1 = view.visible_range()[1]
+    clock.now += step_s
+    assert view.refresh(), "a step's worth of time moves the view"
+    assert view.visible_range()[1] == pytest.approx(x1 + step_s)
     settle(qtbot)
     assert counter.paints >= 1
+
+
+def test_a_long_span_still_scrolls_a_pixel_at_a_time(qtbot, trend) -> None:
+    view, _, _ = trend
+    view.set_span(8 * 3600)  # a pixel is longer than a second
+    assert view.scroll_step_s() == pytest.approx(view.span_s / int(view.plot.vb.width()))
 
 
 def test_a_new_sample_repaints_at_once_and_once(qtbot, trend) -> None:
