@@ -1,6 +1,7 @@
 """Runtime -> window channel: throughput (samples/s) and latency (p50/p99), with the
 runtime side in its own process as in the product, beside bare ZeroMQ PUB/SUB carrying the
-same frames in the same run (the ceiling)."""
+same frames in the same run (the ceiling), and the same channel over CURVE (what a station
+on another host gets: encrypted, the station authenticated by the ZAP handler)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from hmi.core.samples import SampleBatch, now_ns
 from hmi.core.tags import TagRegistry, TagSpec
 from hmi.ipc import messages as m
 from hmi.ipc.client import IpcClient, NullListener
+from hmi.ipc.curve import CurveClient, CurveServer
 from hmi.ipc.publisher import IpcPublisher
 from hmi.supervisor import free_tcp_port
 
@@ -42,9 +44,13 @@ def _batch(size: int, i: int, ts: int | None = None) -> SampleBatch:
 
 def peer(args: argparse.Namespace) -> None:
     batches = [_batch(THROUGHPUT_BATCH, i) for i in range(64)]
-    if args.impl == "hmi":
+    if args.impl in ("hmi", "curve"):
         bus = TagBus(TagRegistry(TagSpec(f"m.t{i}") for i in range(TAGS)))
-        publisher = IpcPublisher(bus, args.stream, args.requests)
+        curve = None
+        if args.impl == "curve":
+            station = {args.client_key: "bench"}
+            curve = CurveServer(args.server_public.encode(), args.server_secret.encode(), lambda: station)
+        publisher = IpcPublisher(bus, args.stream, args.requests, curve=curve)
         publisher.start()
         send = bus.publish
     else:
@@ -118,19 +124,27 @@ def run(impl: str, mode: str) -> Receiver:
     stream, requests = f"tcp://{host}:{free_tcp_port()}", f"tcp://{host}:{free_tcp_port()}"
     receiver = Receiver()
     stop = threading.Event()
-    if impl == "hmi":
-        client = IpcClient(stream, requests, receiver)
+    keys: list[str] = []
+    if impl in ("hmi", "curve"):
+        curve = None
+        if impl == "curve":
+            server_public, server_secret = zmq.curve_keypair()
+            public, secret = zmq.curve_keypair()
+            curve = CurveClient(server_public, public, secret)
+            keys = ["--server-public", server_public.decode(), "--server-secret", server_secret.decode(),
+                    "--client-key", public.decode()]  # fmt: skip
+        client = IpcClient(stream, requests, receiver, curve=curve)
         client.start()
     else:
         thread = threading.Thread(target=_raw_receive, args=(stream, receiver, stop))
         thread.start()
     child = subprocess.run(
         [sys.executable, "-m", "bench.ipc", "--peer", "--impl", impl, "--mode", mode, "--stream", stream,
-         "--requests", requests],
+         "--requests", requests, *keys],
         check=True,
     )  # fmt: skip
     del child
-    if impl == "hmi":
+    if impl in ("hmi", "curve"):
         receiver.lost = client.stats.gaps
         client.stop()
     else:
@@ -142,23 +156,28 @@ def run(impl: str, mode: str) -> Receiver:
 def main() -> dict[str, float]:
     results = {}
     rows = []
-    for impl, label in (("hmi", "IpcPublisher -> IpcClient"), ("raw", "bare ZeroMQ PUB/SUB (ceiling)")):
+    paths = (
+        ("hmi", "IpcPublisher -> IpcClient"),
+        ("curve", "the same over CURVE (ZAP-authenticated)"),
+        ("raw", "bare ZeroMQ PUB/SUB (ceiling)"),
+    )
+    for impl, label in paths:
         r = run(impl, "throughput")
         rate = r.samples / max(r.last - r.first, 1e-9)
         lat = run(impl, "latency")
         p50, p99, worst = percentiles_ms(lat.latencies)
         results[impl] = rate
         results[f"{impl}_p99_ms"] = p99
-        lost = str(r.lost) if impl == "hmi" else "n/a"
+        lost = str(r.lost) if impl != "raw" else "n/a"
         rows.append((label, fmt_rate(rate), lost, f"{p50:.3f}", f"{p99:.3f}", f"{worst:.2f}"))
-    ratio = results["hmi"] / results["raw"]
-    rows[0] = (*rows[0], f"{ratio:.2f}")
-    rows[1] = (*rows[1], "1.00")
+    rows[0] = (*rows[0], f"{results['hmi'] / results['raw']:.2f}", "1.00")
+    rows[1] = (*rows[1], f"{results['curve'] / results['raw']:.2f}", f"{results['curve'] / results['hmi']:.2f}")
+    rows[2] = (*rows[2], "1.00", "")
     print_table(
         f"Runtime -> window channel: throughput in batches of {THROUGHPUT_BATCH}; latency of {LATENCY_BATCH}-sample "
         f"batches at {LATENCY_RATE_HZ}/s (runtime side in a child process)",
         rows,
-        ("path", "samples/s", "messages lost", "p50 ms", "p99 ms", "max ms", "ratio"),
+        ("path", "samples/s", "messages lost", "p50 ms", "p99 ms", "max ms", "ratio", "to plain"),
     )
     return results
 
@@ -166,10 +185,13 @@ def main() -> dict[str, float]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--peer", action="store_true")
-    parser.add_argument("--impl", choices=["hmi", "raw"])
+    parser.add_argument("--impl", choices=["hmi", "curve", "raw"])
     parser.add_argument("--mode", choices=["throughput", "latency"])
     parser.add_argument("--stream")
     parser.add_argument("--requests")
+    parser.add_argument("--server-public")
+    parser.add_argument("--server-secret")
+    parser.add_argument("--client-key")
     args = parser.parse_args()
     if args.peer:
         peer(args)

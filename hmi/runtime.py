@@ -29,9 +29,11 @@ from hmi.core.tags import DataType, TagSpec
 from hmi.gcfreeze import FREEZE_AFTER_START_S, freeze_startup_objects
 from hmi.historian.reader import HistorianReader
 from hmi.historian.writer import HistorianWriter
+from hmi.ipc.curve import CurveServer, StationsLookup, host_of
 from hmi.ipc.publisher import IpcPublisher, check_free
 from hmi.security.audit import AuditError, AuditTrail
 from hmi.security.sessions import LoginThrottle, Sessions
+from hmi.security.stations import LOCAL_STATION, StationList, runtime_key_pair, station_key_pair
 from hmi.security.users import UserStore
 from hmi.sources.base import BrowsableSource, Source, WritableSource, make_source
 from hmi.twin.advisories import ADVISORY_SETTINGS, advisory_definitions
@@ -170,8 +172,18 @@ class Runtime:
         self.stopped_by: str | None = None
         self.publisher: IpcPublisher | None = None
         if stream_address and request_address:
-            self.publisher = IpcPublisher(self.bus, stream_address, request_address, self.handle_command)
+            curve = self._curve_server(stream_address, request_address)
+            self.publisher = IpcPublisher(self.bus, stream_address, request_address, self.handle_command, curve=curve)
         self.started_at = time.time()
+
+    def _curve_server(self, stream_address: str, request_address: str) -> CurveServer | None:
+        """CURVE when [runtime] curve says so, else when either address leaves this host
+        (raises StationError when a key or the allow-list may not be used)."""
+        rt = self.project.runtime
+        if not any(rt.uses_curve(host_of(a)) for a in (stream_address, request_address)):
+            return None
+        keys = runtime_key_pair()
+        return CurveServer(keys.public, keys.secret, enrolled_stations())
 
     def _advisory_details(self, name: str) -> dict[str, Any] | None:
         """The twin's finding behind an advisory, for its events (bus thread)."""
@@ -244,6 +256,8 @@ class Runtime:
         if freeze_gc:
             self._loop.call_later(FREEZE_AFTER_START_S, freeze_startup_objects)
         if self.publisher is not None:
+            if self.publisher.curve is not None:
+                self.publisher.curve.stations()  # an allow-list others may read stops the start here
             # A busy port fails the start before the historian opens its file (nothing is left
             # behind); the ports are bound after it, so a window that connects can read it.
             check_free(self.publisher.stream_address)
@@ -431,6 +445,18 @@ def historian_alarm_history(project: Project, category: EventCategory = EventCat
             return list(reader.last_events_per_source(category, time.time_ns() + 1))
 
     return read
+
+
+def enrolled_stations(allow_list: StationList | None = None) -> StationsLookup:
+    """Who may attach over CURVE: the allow-list (re-read when it changes), and this
+    workstation's own station key as LOCAL_STATION (its secret sits beside the runtime's)."""
+    stations = allow_list or StationList()
+    local = {station_key_pair().public.decode("ascii"): LOCAL_STATION}
+
+    def lookup() -> dict[str, str]:
+        return {**stations.names_by_key(), **local}
+
+    return lookup
 
 
 def _browse_json(entry: Any, tag: str | None) -> dict[str, Any]:

@@ -34,6 +34,7 @@ import zmq
 
 from hmi.config.models import Project, SimulatorConfig
 from hmi.ipc import messages as m
+from hmi.ipc.curve import CurveClient, host_of
 from hmi.paths import data_dir, expand_data_url, hmi_command
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,8 @@ class RunningRuntime:
     request_address: str
     started_at: float
     supervisor_pid: int | None = None  # the `hmi run` that restarts it, when supervised
+    # Its CURVE public key (Z85) when it serves over CURVE; absent (older files too): plain.
+    server_key: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -101,7 +104,13 @@ class RunningRuntime:
             "stream": self.stream_address,
             "requests": self.request_address,
             "started_at": self.started_at,
+            "server_key": self.server_key,
         }
+
+    @property
+    def curve(self) -> CurveClient | None:
+        """How this workstation's CLI commands reach it (its own station key: `local`)."""
+        return station_curve(self.server_key.encode("ascii")) if self.server_key else None
 
     @classmethod
     def from_json(cls, data: Any) -> RunningRuntime | None:
@@ -110,6 +119,7 @@ class RunningRuntime:
             return None
         try:
             supervisor = data.get("supervisor_pid")
+            server_key = data.get("server_key")
             return cls(
                 pid=int(data["pid"]),
                 project=str(data["project"]),
@@ -117,6 +127,7 @@ class RunningRuntime:
                 request_address=str(data["requests"]),
                 started_at=float(data["started_at"]),
                 supervisor_pid=int(supervisor) if supervisor is not None else None,
+                server_key=str(server_key) if server_key else None,
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -144,11 +155,14 @@ def run_file(project_path: Path | str) -> Path:
     return data_dir() / "run" / f"{digest}.json"
 
 
-def write_run_file(project_path: Path | str, stream_address: str, request_address: str) -> Path:
+def write_run_file(
+    project_path: Path | str, stream_address: str, request_address: str, server_key: bytes | None = None
+) -> Path:
     """Announce this process as the project's runtime (written whole, then renamed into place)."""
     supervisor = os.getppid() if os.environ.get("HMI_SUPERVISED") else None
+    key = server_key.decode("ascii") if server_key else None
     record = RunningRuntime(
-        os.getpid(), _project_key(project_path), stream_address, request_address, time.time(), supervisor
+        os.getpid(), _project_key(project_path), stream_address, request_address, time.time(), supervisor, key
     )
     path = run_file(project_path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,11 +188,37 @@ def read_run_file(project_path: Path | str) -> RunningRuntime | None:
     return RunningRuntime.from_json(data)
 
 
-def request(address: str, command: dict[str, Any], timeout_s: float = PING_TIMEOUT_S) -> dict[str, Any]:
+def station_curve(server_key: bytes) -> CurveClient:
+    """A CURVE client towards the runtime with `server_key`, as this workstation's station."""
+    from hmi.security.stations import station_key_pair
+
+    keys = station_key_pair()
+    return CurveClient(server_key, keys.public, keys.secret)
+
+
+def window_curve(project: Project, request_address: str, project_dir: Path | None = None) -> CurveClient | None:
+    """How a window reaches the runtime at `request_address`: CURVE when [runtime] curve says
+    so or the address leaves this host, towards [runtime] server_key, else towards this
+    workstation's own runtime key (a runtime on this host, run by this user). Raises
+    StationError when a key cannot be read."""
+    from hmi.security.stations import read_public_key, runtime_key_pair
+
+    rt = project.runtime
+    if not rt.uses_curve(host_of(request_address)):
+        return None
+    server_key = read_public_key(rt.server_key, project_dir) if rt.server_key else runtime_key_pair().public
+    return station_curve(server_key)
+
+
+def request(
+    address: str, command: dict[str, Any], timeout_s: float = PING_TIMEOUT_S, curve: CurveClient | None = None
+) -> dict[str, Any]:
     """One command to a runtime's request address and its reply; TimeoutError if none comes."""
     ctx: zmq.Context = zmq.Context.instance()
     dealer = ctx.socket(zmq.DEALER)
     dealer.setsockopt(zmq.LINGER, 0)
+    if curve is not None:
+        curve.apply(dealer)
     try:
         dealer.connect(address)
         dealer.send_multipart([m.REQUEST_COMMAND, json.dumps({**command, "_id": 1}).encode()])
@@ -204,7 +244,7 @@ def find_running(project_path: Path | str) -> RunningRuntime | None:
         run_file(project_path).unlink(missing_ok=True)
         return None
     try:
-        reply = request(record.request_address, {"command": "ping"})
+        reply = request(record.request_address, {"command": "ping"}, curve=record.curve)
     except (TimeoutError, ConnectionError, zmq.ZMQError, ValueError) as exc:
         # The pid may be another process's by now, or the runtime hangs: not one to attach to.
         log.info("the runtime in %s does not answer (%s); ignoring it", run_file(project_path), exc)

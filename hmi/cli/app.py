@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "trust": "certificates",
     "cert": "certificates",
     "users": "users",
+    "station": "station",
     "audit": "audit",
     "central": "central",
     "replay": "replay",

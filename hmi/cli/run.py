@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from hmi.cli.common import (
+    EXIT_CONFIG,
     EXIT_FAILURE,
     EXIT_OK,
     Subparsers,
@@ -60,20 +61,26 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _run_headless(args: argparse.Namespace, project: Project) -> int:
     from hmi.historian.lock import HistorianInUse
     from hmi.runtime import Runtime
+    from hmi.security.stations import StationError
     from hmi.supervisor import EXIT_HISTORIAN_IN_USE, EXIT_STOPPED, free_tcp_port, remove_run_file, write_run_file
 
     stream, requests = ipc_addresses(args, project)
     host = project.runtime.ipc_host
     stream = stream or f"tcp://{host}:{free_tcp_port(host)}"
     requests = requests or f"tcp://{host}:{free_tcp_port(host)}"
-    runtime = Runtime(project, None if args.no_ipc else stream, None if args.no_ipc else requests)
+    try:
+        runtime = Runtime(project, None if args.no_ipc else stream, None if args.no_ipc else requests)
+    except StationError as exc:  # a CURVE key or the station allow-list may not be used
+        log.error("%s", exc)
+        return EXIT_CONFIG
     project_path = Path(args.project)
 
     def announce() -> None:
         # Found by `hmi run` (to open a window on it) and `hmi stop`; only once this runtime
         # holds the historian, so a second one refused for it never replaces the file.
         if not args.no_ipc:
-            write_run_file(project_path, stream, requests)
+            curve = runtime.publisher.curve if runtime.publisher is not None else None
+            write_run_file(project_path, stream, requests, curve.public if curve is not None else None)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -88,6 +95,9 @@ def _run_headless(args: argparse.Namespace, project: Project) -> int:
     except OSError as exc:
         log.error("%s", exc)
         return EXIT_FAILURE
+    except StationError as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIG
     finally:
         remove_run_file(project_path)
     if args.duration is not None:

@@ -55,17 +55,22 @@ def cmd_stop(args: argparse.Namespace) -> int:
     os_user, host = cli_operator()
     station = f"{host} (hmi stop by {os_user})"
     address = running.request_address
+    curve = running.curve  # the runtime serves over CURVE: this workstation's station key
     try:
-        login = request(address, {"command": "login", "user": user, "password": password, "station": station}, 10.0)
+        login = request(
+            address, {"command": "login", "user": user, "password": password, "station": station}, 10.0, curve
+        )
         if not login.get("ok"):
             print(f"hmi stop: login refused: {login.get('error', 'no reason given')}", file=sys.stderr)
             return EXIT_FAILURE
         session = login["session"]
         reply = request(
-            address, {"command": "stop_system", "session": session, "reason": reason, "station": station}, 10.0
+            address, {"command": "stop_system", "session": session, "reason": reason, "station": station}, 10.0, curve
         )
         if not reply.get("ok"):
-            request(address, {"command": "logout", "session": session, "station": station, "reason": "hmi stop"}, 5.0)
+            request(
+                address, {"command": "logout", "session": session, "station": station, "reason": "hmi stop"}, 5.0, curve
+            )
             print(f"hmi stop: refused: {reply.get('error', 'no reason given')}; nothing was stopped", file=sys.stderr)
             return EXIT_FAILURE
     except (TimeoutError, ConnectionError) as exc:

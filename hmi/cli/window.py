@@ -23,8 +23,20 @@ def add_arguments(sub: Subparsers) -> None:
 def cmd_window(args: argparse.Namespace) -> int:
     project = load(Path(args.project))
     stream, requests = ipc_addresses(args, project)
+    rt = project.runtime
+    if rt.remote is not None and not (args.ipc_stream or args.ipc_requests):
+        # A station: its window attaches to the runtime the project names.
+        stream, requests = f"tcp://{rt.remote}:{rt.stream_port}", f"tcp://{rt.remote}:{rt.request_port}"
     if stream is None or requests is None:
         print("hmi window: no runtime address: give --ipc-stream and --ipc-requests", file=sys.stderr)
+        return EXIT_CONFIG
+    from hmi.security.stations import StationError
+    from hmi.supervisor import window_curve
+
+    try:
+        curve = window_curve(project, requests, Path(args.project).parent)
+    except StationError as exc:
+        print(f"hmi window: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     log_to_file("window")
     from hmi.ui.app import run_window
@@ -33,5 +45,11 @@ def cmd_window(args: argparse.Namespace) -> int:
         print(f"hmi window: no machine {args.machine!r} in {args.project}", file=sys.stderr)
         return EXIT_CONFIG
     return run_window(
-        project, stream, requests, screenshot=args.screenshot, exit_after_s=args.exit_after, machine=args.machine
+        project,
+        stream,
+        requests,
+        screenshot=args.screenshot,
+        exit_after_s=args.exit_after,
+        machine=args.machine,
+        curve=curve,
     )

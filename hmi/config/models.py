@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from hmi.config.base import SECRET_REF_PATTERN, NumberOrBool, Port, Strict
 from hmi.config.bindings import BindingConfig, CameraPresetConfig
@@ -150,11 +150,68 @@ class HistorianConfig(Strict):
 
 
 class RuntimeConfig(Strict):
-    """Where the headless runtime serves windows (used when it runs on its own)."""
+    """Where the headless runtime serves windows (used when it runs on its own), whether the
+    channel is CURVE-encrypted, and, on a station, the remote runtime its window attaches to."""
 
     ipc_host: str = "127.0.0.1"
     stream_port: Port = 47100
     request_port: Port = 47101
+    # None: CURVE exactly when the channel leaves this host (ipc_host or remote not loopback).
+    curve: bool | None = None
+    remote: str | None = Field(default=None, min_length=1)  # "tcp://10.0.0.5" or "10.0.0.5"
+    # The remote runtime's public key: 40 characters of Z85, or its key file (relative to the
+    # project file). Public only: the secret keys stay in the data folders.
+    server_key: str | None = Field(default=None, min_length=1)
+
+    @field_validator("remote")
+    @classmethod
+    def _remote_host(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host = value.removeprefix("tcp://")
+        # A port (host:port) is refused: the ports are stream_port and request_port. An IPv6
+        # address is written in brackets, as in a URL.
+        if not host or "/" in host or (not host.startswith("[") and ":" in host):
+            raise ValueError(
+                f"{value!r}: give the runtime's host as tcp://HOST or tcp://[IPv6] (the ports are "
+                "stream_port and request_port)"
+            )
+        return host
+
+    @field_validator("curve")
+    @classmethod
+    def _curve_off_loopback(cls, value: bool | None, info: ValidationInfo) -> bool | None:
+        host = info.data.get("ipc_host", "127.0.0.1")
+        if value is False and not _is_loopback(host):
+            raise ValueError(
+                f"ipc_host = {host!r} is reachable from other hosts, so the channel needs CURVE: set "
+                "[runtime] curve = true (or leave it unset), or serve on 127.0.0.1"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _remote_has_key(self) -> RuntimeConfig:
+        if self.remote is not None and self.server_key is None and self.uses_curve(self.remote):
+            raise ValueError(
+                f"remote = {self.remote!r} needs the runtime's public key: set [runtime] server_key "
+                "(print it on the runtime's host with `hmi station key --runtime`)"
+            )
+        return self
+
+    def uses_curve(self, host: str) -> bool:
+        """Whether the channel to or on `host` is CURVE: as configured, else when it is not loopback."""
+        return self.curve if self.curve is not None else not _is_loopback(host)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host in ("", "localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class MachineConfig(Strict):

@@ -18,6 +18,10 @@ snapshot's, and batch messages up to S that arrive after it are skipped (events 
 are never skipped: the snapshot holds values only). The listener's `on_resync` then fetches
 what it keeps from events (the alarm list). One repair is in flight at a time, and at most
 one starts per REPAIR_INTERVAL_S: a flood of gaps is repaired by a few snapshots.
+
+Security: with a `CurveClient` both sockets are CURVE clients (hmi/ipc/curve.py). A command
+carrying a password (a login) is sent only inside an encrypted channel or on loopback;
+otherwise it is answered here, by a refusal, and never leaves the process.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from hmi.core.events import Event
 from hmi.core.samples import SampleBatch
 from hmi.core.tags import TagSpec
 from hmi.ipc import messages as m
+from hmi.ipc.curve import CurveClient, address_is_local
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,10 @@ SNAPSHOT_RETRY_S = 1.0
 # link watch (which must not mistake its own backlog for a silent runtime).
 DRAIN_S = 0.05
 REPAIR_INTERVAL_S = 0.25  # between repair snapshots: converges in a second, never floods the runtime
+PLAIN_LOGIN_REFUSED = (
+    "login refused: the channel to {address} is neither encrypted nor on this host, so the password "
+    "would cross the network in clear. Name the runtime's public key ([runtime] server_key) to use CURVE."
+)
 
 
 class ClientListener(Protocol):
@@ -115,10 +124,12 @@ class IpcClient:
         listener: ClientListener,
         timeout_s: float = RUNTIME_TIMEOUT_S,
         context: zmq.Context | None = None,
+        curve: CurveClient | None = None,
     ) -> None:
         self.stream_address = stream_address
         self.request_address = request_address
         self.listener = listener
+        self.curve = curve
         self.timeout_s = timeout_s
         self.stats = ClientStats()
         self.link_up = False
@@ -148,9 +159,17 @@ class IpcClient:
             self._wake_send.close(0)
             self._wake_send = None
 
+    @property
+    def carries_secrets(self) -> bool:
+        """True when a password may travel on this channel: encrypted, or never off this host."""
+        return self.curve is not None or address_is_local(self.request_address)
+
     def send_command(self, command: dict[str, Any]) -> Future[dict[str, Any]]:
         """Send a command to the runtime; the future resolves with its reply (thread-safe)."""
         future: Future[dict[str, Any]] = Future()
+        if "password" in command and not self.carries_secrets:
+            future.set_result({"ok": False, "error": PLAIN_LOGIN_REFUSED.format(address=self.request_address)})
+            return future
         with self._commands_lock:
             self._commands.append((command, future))
         self._wake()
@@ -173,6 +192,8 @@ class IpcClient:
     def _new_dealer(self) -> zmq.Socket:
         dealer = self._ctx.socket(zmq.DEALER)
         dealer.setsockopt(zmq.LINGER, 0)
+        if self.curve is not None:
+            self.curve.apply(dealer)
         dealer.connect(self.request_address)
         return dealer
 
@@ -181,6 +202,8 @@ class IpcClient:
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.RCVHWM, 0)
         sub.setsockopt(zmq.SUBSCRIBE, b"")
+        if self.curve is not None:
+            self.curve.apply(sub)
         sub.connect(self.stream_address)
         dealer = self._new_dealer()
         poller = zmq.Poller()

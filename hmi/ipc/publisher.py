@@ -7,6 +7,10 @@ batches into one message and sends. One request thread owns the ROUTER socket. A
 window never slows the runtime: PUB drops beyond the high-water mark and the window sees
 the gap in the sequence numbers. No stream message spans the sequence number a snapshot
 was taken at, so a window can tell exactly which messages a snapshot already contains.
+
+With a `CurveServer` both sockets are CURVE servers in a ZeroMQ context of their own, whose
+ZAP handler (hmi/ipc/curve.py) lets in enrolled stations only; a command's station is then
+the enrolled name of the connection it came on. Without one, only loopback is served.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from hmi.core.bus import TagBus
 from hmi.core.samples import SampleBatch
 from hmi.core.tags import TagSpec
 from hmi.ipc import messages as m
+from hmi.ipc.curve import NOT_ENROLLED, CurveServer, StationAuthenticator, require_curve
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +77,18 @@ class IpcPublisher:
         request_address: str,
         command_handler: CommandHandler | None = None,
         context: zmq.Context | None = None,
+        curve: CurveServer | None = None,
     ) -> None:
         self.bus = bus
         self.stream_address = stream_address
         self.request_address = request_address
         self.command_handler = command_handler
+        self.curve = curve
         self.session = random.getrandbits(63) or 1
-        self._ctx = context or zmq.Context.instance()
+        # The ZAP handler serves its whole context: a context of our own keeps it to our sockets.
+        self._own_ctx = curve is not None and context is None
+        self._ctx = zmq.Context() if self._own_ctx else (context or zmq.Context.instance())
+        self._auth: StationAuthenticator | None = None
         self._cond = threading.Condition(threading.Lock())
         self._outbox: list[tuple[bytes, int, Any]] = []  # (kind, seq, payload)
         self._seq = 0
@@ -96,18 +106,29 @@ class IpcPublisher:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Bind both sockets (raises OSError naming the address if taken), then serve."""
+        """Bind both sockets (raises OSError naming the address if taken, or if it is not
+        loopback and the channel is plain), then serve."""
+        require_curve(self.stream_address, self.curve)
+        require_curve(self.request_address, self.curve)
+        if self.curve is not None:
+            # Answering before the first bind: libzmq lets every key in while no handler runs.
+            self._auth = StationAuthenticator(self._ctx, self.curve.stations)
+            self._auth.start()
+            self._auth.thread.name = "ipc-zap"
         pub = self._ctx.socket(zmq.PUB)
         pub.setsockopt(zmq.SNDHWM, SEND_HWM)
         pub.setsockopt(zmq.LINGER, 0)
         router = self._ctx.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 0)
         for sock, address in ((pub, self.stream_address), (router, self.request_address)):
+            if self.curve is not None:
+                self.curve.apply(sock)
             try:
                 sock.bind(address)
             except zmq.ZMQError as exc:
                 pub.close()
                 router.close()
+                self._stop_auth()
                 raise OSError(f"cannot listen on {address}: {exc}") from None
         self._running = True
         self._subscriptions = [
@@ -130,7 +151,22 @@ class IpcPublisher:
             self._cond.notify_all()
         for thread in self._threads:
             thread.join(timeout=2.0)
+        ended = not any(t.is_alive() for t in self._threads)
         self._threads.clear()
+        self._stop_auth()
+        if self._own_ctx and ended:
+            self._ctx.term()
+
+    def _stop_auth(self) -> None:
+        # After the sockets closed: without its handler libzmq would let any key in.
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+
+    @property
+    def stations_refused(self) -> int:
+        """Handshakes the ZAP handler refused (unknown keys) since start."""
+        return self._auth.refused if self._auth is not None else 0
 
     # -- bus side (any thread, under the bus lock) --------------------------------------------
 
@@ -211,10 +247,13 @@ class IpcPublisher:
             while self._running:
                 if not poller.poll(100):
                     continue
-                frames = router.recv_multipart()
-                identity, request = frames[0], frames[1:]
+                parts = router.recv_multipart(copy=False)
+                identity, request = parts[0].bytes, [p.bytes for p in parts[1:]]
+                # The enrolled name the ZAP handler gave this connection (None when plain).
+                user_id = parts[1].get("User-Id") if self.curve is not None and len(parts) > 1 else None
+                station = str(user_id) if user_id else None
                 try:
-                    reply = self._handle(request)
+                    reply = self._handle(request, station)
                 except Exception as exc:
                     log.exception("IPC request failed")
                     reply = [m.KIND_REPLY, json.dumps({"ok": False, "error": str(exc)}).encode()]
@@ -222,14 +261,22 @@ class IpcPublisher:
         finally:
             router.close()
 
-    def _handle(self, request: list[bytes]) -> list[Any]:
+    def _handle(self, request: list[bytes], station: str | None = None) -> list[Any]:
         if not request:
             raise m.ProtocolError("empty request")
+        enrolled = self.curve is None or bool(station and self.curve.enrolled(station))
         if request[0] == m.REQUEST_SNAPSHOT:
+            if not enrolled:  # removed from the allow-list since it connected: nothing more for it
+                return [m.KIND_REPLY, json.dumps({"ok": False, "error": NOT_ENROLLED}).encode()]
             return self.snapshot_frames()
         if request[0] == m.REQUEST_COMMAND and len(request) == 2:
             command = json.loads(request[1])
             command_id = command.pop("_id", 0)
+            if not enrolled:
+                return [m.KIND_REPLY, json.dumps({"ok": False, "error": NOT_ENROLLED, "_id": command_id}).encode()]
+            if station is not None:
+                # Who sent it is who the handshake proved, whatever the window wrote in it.
+                command["station"] = station
             if self.command_handler is None:
                 result = {"ok": False, "error": "this runtime accepts no commands"}
             else:

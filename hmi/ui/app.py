@@ -16,6 +16,7 @@ from hmi.config.models import Project
 from hmi.gcfreeze import FREEZE_AFTER_START_S, freeze_startup_objects
 from hmi.historian.reader import HistoryLookup
 from hmi.ipc.client import IpcClient
+from hmi.ipc.curve import CurveClient
 from hmi.ipc.mirror import BusMirror
 from hmi.ui.gc_guard import GuiThreadCollector
 from hmi.ui.main_window import MainWindow
@@ -63,6 +64,7 @@ def run_window(
     screenshot: str | None = None,
     exit_after_s: float | None = None,
     machine: str | None = None,
+    curve: CurveClient | None = None,
 ) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
@@ -73,7 +75,7 @@ def run_window(
     asyncio.set_event_loop(loop)
 
     mirror = BusMirror()
-    client = IpcClient(stream_address, request_address, mirror)
+    client = IpcClient(stream_address, request_address, mirror, curve=curve)
     # Trends reach back into the runtime's historian file beyond their ring buffers (WAL
     # lets this reader run beside the runtime's writer), or into [historian] read_url.
     window = MainWindow(project, mirror, client, history=HistoryLookup(project.historian.read_target))
