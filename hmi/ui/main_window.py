@@ -74,7 +74,7 @@ from hmi.ui.write_dialog import WriteDialog
 log = logging.getLogger(__name__)
 
 TREND_FPS = 30
-TABLE_HZ = 5
+TABLE_HZ = 2  # numbers read at most twice a second (faster changes cannot be read, and cost CPU)
 OVERVIEW_HZ = 2
 STATUS_PERIOD_S = 1.0  # the status bar's texts (connections, historian, samples/s)
 TREND_CAPACITY = 40_000  # per pen: 66 min at 10 Hz, past the 1 h span; 8 h backfills from the historian
@@ -939,7 +939,7 @@ class MainWindow(QMainWindow):
         view = self.trend_tabs.currentWidget()
         if isinstance(view, TrendView) and view.isVisible():
             drew = view.refresh()
-            # The trend draws a new value within a frame; the table only at its 5 Hz refresh.
+            # The trend draws a new value within a frame; the table only at its TABLE_HZ refresh.
             if drew and not self._first_live_logged and self._playback_clock is None:
                 self._log_first_live_frame(view.pen_names())
 
