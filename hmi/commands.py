@@ -40,9 +40,11 @@ from hmi.core.events import Event, EventCategory, Severity
 from hmi.core.samples import SampleBatch
 from hmi.core.tags import DataType, TagSpec
 from hmi.security.audit import AuditEntry, AuditError, AuditTrail, operator_event
+from hmi.security.positions import PositionRefused, StationBoard
 from hmi.security.roles import REQUIRED_ROLE, Action, may
 from hmi.security.sessions import LoginRefused, Session, Sessions
 from hmi.security.users import UserError
+from hmi.security.verified_writes import PendingWrite, VerifiedWrites, VerifyRefused
 from hmi.sources.base import CallableSource
 
 log = logging.getLogger(__name__)
@@ -323,8 +325,11 @@ class OperatorCommands:
         advisories: AlarmService | None = None,
         caller: MethodCaller | None = None,
         stop_system: Callable[[str], None] | None = None,
+        board: StationBoard | None = None,
+        verified_writes: VerifiedWrites | None = None,
     ) -> None:
-        """`advisories` is the twin's advisory engine: its advisories are acknowledged,
+        """`board` keeps the operator positions and the stations heard from.
+        `advisories` is the twin's advisory engine: its advisories are acknowledged,
         shelved and audited with the same commands as alarms (they are told apart by name).
         `caller` carries method calls to the plant (None: calls are refused)."""
         self.sessions = sessions
@@ -337,6 +342,9 @@ class OperatorCommands:
         self.reload = reload
         self.stop_system = stop_system  # stops the runtime (given the user); None: cannot
         self.clock = clock
+        # Writes to `verify = true` tags waiting for a second user ([writes]; none configured: no reasons).
+        self.verified = verified_writes if verified_writes is not None else VerifiedWrites()
+        self.board = board if board is not None else StationBoard()
         # THE command table: every command a window or the CLI sends, and who may send it. The
         # runtime adds its own (browse, watch, ping, status: `register`). A role is checked
         # against this table (`_session` reads it), so the table is who may do what.
@@ -358,6 +366,15 @@ class OperatorCommands:
             "stop_system": CommandEntry(self._stop_system, Action.STOP_SYSTEM),
             "demo_faults": CommandEntry(self._demo_faults, None),
             "demo_fault": CommandEntry(self._demo_fault, Action.DEMO_FAULT),
+            # Two-person writes: `write` with a reason asks; a second user verifies or rejects.
+            "pending_writes": CommandEntry(self._pending_writes, None),
+            "verify_write": CommandEntry(self._verify_write, Action.VERIFY_WRITE),
+            "reject_write": CommandEntry(self._reject_write, Action.VERIFY_WRITE),
+            "cancel_write": CommandEntry(self._cancel_write, LOGGED_IN),  # the requester's own: checked there
+            "take_position": CommandEntry(self._take_position, Action.TAKE_POSITION),
+            # The holder (operator role) or a supervisor: checked in the handler.
+            "hand_over_position": CommandEntry(self._hand_over_position, Action.TAKE_POSITION),
+            "stations": CommandEntry(self._stations, None),
         }
         # User changes before the runtime started are not its to announce (users.json is the
         # workstation's, shared by every project; its change log keeps them); later ones are.
@@ -381,7 +398,10 @@ class OperatorCommands:
     def handle(self, command: dict[str, Any]) -> dict[str, Any]:
         """THE entry point for every command (IPC request thread): its handler in the table, or
         `unknown command 'name'`."""
-        self._record_ended_sessions(self.clock())
+        now = self.clock()
+        self._record_ended_sessions(now)
+        # Any command is a sign of life from its station (the station list's last seen).
+        self.board.seen(station_of(command), now)
         entry = self.table.get(str(command.get("command")))
         if entry is None:
             return _refused(f"unknown command {command.get('command')!r}")
@@ -389,8 +409,10 @@ class OperatorCommands:
 
     def tick(self, now_ns: int | None = None) -> None:
         """Timer entry point (the runtime's alarm timer): record the end of sessions left idle,
-        and user changes made with `hmi users` since the last look."""
-        self._record_ended_sessions(self.clock() if now_ns is None else now_ns)
+        and user changes made with `hmi users` since the last look; verified writes whose time is up lapse."""
+        now = self.clock() if now_ns is None else now_ns
+        self._record_ended_sessions(now)
+        self._lapse_writes(now)
         if time.monotonic() - self._users_checked >= self.users_check_s:
             self._users_checked = time.monotonic()
             self._record_user_changes()
@@ -710,10 +732,158 @@ class OperatorCommands:
         except ValueError as exc:
             self._record([AuditEntry("write", session.user, tag, "refused", {**details, "reason": str(exc)})])
             return _refused(str(exc))
+        if spec.verify:
+            return self._request_verified_write(command, session, spec, value, details)
         writer = self.writer
         act = (lambda: writer(spec, value)) if writer is not None else None
         reply = self._carry_out(session, "write", tag, details, act, "this runtime cannot write to the plant")
         return {**reply, "old": details["old"]} if "status" in reply else reply
+
+    # -- two-person (verified) writes -------------------------------------------------------------
+
+    def _request_verified_write(
+        self,
+        command: dict[str, Any],
+        session: Session,
+        spec: TagSpec,
+        value: float | bool | str,
+        details: dict[str, Any],
+    ) -> dict[str, Any]:
+        """A write to a `verify = true` tag, checked like any write, is not sent: with a reason
+        from [writes] verify_reasons it waits for a second user (hmi.security.verified_writes),
+        recorded as `write_verify_request` and published to every window with id and expiry."""
+        reason = str(command.get("reason", "")).strip()[:100]
+        now = self.clock()
+        try:
+            pending = self.verified.request(spec.name, value, session, details["station"], reason, now,
+                                            str(details.get("context", "")))  # fmt: skip
+        except VerifyRefused as exc:
+            refused = {**details, "reason": str(exc), **({"given_reason": reason} if reason else {})}
+            self._record([AuditEntry("write_verify_request", session.user, spec.name, "refused", refused)])
+            return _refused(str(exc))
+        facts = {**details, "reason": reason, "id": pending.id, "expires_ns": pending.expires_ns,
+                 "timeout_s": self.verified.timeout_s}  # fmt: skip
+        problem = self._record([AuditEntry("write_verify_request", session.user, spec.name, "ok", facts, now)])
+        if problem is not None:
+            # A request missing from the trail must not turn into a write: withdrawn at once.
+            self.verified.cancel(pending.id, session.user, now)
+            withdrawn = {**self._requested(pending), "station": pending.station, "id": pending.id, "comment": problem}
+            self._record([AuditEntry("write_verify_cancel", session.user, spec.name, "ok", withdrawn, now)])
+            return _refused(f"{problem}: a write that cannot be audited is not sent")
+        return {"ok": True, "pending": True, "id": pending.id, "expires_ns": pending.expires_ns,
+                "timeout_s": self.verified.timeout_s, "old": details["old"],
+                "message": "waiting for verification by a second user"}  # fmt: skip
+
+    @staticmethod
+    def _requested(pending: PendingWrite) -> dict[str, Any]:
+        """The request's facts every later record of it repeats (the trail reads without joins)."""
+        return {"requested_by": pending.user, "requester_station": pending.station, "reason": pending.reason,
+                "new": _json_value(pending.value)}  # fmt: skip
+
+    def _pending_writes(self, command: dict[str, Any]) -> dict[str, Any]:
+        """The writes waiting for verification, the reasons to pick from and the timeout (anyone
+        may read them, as every window is told of each request anyway)."""
+        now = self.clock()
+        pending = [p.to_json() for p in self.verified.pending() if p.expires_ns > now]
+        return {"ok": True, "reasons": list(self.verified.reasons), "timeout_s": self.verified.timeout_s,
+                "now_ns": now, "pending": pending}  # fmt: skip
+
+    def _verify_write(self, command: dict[str, Any]) -> dict[str, Any]:
+        """{"command": "verify_write", "id"}: a second user with the verifier role confirms, and
+        the write goes through the ordinary write path (checks, audit before and after, the
+        tag's source) in the requester's name with the verifier beside it. Never one's own."""
+        return self._decide_write(command, verify=True)
+
+    def _reject_write(self, command: dict[str, Any]) -> dict[str, Any]:
+        """{"command": "reject_write", "id", "comment"}: the verifier turns it down, saying why."""
+        return self._decide_write(command, verify=False)
+
+    def _decide_write(self, command: dict[str, Any], verify: bool) -> dict[str, Any]:
+        ident = str(command.get("id", ""))[:40]
+        station = station_of(command)
+        kind = "write_verify" if verify else "write_verify_reject"
+        comment = str(command.get("comment", "")).strip()[:500]
+        known = self.verified.get(ident)
+        target = known.tag if known is not None else ident
+        details: dict[str, Any] = {"station": station, "id": ident}
+        session = self._session(command, target, details, kind=kind, doing="verifying another user's write")
+        if isinstance(session, dict):
+            return session
+        now = self.clock()
+        self._lapse_writes(now)  # one whose time is up is told as lapsed, not as verified late
+        try:
+            if not verify and not comment:
+                raise VerifyRefused("a rejection needs a comment for the user who asked")
+            pending = self.verified.decide(ident, session.user, now)
+        except VerifyRefused as exc:
+            self._record([AuditEntry(kind, session.user, target, "refused", {**details, "reason": str(exc)})])
+            return _refused(str(exc))
+        facts = {**details, **self._requested(pending), **({"comment": comment} if comment else {})}
+        problem = self._record([AuditEntry(kind, session.user, pending.tag, "ok", facts, now)])
+        if not verify:
+            return {"ok": True, "id": ident, **({"audit_error": problem} if problem else {})}
+        return self._send_verified(pending, session, station)
+
+    def _send_verified(self, pending: PendingWrite, verifier: Session, station: str) -> dict[str, Any]:
+        """The verified write, now: the same checks as any write, recorded as the requester's."""
+        tag = pending.tag
+        spec = self.bus.registry.by_name(tag) if tag in self.bus.registry else None
+        latest = self.bus.latest(tag) if spec is not None else None
+        details: dict[str, Any] = {
+            "station": pending.station,
+            "old": _json_value(latest.value if latest is not None else None),
+            "new": _json_value(pending.value),
+            "reason": pending.reason,
+            "verify_id": pending.id,
+            "verified_by": verifier.user,
+            "verifier_station": station,
+        }
+        if pending.context:
+            details["context"] = pending.context
+        try:
+            if spec is None:
+                raise ValueError(f"unknown tag {tag!r}")
+            value = check_write(spec, pending.value)
+        except ValueError as exc:
+            refused = {**details, "reason": str(exc), "requested_reason": pending.reason}
+            self._record([AuditEntry("write", pending.user, tag, "refused", refused)])
+            return _refused(str(exc))
+        writer = self.writer
+        act = (lambda: writer(spec, value)) if writer is not None else None
+        reply = self._carry_out(pending.requester, "write", tag, details, act, "this runtime cannot write to the plant")
+        return {**reply, "id": pending.id, "tag": tag, **({"old": details["old"]} if "status" in reply else {})}
+
+    def _cancel_write(self, command: dict[str, Any]) -> dict[str, Any]:
+        """{"command": "cancel_write", "id"}: the requester withdraws it (any session of theirs)."""
+        session = self.sessions.resolve(command.get("session"), self.clock())
+        if session is None:
+            return _refused("not logged in (or the session ended): log in again")
+        ident = str(command.get("id", ""))[:40]
+        known = self.verified.get(ident)
+        target = known.tag if known is not None else ident
+        details: dict[str, Any] = {"station": station_of(command), "id": ident}
+        now = self.clock()
+        self._lapse_writes(now)
+        try:
+            pending = self.verified.cancel(ident, session.user, now)
+        except VerifyRefused as exc:
+            self._record([AuditEntry("write_verify_cancel", session.user, target, "refused",
+                                     {**details, "reason": str(exc)})])  # fmt: skip
+            return _refused(str(exc))
+        facts = {**details, **self._requested(pending)}
+        problem = self._record([AuditEntry("write_verify_cancel", session.user, pending.tag, "ok", facts, now)])
+        return {"ok": True, "id": ident, **({"audit_error": problem} if problem else {})}
+
+    def _lapse_writes(self, now_ns: int) -> None:
+        """Verified writes nobody verified in time: out of the book, each recorded (and told) once."""
+        gone = self.verified.lapse(now_ns)
+        if gone:
+            timeout = self.verified.timeout_s
+            self._record([
+                AuditEntry("write_verify_lapse", p.user, p.tag, "ok",
+                           {**self._requested(p), "station": p.station, "id": p.id, "timeout_s": timeout}, now_ns)
+                for p in gone
+            ])  # fmt: skip
 
     def _call(self, command: dict[str, Any]) -> dict[str, Any]:
         """{"command": "call", "connection", "object": NodeId, "method": NodeId, "arguments": [...],
@@ -797,6 +967,86 @@ class OperatorCommands:
         self._record([AuditEntry(kind, session.user, target, word, result)])
         if not outcome.ok:
             reply["error"] = f"{outcome.status}: {outcome.message}" if outcome.message else outcome.status
+        return reply
+
+    # -- operator positions and stations ----------------------------------------------------------
+
+    def _take_position(self, command: dict[str, Any]) -> dict[str, Any]:
+        """{"command": "take_position", "position", "reason"}: this station takes a free position
+        (leaving the one it held); audited with who, where and why."""
+        position = str(command.get("position", ""))[:100]
+        station = station_of(command)
+        details: dict[str, Any] = {"station": station, "reason": str(command.get("reason", "")).strip()[:500]}
+        session = self._session(command, position, details, kind="take_position")
+        if isinstance(session, dict):
+            return session
+        try:
+            if not station:
+                raise PositionRefused("a position is taken by a station: this command names none")
+            left = self.board.take(station, position)
+        except PositionRefused as exc:
+            refused = {**details, "reason": str(exc)}
+            self._record([AuditEntry("take_position", session.user, position, "refused", refused)])
+            return _refused(str(exc))
+        if left:
+            details["left"] = left
+        problem = self._record([AuditEntry("take_position", session.user, position, "ok", details)])
+        reply: dict[str, Any] = {"ok": True, "position": position}
+        if problem is not None:
+            reply["audit_error"] = problem  # like alarm actions: a full disk must not stop it
+        return reply
+
+    def _hand_over_position(self, command: dict[str, Any]) -> dict[str, Any]:
+        """{"command": "hand_over_position", "position", "to_station", "reason"}: the position
+        goes to another attached station. Its holder (any operator logged in there) or a
+        supervisor may; the reason is required (ISA-18.2's shift hand-over is a record)."""
+        position = str(command.get("position", ""))[:100]
+        to_station = str(command.get("to_station", ""))[:100]
+        station = station_of(command)
+        reason = str(command.get("reason", "")).strip()[:500]
+        details: dict[str, Any] = {"station": station, "to_station": to_station, "reason": reason}
+        session = self._session(command, position, details, kind="hand_over_position")
+        if isinstance(session, dict):
+            return session
+        holder = self.board.holder_of(position)
+        try:
+            if not reason:
+                raise PositionRefused("a hand-over needs a reason")
+            if not (station and holder == station) and not may(session.role, Action.HAND_OVER_POSITION):
+                needed = REQUIRED_ROLE[Action.HAND_OVER_POSITION].label
+                who = f"held by {holder}" if holder else "not held"
+                who_is = f"{session.user} is {session.role.label}"
+                raise PositionRefused(f"{position} is {who}: only its holder or a {needed} hands it over; {who_is}")
+            holder, left = self.board.hand_over(position, to_station, self.clock())
+        except PositionRefused as exc:
+            # "reason" is the refusal here; what the sender wrote stays beside it.
+            refused = {**details, "reason": str(exc), **({"comment": reason} if reason else {})}
+            self._record([AuditEntry("hand_over_position", session.user, position, "refused", refused)])
+            return _refused(str(exc))
+        details["from_station"] = holder
+        if left:
+            details["left"] = left
+        problem = self._record([AuditEntry("hand_over_position", session.user, position, "ok", details)])
+        reply: dict[str, Any] = {"ok": True, "position": position, "from_station": holder, "to_station": to_station}
+        if problem is not None:
+            reply["audit_error"] = problem
+        return reply
+
+    def _stations(self, command: dict[str, Any]) -> dict[str, Any]:
+        """A window's poll (about once a second): its station's position and the positions (any
+        sender), and for a supervisor the stations heard from, their users, positions and last
+        seen time. Not audited: it changes nothing. The sender was marked seen in `handle`."""
+        now = self.clock()
+        reply: dict[str, Any] = {
+            "ok": True,
+            "position": self.board.position_of(station_of(command)),
+            "positions": [p.to_json() for p in self.board.positions],
+        }
+        # Peeking at the session must not keep it alive: a poll is not the operator's input.
+        session = next((s for s in self.sessions.active() if s.token == command.get("session")), None)
+        if session is not None and may(session.role, Action.VIEW_STATIONS):
+            reply["stations"] = self.board.stations(self.sessions.active(), now)
+            reply["now_ns"] = now
         return reply
 
     # -- configuration -----------------------------------------------------------------------------

@@ -8,12 +8,17 @@ installation folder: that one may be read-only (Program Files, /opt).
 Several processes of one role (two windows) share its file; rotation is then best-effort
 (Python's handler does not coordinate between processes; on Windows the rename fails and
 the handler keeps writing to the current file).
+
+Under systemd (`hmi service`) stderr goes to the journal, which keeps, rotates and
+timestamps every line itself: no log file then, so nothing is written twice.
 """
 
 from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
+import sys
 from pathlib import Path
 
 from hmi.paths import data_dir
@@ -27,8 +32,23 @@ def log_dir() -> Path:
     return data_dir() / "logs"
 
 
+def stderr_is_journal() -> bool:
+    """True when systemd connected this process's stderr to the journal: it sets
+    JOURNAL_STREAM to that stream's "device:inode", which a child whose stderr was redirected
+    since no longer matches (systemd.exec(5))."""
+    device, _, inode = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        info = os.fstat(sys.stderr.fileno())
+        return (info.st_dev, info.st_ino) == (int(device), int(inode))
+    except (AttributeError, ValueError, OSError):  # no stderr (pythonw), no or a bad variable
+        return False
+
+
 def add_log_file(role: str, level: int = logging.INFO) -> Path | None:
-    """Also log to `<data>/logs/<role>.log`; None (and a warning on stderr) if it cannot be opened."""
+    """Also log to `<data>/logs/<role>.log`; None (and a warning on stderr) if it cannot be
+    opened, or when stderr is the journal already (a service)."""
+    if stderr_is_journal():
+        return None
     path = log_dir() / f"{role}.log"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -32,9 +32,11 @@ from hmi.historian.writer import HistorianWriter
 from hmi.ipc.curve import CurveServer, StationsLookup, host_of
 from hmi.ipc.publisher import IpcPublisher, check_free
 from hmi.security.audit import AuditError, AuditTrail
+from hmi.security.positions import Position, StationBoard
 from hmi.security.sessions import LoginThrottle, Sessions
 from hmi.security.stations import LOCAL_STATION, StationList, runtime_key_pair, station_key_pair
 from hmi.security.users import UserStore
+from hmi.security.verified_writes import VerifiedWrites
 from hmi.sources.base import BrowsableSource, Source, WritableSource, make_source
 from hmi.twin.advisories import ADVISORY_SETTINGS, advisory_definitions
 from hmi.twin.service import TwinService
@@ -84,6 +86,12 @@ class SampleCounter:
         """Samples per tag id (rows) and Quality (columns)."""
         with self._lock:
             return self._counts.copy()
+
+
+def project_positions(project: Project) -> list[Position]:
+    """The operator positions: [[positions]], or the older [alarm_system] positions (no area)."""
+    areas = {p.name: p.area for p in project.positions}
+    return [Position(n, areas.get(n, ""), tuple(m)) for n, m in project.operator_positions().items()]
 
 
 class Runtime:
@@ -158,6 +166,10 @@ class Runtime:
             stop_system=self.request_stop,
             # Method calls (and the call dialog's signature reads) go to the connection's source.
             caller=SourceMethodCaller(self.source_named, self._on_loop),
+            # Operator positions ([[positions]]) and the stations heard from (station health).
+            board=StationBoard(project_positions(project)),
+            # Writes to `verify = true` tags wait for a second user ([writes]).
+            verified_writes=VerifiedWrites(project.writes.verify_reasons, project.writes.verify_timeout_s),
         )
         # The runtime's own commands go into the one command table, which OperatorCommands keeps
         # (it is built and tested without a runtime). Anyone may send these: no session.
@@ -382,7 +394,8 @@ class Runtime:
         before = len(self.alarms.engine)
         count = self.alarms.replace_engine(alarm_definitions(project), alarm_settings(project))
         self.sessions.idle_timeout_s = project.security.idle_logout_s
-        keep = {"alarms", "alarm_system", "security", "source_path"}
+        self.commands.board.replace_positions(project_positions(project))
+        keep = {"alarms", "alarm_system", "positions", "security", "source_path"}
         others = sorted(
             k for k in type(project).model_fields if k not in keep and getattr(project, k) != getattr(self.project, k)
         )

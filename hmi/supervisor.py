@@ -308,18 +308,28 @@ class Supervisor:
         attach: RunningRuntime | None = None,
     ) -> None:
         """`attach`: a runtime already running for this project; then only a window is
-        started (and supervised) on it, and it ends when that runtime's owner ends."""
+        started (and supervised) on it, and it ends when that runtime's owner ends. A
+        station's project ([runtime] remote) likewise gets only a window, on that runtime:
+        no plant and no runtime run here, and closing the window ends `hmi run`."""
         self.project_path = project_path
         self.project = project
         self.attach = attach
+        rt = project.runtime
+        self.remote = attach is None and rt.remote is not None
         host = "127.0.0.1"
         if attach is not None:
             stream_address, request_address = attach.stream_address, attach.request_address
+        elif self.remote:
+            # The addresses `hmi window` takes from the project; its CURVE keys follow from them.
+            stream_address, request_address = (
+                f"tcp://{rt.remote}:{rt.stream_port}",
+                f"tcp://{rt.remote}:{rt.request_port}",
+            )
         self.stream_address = stream_address or f"tcp://{host}:{free_tcp_port()}"
         self.request_address = request_address or f"tcp://{host}:{free_tcp_port()}"
         ipc = ["--ipc-stream", self.stream_address, "--ipc-requests", self.request_address]
         self.children: list[Child] = []
-        if attach is None:
+        if attach is None and not self.remote:
             if project.simulator.enabled if with_sim is None else with_sim:
                 self.children.append(Child("plant", hmi_command(*plant_args(project.simulator)), "restart"))
             self.children.append(
@@ -374,7 +384,9 @@ class Supervisor:
         return lock.in_use() if lock is not None else None
 
     def run(self) -> int:
-        if self.attach is None:
+        if self.remote:
+            log.info("%s names the runtime at %s; opening a window on it", self.project_path, self.request_address)
+        elif self.attach is None:
             problem = self._check_free()
             if problem is not None:
                 return problem
@@ -430,7 +442,7 @@ class Supervisor:
                 continue
             child.process = None
             if child.on_exit == "restart-on-crash" and ended_on_request(code):
-                if self.attach is not None:
+                if self.attach is not None or self.remote:
                     log.info("%s closed; the runtime keeps running", child.name)
                     self._stopping = True
                     return

@@ -22,7 +22,7 @@ from hmi.security.users import UserStore
 from tests.helpers import free_port
 
 PASSWORD = "correct horse"
-USERS = {"olga": Role.OPERATOR, "vic": Role.VIEWER, "erik": Role.ENGINEER, "ada": Role.ADMIN}
+USERS = {"olga": Role.OPERATOR, "vic": Role.VIEWER, "sam": Role.SUPERVISOR, "erik": Role.ENGINEER, "ada": Role.ADMIN}
 TAGS = [
     TagSpec("cnc01.tool_temperature", unit="°C", low=0, high=200),
     TagSpec("cnc01.spindle_speed", unit="rpm", low=0, high=24000),

@@ -42,16 +42,21 @@ range = [0, 100]
 
 
 class MethodPlant:
-    def __init__(self, directory: Path, with_ipc: bool = False) -> None:
+    def __init__(
+        self, directory: Path, with_ipc: bool = False, extra: str = "", users: dict[str, Role] | None = None
+    ) -> None:
+        """`extra`: project text appended (the tag's table is last, so its keys may come first);
+        `users`: more users beside olga (operator) and vic (viewer)."""
         self.db = directory / "historian.sqlite"
         self.peer = OpcUaPeer(free_port(), directory / "server-pki").start()
         path = directory / "project.toml"
-        path.write_text(PROJECT.format(db=self.db.as_posix(), endpoint=self.peer.endpoint), encoding="utf-8")
-        users = UserStore(directory / "users.json")
-        users.add("olga", Role.OPERATOR, PASSWORD)
-        users.add("vic", Role.VIEWER, PASSWORD)
+        text = PROJECT.format(db=self.db.as_posix(), endpoint=self.peer.endpoint) + extra
+        path.write_text(text, encoding="utf-8")
+        store = UserStore(directory / "users.json")
+        for name, role in {"olga": Role.OPERATOR, "vic": Role.VIEWER, **(users or {})}.items():
+            store.add(name, role, PASSWORD)
         addresses = (f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}") if with_ipc else (None, None)
-        self.runtime = Runtime(load_project(path), *addresses, users=users)
+        self.runtime = Runtime(load_project(path), *addresses, users=store)
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._main, name="test-runtime", daemon=True)

@@ -146,6 +146,9 @@ WHO_MAY = {
     "call": Action.WRITE, "method_signature": LOGGED_IN, "reload_config": Action.RELOAD_CONFIG,
     "stop_system": Action.STOP_SYSTEM, "browse": None, "watch": None, "ping": None, "status": None,
     "demo_faults": None, "demo_fault": Action.DEMO_FAULT,
+    "pending_writes": None, "verify_write": Action.VERIFY_WRITE, "reject_write": Action.VERIFY_WRITE,
+    "cancel_write": LOGGED_IN,
+    "take_position": Action.TAKE_POSITION, "hand_over_position": Action.TAKE_POSITION, "stations": None,
 }  # fmt: skip
 
 
@@ -203,7 +206,7 @@ def test_the_role_in_the_table_is_the_role_checked(rt: InProcessRuntime) -> None
     for name, action in gated.items():
         reply = rt.handle({"command": name, "session": vic, **fields})
         assert not reply["ok"] and f"needs the {REQUIRED_ROLE[action].label} role; vic is viewer" in reply["error"]
-    for name in ("touch", "method_signature"):
+    for name in ("touch", "method_signature", "cancel_write"):
         assert rt.handle({"command": name, **fields})["error"].startswith("not logged in")
 
 

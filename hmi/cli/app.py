@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "cert": "certificates",
     "users": "users",
     "station": "station",
+    "service": "service",
     "audit": "audit",
     "central": "central",
     "replay": "replay",

@@ -43,6 +43,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _run_headless(args, project)
     from hmi.supervisor import Supervisor, find_running
 
+    if project.runtime.remote is not None:
+        # A station: the plant and the runtime are the server's; only a window runs here.
+        return Supervisor(project_path, project).run()
     running = find_running(project_path)
     if running is not None:
         # The runtime kept recording after its window was closed: open only a window on it.

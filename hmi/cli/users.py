@@ -23,7 +23,7 @@ def add_arguments(sub: Subparsers) -> None:
         u = users.add_parser(action, help=text)
         u.add_argument("name")
         if action in ("add", "role"):
-            u.add_argument("--role", required=True, help="viewer, operator, engineer or admin")
+            u.add_argument("--role", required=True, help="viewer, operator, supervisor, engineer or admin")
         if action in ("add", "passwd"):
             u.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
         u.add_argument(

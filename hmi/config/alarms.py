@@ -102,6 +102,10 @@ def alarm_problems(project: Project) -> list[Problem]:
         for j, machine in enumerate(machines):
             if machine not in project.machines:
                 problems.append((["alarm_system", "positions", position, j], f"unknown machine {machine!r}"))
+    for i, p in enumerate(project.positions):
+        for j, machine in enumerate(p.machines):
+            if machine not in project.machines:
+                problems.append((["positions", i, "machines", j], f"position {p.name}: unknown machine {machine!r}"))
     return problems
 
 
@@ -144,7 +148,7 @@ def alarm_settings(project: Project) -> AlarmSettings:
         flood_threshold=system.flood_threshold,
         flood_window_s=system.flood_window_s,
         max_shelve_s=system.max_shelve_s,
-        positions={name: tuple(machines) for name, machines in system.positions.items()},
+        positions={name: tuple(machines) for name, machines in project.operator_positions().items()},
         chatter_count=system.chatter_count,
         chatter_window_s=system.chatter_window_s,
         fleeting_s=system.fleeting_s,

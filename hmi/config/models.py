@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -354,6 +354,31 @@ class SecurityConfig(Strict):
     lockout_s: float = Field(default=60.0, ge=1, le=86400)
 
 
+class WritesConfig(Strict):
+    """[writes]: two-person writes to tags declared `verify = true` (hmi/security/verified_writes.py)."""
+
+    # The reasons an operator picks from when asking for a verified write (a list, not free
+    # text: the trail can be searched by reason, and nobody types one in a hurry).
+    verify_reasons: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list)
+    verify_timeout_s: float = Field(default=120.0, ge=5, le=3600)  # unverified this long: it lapses
+
+    @field_validator("verify_reasons")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each reason once")
+        return value
+
+
+class PositionConfig(Strict):
+    """An operator position ([[positions]]): the machines one operator answers for. Its window
+    shows their alarms by default, and its flood count counts only them (ISA-18.2: per position)."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    area: str = Field(default="", max_length=100)  # what the operator calls it: "Machining hall"
+    machines: list[str] = Field(min_length=1)
+
+
 class Project(Strict):
     # The file's format: the loader has upgraded an older one (hmi/config/migrations.py).
     format: int = Field(default=CURRENT_FORMAT, ge=CURRENT_FORMAT, le=CURRENT_FORMAT)
@@ -367,7 +392,9 @@ class Project(Strict):
     trends: list[TrendConfig] = Field(default_factory=list)
     alarms: list[AlarmConfig] = Field(default_factory=list)
     alarm_system: AlarmSystemConfig = AlarmSystemConfig()
+    positions: list[PositionConfig] = Field(default_factory=list)
     security: SecurityConfig = SecurityConfig()
+    writes: WritesConfig = WritesConfig()
     shifts: list[ShiftConfig] = Field(default_factory=list)
     bindings: list[BindingConfig] = Field(default_factory=list)
     cameras: list[CameraPresetConfig] = Field(default_factory=list)
@@ -386,6 +413,36 @@ class Project(Strict):
             raise ValueError(f"shift names must be unique; repeated: {', '.join(repeated)}")
         return value
 
+    @field_validator("positions")
+    @classmethod
+    def _unique_position_names(cls, value: list[PositionConfig]) -> list[PositionConfig]:
+        names = [p.name for p in value]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"position names must be unique; repeated: {', '.join(repeated)}")
+        return value
+
+    @model_validator(mode="after")
+    def _verified_tags_have_reasons(self) -> Project:
+        verified = [name for name, tag in self.tags.items() if tag.verify]
+        if verified and not self.writes.verify_reasons:
+            raise ValueError(f"tags {verified} are verify = true: [writes] verify_reasons must list the reasons")
+        return self
+
+    @model_validator(mode="after")
+    def _one_way_to_positions(self) -> Project:
+        if self.positions and self.alarm_system.positions:
+            raise ValueError(
+                "positions are given twice: keep [[positions]] (name, area, machines) and drop [alarm_system] positions"
+            )
+        return self
+
+    def operator_positions(self) -> dict[str, list[str]]:
+        """Position -> machines, from [[positions]] or else the older [alarm_system] positions."""
+        if self.positions:
+            return {p.name: list(p.machines) for p in self.positions}
+        return dict(self.alarm_system.positions)
+
     def tag_specs(self) -> list[TagSpec]:
         specs = []
         for name, tag in self.tags.items():
@@ -403,6 +460,7 @@ class Project(Strict):
                     low=low,
                     high=high,
                     decimals=tag.decimals,
+                    verify=tag.verify,
                     source_address=conn.address_of(tag) if conn is not None else None,
                 )
             )

@@ -32,6 +32,8 @@ class TagConfig(Strict):
     range: Pair | None = None
     decimals: int | None = Field(default=None, ge=0, le=9)  # on screen; default: from the range
     writable: bool = False
+    # A write needs a reason ([writes] verify_reasons) and a second user's verification.
+    verify: bool = False
     # OPC UA: subscription group, data-change filter, and an element of an array node.
     group: str | None = None
     deadband: Deadband | None = None
@@ -48,6 +50,8 @@ class TagConfig(Strict):
     def _deadband_needs_on_change(self) -> TagConfig:
         if self.history_deadband and self.history != "on_change":
             raise ValueError('history_deadband applies only with history = "on_change"')
+        if self.verify and not self.writable:
+            raise ValueError("verify applies only to a writable tag (writable = true)")
         return self
 
 

@@ -43,6 +43,7 @@ class TagSpec:
     low: float | None = None  # engineering range, also the limits a write is checked against
     high: float | None = None
     decimals: int | None = None  # shown on screen; None: derived from the range
+    verify: bool = False  # a write waits for a second user's verification (hmi.security.verified_writes)
     # The connection kind's typed address (None: `address` alone, e.g. a tag made at run time).
     source_address: SourceAddress | None = field(default=None, compare=False, hash=False)
 
@@ -66,6 +67,7 @@ class TagSpec:
             "low": self.low,
             "high": self.high,
             "decimals": self.decimals,
+            "verify": self.verify,
         }
 
     @classmethod
@@ -81,6 +83,7 @@ class TagSpec:
             low=_opt_float(data.get("low")),
             high=_opt_float(data.get("high")),
             decimals=None if data.get("decimals") is None else int(data["decimals"]),  # type: ignore[call-overload]
+            verify=bool(data.get("verify", False)),
         )
 
 

@@ -85,7 +85,8 @@ class AuditEntry:
     """What to record. `outcome`: ok, refused (role, rule) or failed (the plant said no)."""
 
     # login, login_failed, logout, acknowledge, reset, shelve, unshelve, out_of_service,
-    # return_to_service, write_request, write, call_request, call, config_reload, user_<change>
+    # return_to_service, write_request, write, call_request, call, config_reload, user_<change>,
+    # write_verify_request, write_verify, write_verify_reject, write_verify_cancel, write_verify_lapse
     kind: str
     user: str
     target: str = ""
@@ -118,6 +119,12 @@ _NOUNS = {
     "call_request": "call of",
     "call": "call of",
     "config_reload": "reload of",
+    "write_verify_request": "verified write to",
+    "write_verify": "verification of the write to",
+    "write_verify_reject": "rejection of the write to",
+    "write_verify_cancel": "cancelling of the write to",
+    "take_position": "taking of position",
+    "hand_over_position": "hand-over of position",
     "login_failed": "login as",
     "stop_system": "stop of the",
 }
@@ -145,11 +152,33 @@ def _done_message(kind: str, user: str, target: str, d: dict[str, Any]) -> str:
             f"{user} asked to write {_value(d.get('new'))} to {target} (was {_value(d.get('old'))})"
         ),
         "write": lambda: (
-            f"{user} wrote {_value(d.get('new'))} to {target} (was {_value(d.get('old'))}): {d.get('status', '')}"
+            f"{user} wrote {_value(d.get('new'))} to {target} (was {_value(d.get('old'))})"
+            + (f", verified by {d['verified_by']}" if d.get("verified_by") else "")
+            + f": {d.get('status', '')}"
+        ),
+        # Two-person writes (hmi/security/verified_writes.py); the reason follows as the why.
+        "write_verify_request": lambda: (
+            f"{user} asked to write {_value(d.get('new'))} to {target} (was {_value(d.get('old'))}),"
+            " waiting for verification by a second user"
+        ),
+        "write_verify": lambda: (
+            f"{user} verified {d.get('requested_by')}'s write of {_value(d.get('new'))} to {target}"
+        ),
+        "write_verify_reject": lambda: (
+            f"{user} rejected {d.get('requested_by')}'s write of {_value(d.get('new'))} to {target}"
+        ),
+        "write_verify_cancel": lambda: f"{user} withdrew the write of {_value(d.get('new'))} to {target}",
+        "write_verify_lapse": lambda: (
+            f"{user}'s write of {_value(d.get('new'))} to {target} lapsed:"
+            f" nobody verified it within {format_duration(d.get('timeout_s'))}"
         ),
         "call_request": lambda: f"{user} asked to call {target}({', '.join(map(_value, d.get('arguments', [])))})",
         "call": lambda: f"{user} called {target}: {d.get('status', '')}",
         "config_reload": lambda: f"{user} reloaded the project" + (f": {d['summary']}" if d.get("summary") else ""),
+        "take_position": lambda: f"{user} took position {target} at {d.get('station') or '?'}",
+        "hand_over_position": lambda: (
+            f"{user} handed position {target} over from {d.get('from_station') or 'nobody'} to {d.get('to_station')}"
+        ),
         "user_add": lambda: f"{user} added user {d.get('name')} as {d.get('role')}",
         "user_passwd": lambda: f"{user} changed the password of user {d.get('name')}",
         "user_disable": lambda: f"{user} disabled user {d.get('name')}",

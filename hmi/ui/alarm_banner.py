@@ -22,6 +22,8 @@ class AlarmBanner(QFrame):
         self.setObjectName("alarmBanner")
         self.feed = feed
         self.annunciator = annunciator
+        # The station's operator position (name, machines): the banner counts its alarms only.
+        self.position: tuple[str, frozenset[str]] | None = None
         row = QHBoxLayout(self)
         row.setContentsMargins(6, 2, 6, 2)
         self.count_label = QLabel()
@@ -65,8 +67,12 @@ class AlarmBanner(QFrame):
     def unacknowledged(self) -> int:
         return self.feed.alarms.counts().unacknowledged
 
+    def set_position(self, name: str, machines: frozenset[str] | None) -> None:
+        self.position = (name, machines) if name and machines is not None else None
+        self.refresh()
+
     def refresh(self) -> None:
-        counts = self.feed.alarms.counts()
+        counts = self.feed.alarms.counts(self.position[1] if self.position is not None else None)
         n = counts.unacknowledged
         self.count_label.setText(f"{n} unacknowledged" if n else "No unacknowledged alarms")
         latest = counts.latest_unack
@@ -78,6 +84,11 @@ class AlarmBanner(QFrame):
             style = f"color: {theme.TEXT_DIM}; padding: 2px 6px;"
         self.count_label.setStyleSheet(style)
         flooded = self.feed.alarms.in_flood()
+        if self.position is not None:
+            flooded = [p for p in flooded if p == self.position[0]]
+            self.count_label.setToolTip(f"Alarms of position {self.position[0]}: the summary shows all")
+        else:
+            self.count_label.setToolTip("")
         self.flood_label.setVisible(bool(flooded))
         self.flood_label.setText("ALARM FLOOD" if flooded else "")
 

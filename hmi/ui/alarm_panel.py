@@ -2,7 +2,8 @@
 
 Rows sort by priority (urgent first), then by time (newest first). ISA-101 colours mark
 priority and nothing else; an unacknowledged alarm carries a ◆ and its priority cell
-blinks until acknowledged. Filters by machine, priority and state; a details pane shows
+blinks until acknowledged. Filters by operator position (the station's own by default:
+hmi/ui/stations_panel.py), machine, priority and state; a details pane shows
 the selected alarm's guidance and history. Actions go to the runtime as commands with
 the logged-in user's session: the runtime checks the role and audits, and its answer
 (done, or why not) is shown under the table. A comment belongs to one action: the field
@@ -107,6 +108,7 @@ class AlarmTableModel(QAbstractTableModel):
         self.blink_on = True
         self.state_filter = "Active and unacknowledged"
         self.machine_filter: str | None = None
+        self.machines_filter: frozenset[str] | None = None  # an operator position's machines
         self.min_priority: Priority | None = None
         self._brushes = {p: QBrush(QColor(c)) for p, c in theme.ALARM_COLOURS.items()}
         self._text_brushes = {p: QBrush(QColor(c)) for p, c in theme.ALARM_TEXT_ON.items()}
@@ -193,6 +195,8 @@ class AlarmTableModel(QAbstractTableModel):
         if not STATE_FILTERS[self.state_filter](status):
             return False
         if self.machine_filter and status.machine != self.machine_filter:
+            return False
+        if self.machines_filter is not None and status.machine not in self.machines_filter:
             return False
         return self.min_priority is None or status.priority >= self.min_priority
 
@@ -300,6 +304,15 @@ class AlarmPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         filters = QHBoxLayout()
+        # An operator position's machines (shown by default: the station's own position), or all.
+        self.position_box = QComboBox()
+        self.position_box.addItem("All positions", None)
+        self.position_box.setToolTip("The alarms of one operator position's machines, or of all")
+        self.position_box.hide()  # until the project has positions
+        self.position_box.currentIndexChanged.connect(self._on_filter_changed)
+        filters.addWidget(self.position_box)
+        self.positions: dict[str, frozenset[str]] = {}
+        self.own_position = ""
         self.machine_box = QComboBox()
         self.machine_box.addItem("All machines", None)
         self.priority_box = QComboBox()
@@ -408,16 +421,19 @@ class AlarmPanel(QWidget):
         if self.model.rowCount() != before:
             self._fit_columns()
         self.count_label.setText(self.count_text(statuses))
-        shelved = self.feed.alarms.counts().shelved
+        shelved = self.feed.alarms.counts(self.model.machines_filter).shelved
         self.shelved_button.setText(f"Shelved ({shelved})")
         self.shelved_button.setChecked(self.model.state_filter == "Shelved")
         flooded = self.feed.alarms.in_flood()
+        position = self.position_box.currentData()
+        if position is not None:
+            flooded = [p for p in flooded if p == position]  # each position counts its own flood
         self.flood_label.setVisible(bool(flooded))
         self.flood_label.setText("ALARM FLOOD: " + ", ".join(flooded) if flooded else "")
         self._show_details()
 
     def count_text(self, statuses: list[AlarmStatus]) -> str:
-        counts = self.feed.alarms.counts()
+        counts = self.feed.alarms.counts(self.model.machines_filter)
         text = f"{self.model.rowCount()} shown   {counts.unacknowledged} unacknowledged   {counts.shelved} shelved"
         chattering = sum(1 for s in statuses if s.chattering)
         return text + (f"   {chattering} chattering" if chattering else "")
@@ -487,7 +503,27 @@ class AlarmPanel(QWidget):
             self.machine_box.setCurrentIndex(max(index, 0))
             self.machine_box.blockSignals(False)
 
+    def set_positions(self, positions: dict[str, frozenset[str]], own: str) -> None:
+        """The project's positions (name -> machines) and this station's own; the filter follows
+        the station's position whenever that changes (taken, handed over), "All" stays a click away."""
+        if positions != self.positions:
+            current = self.position_box.currentData()
+            self.position_box.blockSignals(True)
+            self.position_box.clear()
+            self.position_box.addItem("All positions", None)
+            for name in positions:
+                self.position_box.addItem(f"Position {name}", name)
+            self.position_box.setCurrentIndex(max(self.position_box.findData(current), 0))
+            self.position_box.blockSignals(False)
+            self.positions = dict(positions)
+            self.position_box.setVisible(bool(positions))
+        if own != self.own_position:
+            self.own_position = own
+            self.position_box.setCurrentIndex(max(self.position_box.findData(own or None), 0))
+        self._on_filter_changed()
+
     def _on_filter_changed(self) -> None:
+        self.model.machines_filter = self.positions.get(self.position_box.currentData() or "")
         self.model.machine_filter = self.machine_box.currentData()
         self.model.min_priority = self.priority_box.currentData()
         self.model.state_filter = self.state_box.currentText()

@@ -63,7 +63,9 @@ from hmi.ui.demo_menu import DemoMenu, demo_connection
 from hmi.ui.format import display_timezone, format_tag_value, set_display_timezone
 from hmi.ui.login import UserIndicator
 from hmi.ui.overview import MachineOverview, key_specs_for
+from hmi.ui.pending_writes import open_pending_writes
 from hmi.ui.role_gate import RoleGate, refusal
+from hmi.ui.stations_panel import StationsDialog, StationWatch, follow_positions, gate_stations
 from hmi.ui.stop_dialog import StopSystemDialog, close_confirmation
 from hmi.ui.tag_browser import TagBrowser, suggested_tag_name
 from hmi.ui.trend import HistoryProvider, TrendView
@@ -199,6 +201,10 @@ class MainWindow(QMainWindow):
         )
         self.alarm_banner.open_requested.connect(self._show_alarms)
         self.alarm_feed.changed.connect(self._on_alarms_changed)
+        # Operator positions and the station list, asked of the runtime once a second.
+        self.station_watch = StationWatch(self.alarm_feed, self)
+        follow_positions(self.station_watch, self.alarm_panel, self.alarm_banner)
+        self.stations_dialog = StationsDialog(self.station_watch, self)
 
         self.docks: dict[str, QDockWidget] = {}
         left = Qt.DockWidgetArea.LeftDockWidgetArea
@@ -513,6 +519,14 @@ class MainWindow(QMainWindow):
 
         user = menu.addMenu("&User")
         self._action(user, "Log in / log out", "Ctrl+L", self.user_indicator.button.click)
+        # Two-person writes waiting for a second user: verify, reject, cancel (hmi/ui/pending_writes.py).
+        self._action(user, "Pending write verifications…", None, lambda: open_pending_writes(self.alarm_feed, self))
+        stations = self.stations_dialog.panel  # positions: taken and handed over (hmi/ui/stations_panel.py)
+        take = self._action(user, "Take position…", None, lambda: stations.open_position_dialog(False))
+        hand_over = self._action(user, "Hand over position…", None, lambda: stations.open_position_dialog(True))
+        for action in (take, hand_over):
+            self.role_gate.gate(action, Action.TAKE_POSITION)
+        gate_stations(self.role_gate, self._action(user, "Stations…", None, self.stations_dialog.show))
 
         # The embedded demo plant's faults, injected and cleared by an engineer (hmi/ui/demo_menu.py).
         connection = demo_connection(self.project) if self.client is not None else None
@@ -709,6 +723,7 @@ class MainWindow(QMainWindow):
         self.save_layout()
         for timer in (self.trend_timer, self.table_timer, self.overview_timer):
             timer.stop()
+        self.station_watch.close()
         self.alarm_feed.close()
         self.advisory_panel.close_feed()
         if self.scene is not None:

@@ -47,7 +47,7 @@ class RoleGate(QObject):
     def __init__(self, session: UserSession, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.session = session
-        self._targets: list[tuple[QAction | QWidget, Role, Callable[[], bool] | None, str]] = []
+        self._targets: list[tuple[QAction | QWidget, Role, Callable[[], bool] | None, str, bool]] = []
         self._login_buttons: list[QPushButton] = []
         self.login_dialog: QWidget | None = None
         session.changed.connect(self.refresh)
@@ -58,12 +58,14 @@ class RoleGate(QObject):
         needs: Action | Role,
         also: Callable[[], bool] | None = None,
         tooltip: str = "",
+        hide: bool = False,
     ) -> None:
         """`target` needs the role of `needs`; `also()` (when given) must hold too, e.g. "a
-        writable tag"; `tooltip` is shown while it is usable."""
+        writable tag"; `tooltip` is shown while it is usable. `hide`: hidden, not disabled,
+        while it is not (what a lower role has no business seeing, like the station list)."""
         needed = REQUIRED_ROLE[needs] if isinstance(needs, Action) else needs
-        self._targets.append((target, needed, also, tooltip))
-        self._apply(target, needed, also, tooltip)
+        self._targets.append((target, needed, also, tooltip, hide))
+        self._apply(target, needed, also, tooltip, hide)
 
     def login_button(self) -> QPushButton:
         """A "Log in…" button, for beside the gated actions, shown while nobody is logged in."""
@@ -85,13 +87,18 @@ class RoleGate(QObject):
         self.login_dialog.open()
 
     def refresh(self) -> None:
-        for target, needed, also, tooltip in self._targets:
-            self._apply(target, needed, also, tooltip)
+        for target, needed, also, tooltip, hide in self._targets:
+            self._apply(target, needed, also, tooltip, hide)
         for button in self._login_buttons:
             self._show_login(button)
 
-    def _apply(self, target: QAction | QWidget, needed: Role, also: Callable[[], bool] | None, tooltip: str) -> None:
+    def _apply(
+        self, target: QAction | QWidget, needed: Role, also: Callable[[], bool] | None, tooltip: str, hide: bool
+    ) -> None:
         why = refusal(self.session, needed)
+        if hide:
+            target.setVisible(not why and (also is None or also()))
+            return
         target.setEnabled(not why and (also is None or also()))
         target.setToolTip(why or tooltip)
 

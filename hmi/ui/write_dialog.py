@@ -4,18 +4,23 @@ Two steps in one dialog: enter the new value (checked against the tag's limits h
 quick answer; the runtime checks again, with the role, and audits), then confirm a
 sentence that names old and new value. The result stays on screen: Good, or the server's
 bad status and why.
+
+A tag declared `verify = true` also asks for a reason from the project's list, and the
+confirmed request is not written: it waits for a second user's verification
+(hmi/ui/pending_writes.py), and the dialog says so, then how it ended.
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QLabel, QLineEdit, QWidget
+from PySide6.QtWidgets import QComboBox, QLabel, QLineEdit, QWidget
 
 from hmi.core.bus import TagBus
 from hmi.core.tags import DataType, TagSpec
 from hmi.ui.alarm_feed import AlarmFeed, Reply
 from hmi.ui.confirm_dialog import ConfirmedActionDialog, parse_bool
 from hmi.ui.format import format_tag_value
+from hmi.ui.pending_writes import PendingWrites, pending_writes_of
 
 
 def parse_value(spec: TagSpec, text: str) -> float | bool | str:
@@ -57,6 +62,22 @@ class WriteDialog(ConfirmedActionDialog):
         self.new_value = QLineEdit()
         self.new_value.setPlaceholderText(f"new value in {spec.unit}" if spec.unit else "new value")
         self.form.addRow("New value", self.new_value)
+        # Two-person writes: the reasons are the runtime's list ([writes] verify_reasons).
+        self.pending_id = ""
+        self.reason: QComboBox | None = None
+        self.pending: PendingWrites | None = None
+        if spec.verify:
+            self.pending = pending_writes_of(feed)
+            self.reason = QComboBox()
+            self.reason.setPlaceholderText("choose a reason")
+            self.form.addRow("Reason", self.reason)
+            note = QLabel("A second user (supervisor or above) must verify this write before it is sent.")
+            note.setWordWrap(True)
+            self.form.addRow("Verification", note)
+            self.pending.changed.connect(self._on_pending_changed)
+            self._on_pending_changed()
+            if not self.pending.reasons:
+                self.pending.refresh()
         self.write_button = self._add_message_and_buttons("Write…", "Confirm write")
         self.new_value.textEdited.connect(self._back_to_entry)
         self._timer = QTimer(self)
@@ -83,6 +104,15 @@ class WriteDialog(ConfirmedActionDialog):
             self._say(str(exc), bad=True)
             return
         shown = format_tag_value(self.value, self.spec) if not isinstance(self.value, str) else self.value
+        if self.reason is not None:
+            if not self.reason.currentText():
+                self._say("choose a reason: this write needs verification by a second user", bad=True)
+                return
+            self._ask(
+                f"Ask to write {shown} {self.spec.unit} to {self.spec.name} (now {self._current_text()}) for "
+                f"“{self.reason.currentText()}”? It is sent once a second user verifies it.".replace("  ", " ")
+            )
+            return
         self._ask(
             f"Write {shown} {self.spec.unit} to {self.spec.name} (now {self._current_text()})?".replace("  ", " ")
         )
@@ -93,11 +123,32 @@ class WriteDialog(ConfirmedActionDialog):
         command = {"command": "write", "tag": self.spec.name, "value": self.value}
         if self.context:
             command["context"] = self.context
+        if self.reason is not None:
+            command["reason"] = self.reason.currentText()
+        self.pending_id = ""
         self._send(command, "writing…")
+
+    def _on_pending_changed(self) -> None:
+        """The runtime's reasons (kept as chosen when they come again), and how a request ended."""
+        assert self.reason is not None and self.pending is not None
+        reasons = self.pending.reasons
+        if [self.reason.itemText(i) for i in range(self.reason.count())] != reasons:
+            chosen = self.reason.currentText()
+            self.reason.clear()
+            self.reason.addItems(reasons)
+            self.reason.setCurrentIndex(reasons.index(chosen) if chosen in reasons else -1)
+        outcome = self.pending.outcomes.get(self.pending_id) if self.pending_id else None
+        if outcome is not None:
+            self._say(outcome, bad=not outcome.startswith("Written"))
 
     def _show_reply(self, reply: Reply) -> None:
         status = str(reply.get("status", "Good"))
-        if reply.get("ok") and status == "Sent":  # hmi/sources/writes.py: nothing can confirm it
+        if reply.get("ok") and reply.get("pending"):
+            self.pending_id = str(reply.get("id", ""))
+            lapse = f"{float(reply.get('timeout_s', 0)):g} s"
+            self._say(f"Waiting for verification by a second user: not written yet (lapses in {lapse})")
+            self._on_pending_changed()  # it may have been decided already
+        elif reply.get("ok") and status == "Sent":  # hmi/sources/writes.py: nothing can confirm it
             self._say(f"Sent, not confirmed by the device: {reply.get('message', '')}".rstrip(": "))
         elif reply.get("ok"):
             self._say(f"Written: {status}")

@@ -155,6 +155,10 @@ BROKEN = {
         HI + '\n[alarm_system.positions]\nline = ["cnc01", "cnc09"]\n',
         ["alarm_system.positions.line[1]: unknown machine 'cnc09'"],
     ),
+    "operator position with unknown machine": (
+        HI + '\n[[positions]]\nname = "line"\nmachines = ["cnc01", "cnc09"]\n',
+        ["positions[0].machines[1]: position line: unknown machine 'cnc09'"],
+    ),
 }
 
 
@@ -229,3 +233,16 @@ priority = "low"
     result = subprocess.run([sys.executable, "-m", "hmi", "check-config", str(path)], cwd=REPO, capture_output=True,
                             text=True, timeout=60)  # fmt: skip
     assert result.returncode == 0 and "5 alarm(s)" in result.stdout
+
+
+def test_operator_positions_set_the_flood_positions_and_are_given_one_way_only(tmp_path: Path) -> None:
+    """[[positions]] (name, area, machines) is what the engine counts floods by; the older
+    [alarm_system] positions beside it is refused, and names are unique."""
+    position = '\n[[positions]]\nname = "cell"\narea = "Machining"\nmachines = ["cnc01"]\n'
+    path = tmp_path / "p.toml"
+    path.write_text(BASE + HI + position, encoding="utf-8")
+    assert alarm_settings(load_project(path)).positions == {"cell": ("cnc01",)}
+    both = errors(tmp_path, BASE + HI + position + '\n[alarm_system.positions]\nline = ["cnc01"]\n')
+    assert len(both) == 1 and "positions are given twice" in both[0]
+    twice = errors(tmp_path, BASE + HI + position + position)
+    assert len(twice) == 1 and "repeated: cell" in twice[0]

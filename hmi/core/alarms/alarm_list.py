@@ -60,7 +60,7 @@ class AlarmList:
         self.max_shelve_s = 8 * 3600.0
         self.needs_snapshot = True
         self.events_applied = 0
-        self._counts: tuple[int, Counts] | None = None
+        self._counts: dict[frozenset[str] | None, tuple[int, Counts]] = {}  # machines -> (version, counts)
 
     # -- input (IPC thread) -----------------------------------------------------------------
 
@@ -141,16 +141,22 @@ class AlarmList:
             out, self._annunciations = self._annunciations, []
             return out
 
-    def counts(self) -> Counts:
-        """Counts for the banner and the panel; computed once per version of the list."""
+    def counts(self, machines: frozenset[str] | None = None) -> Counts:
+        """Counts for the banner and the panel, of every alarm or of `machines`' alarms (an
+        operator position's); computed once per version of the list and set of machines."""
         with self._lock:
             version = self.version
-            if self._counts is not None and self._counts[0] == version:
-                return self._counts[1]
+            cached = self._counts.get(machines)
+            if cached is not None and cached[0] == version:
+                return cached[1]
             statuses = list(self._alarms.values())
+        if machines is not None:
+            statuses = [s for s in statuses if s.machine in machines]
         counts = self._count(statuses)
         with self._lock:
-            self._counts = (version, counts)
+            if len(self._counts) > 8:  # positions chosen over time: keep a few
+                self._counts.clear()
+            self._counts[machines] = (version, counts)
         return counts
 
     @staticmethod
