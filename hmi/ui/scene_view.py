@@ -19,7 +19,7 @@ binding with alarm_colour = true) instead. Nothing else of the model changes col
 Painting: a frame timer (max_fps, default 30) drives the view; it renders only when a
 value, the alarm state or the camera changed, or something moves continuously (rpm, speeds,
 shake), and never while hidden or minimised. Motion (values and continuous motion) is read
-and drawn at most motion_fps times a second (default 10, the operator's View menu lowers or
+and drawn at most motion_fps times a second (default 5, the operator's View menu lowers or
 raises it); camera moves, expose events and alarm colours draw on the next tick. Mouse
 interaction marks the view dirty instead of rendering at once, so the cap holds for the camera too.
 
@@ -80,7 +80,9 @@ DEFAULT_MAX_FPS = 30.0  # camera moves, alarm colours, expose
 # Motion (bound values, turning spindles) draws at most this often: on software OpenGL each
 # frame of the default layout's view costs about 15 ms of CPU, so 30 fps of a spindle took
 # about half a core by itself (docs/performance.md, bench ui_cpu). The operator may lower it.
-DEFAULT_MOTION_FPS = 10.0
+# Five a second: a control room's 3D view is for seeing where things are, and each frame is
+# rasterised in software on most control-room PCs (llvmpipe: about 2 % of a core per fps).
+DEFAULT_MOTION_FPS = 5.0
 MOTION_FPS_CHOICES = (30.0, 20.0, 10.0, 5.0, 2.0)
 LABEL_TEXT_HZ = 5.0  # a value label readable by a person changes a few times a second, not 30
 LABEL_OFFSET_PX = 10
