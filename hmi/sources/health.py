@@ -4,6 +4,12 @@ Health tags per connection: `<connection>.connected` (bool), `.last_message_age_
 (seconds since the last telemetry), `.messages_per_s` and `.rejected_total`. They are
 published once a second by `SourceHealth.tick` on the runtime's asyncio loop; the counters
 they read are bumped from the source's own thread (paho's, for MQTT) under one lock.
+
+A connection that lists redundant servers (OPC UA `endpoints`, MQTT `brokers`) also has
+`.active_server` (text: the endpoint or host:port in use, "" while none), `.failovers`
+(switches from one server to another), `.comm_lost_total` (losses: periods its tags were
+COMM_LOST after having been connected) and `.comm_lost_s` (their total length, the current
+one included). They change with `connected_batch` as well as once a second.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from hmi.core.samples import RuntimeMarks, SampleBatch, now_ns
 from hmi.core.tags import DataType, TagSpec
 
 HEALTH_SIGNALS = ("connected", "last_message_age_s", "messages_per_s", "rejected_total")
+FAILOVER_SIGNALS = ("active_server", "failovers", "comm_lost_total", "comm_lost_s")
 
 
 class RateLimitedLog:
@@ -49,7 +56,7 @@ class RateLimitedLog:
 
 
 class SourceHealth:
-    def __init__(self, name: str, bus: TagBus) -> None:
+    def __init__(self, name: str, bus: TagBus, servers: int = 1) -> None:
         self.name = name
         self.bus = bus
         specs = [
@@ -58,8 +65,21 @@ class SourceHealth:
             TagSpec(f"{name}.messages_per_s", "1/s", DataType.FLOAT, "Messages received per second", connection=name),
             TagSpec(f"{name}.rejected_total", "", DataType.INT, "Messages or values rejected", connection=name),
         ]
+        if servers > 1:
+            specs += [
+                TagSpec(f"{name}.active_server", "", DataType.STRING, "Server or broker in use", connection=name),
+                TagSpec(f"{name}.failovers", "", DataType.INT, "Switches to another server", connection=name),
+                TagSpec(f"{name}.comm_lost_total", "", DataType.INT, "Connection losses", connection=name),
+                TagSpec(f"{name}.comm_lost_s", "s", DataType.FLOAT, "Seconds without connection", connection=name),
+            ]
         self.tag_ids = np.asarray(bus.register(specs), dtype=np.int32)
         self.connected_tag = int(self.tag_ids[0])
+        self._redundant = servers > 1
+        self.active_server = ""
+        self.failovers = 0
+        self.comm_lost_total = 0
+        self._comm_lost_s = 0.0  # of the losses that have ended
+        self._lost_at: float | None = None  # time.monotonic() of the current loss
         self._lock = threading.Lock()
         self.messages = 0
         self.values = 0
@@ -92,13 +112,44 @@ class SourceHealth:
 
     # -- from the runtime's loop ------------------------------------------------------------
 
-    def set_connected(self, up: bool) -> None:
-        self.bus.publish(self.connected_batch(up))
+    def set_connected(self, up: bool, server: str = "") -> None:
+        self.bus.publish(self.connected_batch(up, server))
 
-    def connected_batch(self, up: bool) -> SampleBatch:
-        """Record the state and return the sample saying so (for a source that publishes it itself)."""
-        self.connected = up
-        return SampleBatch.from_arrays([self.connected_tag], now_ns(), [1.0 if up else 0.0], Quality.GOOD)
+    def connected_batch(self, up: bool, server: str = "") -> SampleBatch:
+        """Record the state (and, going up, the server now in use) and return the samples saying
+        so (for a source that publishes them itself). May be called from the source's thread."""
+        now = time.monotonic()
+        with self._lock:
+            if up and self._lost_at is not None:
+                self._comm_lost_s += now - self._lost_at
+                self._lost_at = None
+            elif not up and self.connected:
+                self.comm_lost_total += 1
+                self._lost_at = now
+            if up:
+                if self.active_server and server and server != self.active_server:
+                    self.failovers += 1
+                self.active_server = server or self.active_server
+            self.connected = up
+        if not self._redundant:
+            return SampleBatch.from_arrays([self.connected_tag], now_ns(), [1.0 if up else 0.0], Quality.GOOD)
+        values, texts = self._failover_values(now)
+        return SampleBatch.from_arrays(
+            [self.connected_tag, *self.tag_ids[4:]], now_ns(), [1.0 if up else 0.0, *values], Quality.GOOD,
+            {row + 1: text for row, text in texts.items()},
+        )  # fmt: skip
+
+    @property
+    def comm_lost_s(self) -> float:
+        """Seconds COMM_LOST so far (after having been connected), the current loss included."""
+        with self._lock:
+            return self._comm_lost_s + (time.monotonic() - self._lost_at if self._lost_at is not None else 0.0)
+
+    def _failover_values(self, now: float) -> tuple[list[float], dict[int, str]]:
+        lost = self.comm_lost_s
+        with self._lock:
+            active = self.active_server if self.connected else ""
+            return [np.nan, float(self.failovers), float(self.comm_lost_total), lost], {0: active}
 
     def tick(self) -> None:
         """Publish the four health values; call about once a second."""
@@ -113,7 +164,13 @@ class SourceHealth:
         age = np.nan if last is None else now - last
         values = [1.0 if self.connected else 0.0, age, rate, float(total)]
         quality = [Quality.GOOD, Quality.GOOD if last is not None else Quality.BAD, Quality.GOOD, Quality.GOOD]
-        self.bus.publish(SampleBatch.from_arrays(self.tag_ids, now_ns(), values, quality))
+        texts: dict[int, str] = {}
+        if self._redundant:
+            more, more_texts = self._failover_values(now)
+            values += more
+            quality += [Quality.GOOD] * len(more)
+            texts = {row + 4: text for row, text in more_texts.items()}
+        self.bus.publish(SampleBatch.from_arrays(self.tag_ids, now_ns(), values, quality, texts or None))
 
 
 def comm_lost_batch(bus: TagBus, ids: list[int]) -> SampleBatch | None:

@@ -148,6 +148,36 @@ BROKEN = {
         BASE.replace('address = "plant/pump01"', 'address = "plant/+"'),
         ['tags."pump01.pressure".address: an MQTT tag\'s address is one topic, without wildcards'],
     ),
+    "both endpoint and endpoints": (
+        BASE.replace(
+            'endpoint = "opc.tcp://127.0.0.1:4840"', 'endpoint = "opc.tcp://a:4840"\nendpoints = ["opc.tcp://b:4840"]'
+        ),
+        ["connections.plc: give either endpoint (one server) or endpoints (redundant servers), not both"],
+    ),
+    "empty endpoints": (
+        BASE.replace('endpoint = "opc.tcp://127.0.0.1:4840"', "endpoints = []"),
+        ["connections.plc.endpoints: List should have at least 1 item after validation, not 0"],
+    ),
+    "an endpoint twice": (
+        BASE.replace('endpoint = "opc.tcp://127.0.0.1:4840"', 'endpoints = ["opc.tcp://a:4840", "opc.tcp://a:4840"]'),
+        ["connections.plc.endpoints: an endpoint is listed twice"],
+    ),
+    "not an OPC UA endpoint in endpoints": (
+        BASE.replace('endpoint = "opc.tcp://127.0.0.1:4840"', 'endpoints = ["opc.tcp://a:4840", "http://b"]'),
+        ["connections.plc.endpoints: an OPC UA endpoint starts with opc.tcp://"],
+    ),
+    "both host and brokers": (
+        BASE.replace('host = "127.0.0.1"', 'host = "127.0.0.1"\nbrokers = ["b:1883"]'),
+        ["connections.broker: give either host (one broker) or brokers (redundant brokers), not both"],
+    ),
+    "empty brokers": (
+        BASE.replace('host = "127.0.0.1"', "brokers = []"),
+        ["connections.broker.brokers: List should have at least 1 item after validation, not 0"],
+    ),
+    "a broker without a port number": (
+        BASE.replace('host = "127.0.0.1"', 'brokers = ["a:1883", "b:mqtt"]'),
+        ["connections.broker.brokers: 'b:mqtt' is not host:port"],
+    ),
     "OPC UA tag without address": (
         BASE.replace('address = "ns=2;s=Axes"\n', ""),
         ['tags."cnc01.axes".address: an OPC UA tag needs an address (its NodeId)'],

@@ -109,6 +109,18 @@ class MqttSubscription(Strict):
         return (self.offline,) if isinstance(self.offline, str) else tuple(self.offline)
 
 
+def _split_broker(text: str, default_port: int) -> tuple[str, int]:
+    """host:port, host or [v6 address]:port -> (host, port); port -1 when it is not a number."""
+    host, port = text, str(default_port)
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest.startswith(":"):
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    return host, int(port) if port.isdigit() else -1
+
+
 class MqttConnection(SourceConnection):
     label: ClassVar[str] = "MQTT"
     source_class: ClassVar[str] = "hmi.sources.mqtt:MqttSource"
@@ -117,6 +129,39 @@ class MqttConnection(SourceConnection):
     kind: Literal["mqtt"]
     host: str = Field(min_length=1)
     port: Port = 1883
+    # Redundant brokers, "host:port" (or "host": `port`), tried in this order on loss of the
+    # active one; instead of `host`, which then reads as the first of them.
+    brokers: list[str] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _host_or_brokers(cls, data: object) -> object:
+        if isinstance(data, dict) and "brokers" in data:
+            if "host" in data:
+                raise ValueError("give either host (one broker) or brokers (redundant brokers), not both")
+            first = data["brokers"][0] if isinstance(data["brokers"], list) and data["brokers"] else None
+            # A stand-in when the list itself is wrong: only the list's own error is reported.
+            data = {**data, "host": (_split_broker(first, 0)[0] if isinstance(first, str) else "") or "(none)"}
+        return data
+
+    @field_validator("brokers")
+    @classmethod
+    def _valid_brokers(cls, value: list[str] | None) -> list[str] | None:
+        for broker in value or ():
+            host, port = _split_broker(broker, 1883)
+            if not host or not 0 < port <= 65535:
+                raise ValueError(f"{broker!r} is not host:port")
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("a broker is listed twice")
+        return value
+
+    @property
+    def broker_addresses(self) -> tuple[tuple[str, int], ...]:
+        """The (host, port) of each broker to try, in order (one unless `brokers` lists several)."""
+        if not self.brokers:
+            return ((self.host, self.port),)
+        return tuple(_split_broker(b, self.port) for b in self.brokers)
+
     protocol: Literal["3.1.1", "5"] = "5"
     client_id: str | None = None  # default hmi-<host name>-<pid>
     clean_session: bool = True  # false: the broker keeps subscriptions and QoS>0 messages while away

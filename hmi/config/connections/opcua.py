@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from hmi.config.base import Strict
 from hmi.config.connections.base import SourceConnection, TagProblem
@@ -15,6 +15,7 @@ from hmi.core.tags import SourceAddress, TagSpec
 # OPC UA security: "None" or "<policy>:<mode>"; the policies asyncua implements.
 SECURITY_POLICIES = ("Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss")
 SECURITY_MODES = ("Sign", "SignAndEncrypt")
+_NONE = "opc.tcp://(none)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,9 @@ class OpcUaConnection(SourceConnection):
 
     kind: Literal["opcua"]
     endpoint: str
+    # Redundant servers (OPC UA non-transparent redundancy, warm failover: hmi/sources/opcua/source.py),
+    # tried in this order; instead of `endpoint`, which then reads as the first of them.
+    endpoints: list[str] | None = Field(default=None, min_length=1)
     security: str = "None"  # "None" or "<policy>:<mode>", e.g. "Basic256Sha256:SignAndEncrypt"
     application_uri: str | None = None  # default urn:<host name>:hmi:client
     publishing_interval_ms: float = Field(default=100.0, gt=0, le=60000)
@@ -63,12 +67,37 @@ class OpcUaConnection(SourceConnection):
     session_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     reconnect_max_delay_s: float = Field(default=10.0, gt=0, le=600)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _endpoint_or_endpoints(cls, data: object) -> object:
+        if isinstance(data, dict) and "endpoints" in data:
+            if "endpoint" in data:
+                raise ValueError("give either endpoint (one server) or endpoints (redundant servers), not both")
+            first = data["endpoints"][0] if isinstance(data["endpoints"], list) and data["endpoints"] else None
+            # A stand-in when the list itself is wrong: only the list's own error is reported.
+            data = {**data, "endpoint": first if isinstance(first, str) and first.startswith("opc.tcp://") else _NONE}
+        return data
+
     @field_validator("endpoint")
     @classmethod
     def _opc_tcp(cls, value: str) -> str:
         if not value.startswith("opc.tcp://"):
             raise ValueError("an OPC UA endpoint starts with opc.tcp://")
         return value
+
+    @field_validator("endpoints")
+    @classmethod
+    def _all_opc_tcp(cls, value: list[str] | None) -> list[str] | None:
+        for url in value or ():
+            cls._opc_tcp(url)
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("an endpoint is listed twice")
+        return value
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        """The endpoints to try, in order (one unless `endpoints` lists redundant servers)."""
+        return tuple(self.endpoints) if self.endpoints else (self.endpoint,)
 
     @field_validator("security")
     @classmethod

@@ -90,17 +90,19 @@ def _path(relative: str | None, project_dir: Path | None) -> str | None:
     return str(path)
 
 
-def connect(client: paho.Client, config: MqttConnection, first: bool) -> None:
-    """CONNECT (the first time) or reconnect; a Last Will is set before this (sparkplug_host.py)."""
+def connect(client: paho.Client, config: MqttConnection, first: bool, broker: tuple[str, int] | None = None) -> None:
+    """CONNECT (the first time, or to another `broker` of the connection's list) or reconnect;
+    a Last Will is set before this (sparkplug_host.py)."""
     c = config
+    host, port = broker or (c.host, c.port)
     properties = None
     if c.protocol == "5":
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = 0 if c.clean_session else c.session_expiry_s
     if first:
         client.connect(
-            c.host,
-            c.port,
+            host,
+            port,
             keepalive=c.keepalive_s,
             clean_start=c.clean_session if c.protocol == "5" else paho.MQTT_CLEAN_START_FIRST_ONLY,
             properties=properties,

@@ -5,6 +5,14 @@ the connection's life on paho's thread (connect, subscribe, loss, reconnect with
 the health tags, and the one place paho's thread hands batches to the bus (`_hand_over`).
 `run()` (the runtime's asyncio loop) starts and stops the network thread and publishes the
 health tags; `write()` publishes a command from the loop (writes.py).
+
+Failover (`brokers = [...]`): one broker at a time; on a loss (a closed socket at once, a
+silent broker after paho's keep-alive) the next broker of the list gets a CONNECT at once,
+the subscriptions are made there, and the values continue; a failed attempt moves on too, and
+only a whole round of failures waits the backoff. Sparkplug B: on another broker the host
+asks every edge node it knows for its births again (SparkplugHost.new_broker). Credentials
+and TLS are the connection's, the same for every broker. Health tags name the broker in use
+and count switches and losses (health.py).
 """
 
 from __future__ import annotations
@@ -56,7 +64,10 @@ class MqttSource:
         self.project_dir = project_dir
         self.tags = list(tags)
         self.tag_ids = bus.register(self.tags)
-        self.health = SourceHealth(name, bus)
+        self.brokers = config.broker_addresses
+        self._active = 0  # index in `brokers` of the one in use or tried next
+        self._last_broker = ""  # the one last connected to
+        self.health = SourceHealth(name, bus, len(self.brokers))
         self.connected_tag = self.health.connected_tag
         spec_by_id: dict[int, TagSpec] = dict(zip(self.tag_ids, self.tags, strict=True))
         self._own_ids: set[int] = set(self.tag_ids)  # shared with the parts: templated tags join it
@@ -108,6 +119,12 @@ class MqttSource:
     @property
     def rejected(self) -> int:
         return self.health.rejected_total
+
+    @property
+    def broker(self) -> str:
+        """The broker in use, or tried next, as "host:port"."""
+        host, port = self.brokers[self._active]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     # -- crossing to the bus: the one place paho's thread hands batches over ---------------------
 
@@ -163,13 +180,13 @@ class MqttSource:
 
     def _connect(self, client: paho.Client, first: bool) -> None:
         self._sparkplug.set_will(client)
-        connect(client, self.config, first)
+        connect(client, self.config, first, self.brokers[self._active])
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         try:
             if reason.is_failure:
                 who = f"user {self.config.user!r}" if self.config.user else "anonymous access"
-                self._refused = f"{self.config.host}:{self.config.port} refused {who}: {reason}"
+                self._refused = f"{self.broker} refused {who}: {reason}"
                 if str(reason) in ("Bad user name or password", "Not authorized"):
                     self._refused += f" (check the user name and password_ref {self.config.password_ref!r})"
                 return
@@ -179,14 +196,18 @@ class MqttSource:
             self.last_error = ""
             self._subscribe_all(client)
             session = " (session resumed)" if getattr(flags, "session_present", False) else ""
-            log.info("%s: connected to %s:%d%s", self.name, self.config.host, self.config.port, session)
+            log.info("%s: connected to %s%s", self.name, self.broker, session)
+            if self._last_broker and self._last_broker != self.broker:
+                # Another broker: what the edge nodes' sessions were there says nothing here (Sparkplug B).
+                self._sparkplug.new_broker()
+            self._last_broker = self.broker
             self._hand_over(
-                self.health.connected_batch(True),
+                self.health.connected_batch(True, self.broker),
                 [
                     Event(
                         EventCategory.SYSTEM,
                         self.name,
-                        f"Connection {self.name} established ({self.config.host}:{self.config.port})",
+                        f"Connection {self.name} established ({self.broker})",
                     )
                 ],
             )
@@ -233,7 +254,7 @@ class MqttSource:
             for (topic, _qos), reason in zip(self._pending_subscribe, reasons, strict=False):
                 if reason.is_failure:
                     message = (
-                        f"{self.config.host}:{self.config.port} refused the subscription to {topic!r} ({reason}): "
+                        f"{self.broker} refused the subscription to {topic!r} ({reason}): "
                         f"check the broker's ACL for user {self.config.user or '(anonymous)'!r}"
                     )
                     log.error("%s: %s", self.name, message)
@@ -263,7 +284,9 @@ class MqttSource:
         reconnect = self._reconnect
         first = True
         client: paho.Client | None = None
+        attempts = 0  # failed attempts in this round over the brokers
         while not self._stopping.is_set():
+            connects, started = self.connects, time.monotonic()
             try:
                 if client is None:
                     client = self._client = self._make_client()
@@ -278,7 +301,7 @@ class MqttSource:
                 self.last_error = str(exc)
                 client = None
             except (OSError, ssl.SSLError, ValueError) as exc:
-                self.last_error = f"cannot connect to {self.config.host}:{self.config.port}: {exc}"
+                self.last_error = f"cannot connect to {self.broker}: {exc}"
             except Exception as exc:  # never let the thread die
                 self.last_error = f"unexpected error: {exc!r}"
                 log.exception("%s: network loop failed", self.name)
@@ -289,6 +312,20 @@ class MqttSource:
             config_problem = self._refused is not None or self.last_error.startswith("no password")
             if self._refused:
                 self.last_error = self._refused
+            if len(self.brokers) > 1:
+                # Failover: on a loss try the next broker at once; a failed attempt moves on
+                # too, and only a whole round of failures waits (the backoff).
+                self._active = (self._active + 1) % len(self.brokers)
+                first = True  # a CONNECT to that broker, not a reconnect to the last one
+                # A connection that ends at once counts as a failed attempt: no switching in a tight loop.
+                lasted = self.connects > connects and time.monotonic() - started >= self.config.keepalive_s
+                attempts = 0 if lasted else attempts + 1
+                if attempts < len(self.brokers):
+                    if config_problem:
+                        reconnect.report_once(self.last_error)
+                    log.info("%s: %s; trying %s", self.name, self.last_error or "disconnected", self.broker)
+                    continue
+                attempts = 0
             self._stopping.wait(reconnect.failed(self.last_error, config_problem, ever_connected=self.connects > 0))
         if client is not None:
             try:

@@ -284,6 +284,18 @@ class SparkplugHost:
         client.publish(topic, sparkplug.encode_rebirth_request(time.time_ns() // 1_000_000), qos=0)
         log.info("%s: asked edge node %s/%s for a rebirth: %s", self.name, parsed.group, parsed.node, reason)
 
+    def new_broker(self) -> None:
+        """Connected to another broker of the connection's list: the edge nodes' sessions known
+        so far were sessions with the old one (its bdSeq, its sequence). Keep their aliases, so
+        values keep decoding, but treat every node as unborn and ask each for its births now
+        (an NCMD rebirth), as Sparkplug B asks of a host that may have missed messages."""
+        for (group, node_id), node in self._edge_nodes.items():
+            node.born = False
+            node.seq = None
+            node.bdseq = None
+            node.rebirth_asked_at = -math.inf
+            self._request_rebirth(sparkplug.Topic(group, "NCMD", node_id, None), node, "connected to another broker")
+
     def set_will(self, client: paho.Client) -> None:
         """Before each CONNECT: this host's STATE death as the Last Will (no host id: nothing)."""
         if self.host_id:

@@ -32,6 +32,22 @@ resolving `nsu=` NodeIds again since a restarted server may have renumbered name
 After a transfer, tags that had no change since the loss are confirmed by one Read once the
 first publish response is in (so a queued older notification cannot overtake the read).
 
+Failover (OPC UA Part 4 non-transparent redundancy, `endpoints = [...]`): a warm failover in
+this same loop. One session at a time; on a loss (a closed transport at once, a hung server
+after 1.25 keep-alives, `_keepalive_watchdog`) the next server of the list is tried at once, its subscriptions are
+created afresh (never transferred: subscription ids belong to the server that made them) and
+the values continue; a failed attempt moves on to the next server too, and only a whole round
+of failures waits the backoff. The tags are COMM_LOST for the gap only. Security, the user
+and the client certificate are the connection's, the same for every server, and each
+server's certificate is checked on its own. The servers' ServerUriArray and RedundancySupport
+are not read: the project file's list is the truth. asyncua's `HaClient` (client/ha) is not
+used: it supports its WARM mode only, keeps a session and a copy of every subscription on
+every server, judges health by polling ServiceLevel every `keepalive_timer` whole seconds
+(15 by default, after a fixed 3 s start), reconnects with asyncua's own `auto_reconnect`
+(which this source avoids, above), takes one security setting for all without our Part 4
+certificate checks, and delivers through asyncua's per-notification handler rather than our
+batching subscription, deadbands and groups: it would fight this loop rather than serve it.
+
 Threads: everything runs on the runtime's asyncio loop.
 """
 
@@ -132,7 +148,11 @@ class OpcUaSource:
         self._address = {i: OpcUaAddress.of(s) for i, s in self._spec_by_id.items()}
         self._index_of = {i: a.index for i, a in self._address.items() if a.index is not None}
         self._numeric = {i for i, s in self._spec_by_id.items() if s.datatype != DataType.STRING}
-        self.health = SourceHealth(name, bus)
+        self.servers = config.servers
+        self._active = 0  # index in `servers` of the one in use or tried next
+        self._subscribed_on = ""  # the server that holds self._subscriptions
+        self._closing: set[asyncio.Task[None]] = set()  # sessions of lost servers being closed (failover)
+        self.health = SourceHealth(name, bus, len(self.servers))
         self.connected_tag = self.health.connected_tag
         self.connected = False
         self.notifications = 0
@@ -146,7 +166,7 @@ class OpcUaSource:
         self._lost = asyncio.Event()
         self._client: Client | None = None
         self._subscriptions: list[BatchingSubscription] = []
-        self._space = AddressSpace(name, config.endpoint, self._live_client)
+        self._space = AddressSpace(name, self.endpoint, self._live_client)
         self._ratelog = RateLimitedLog(log)
         self._reconnect = Reconnect(name, bus.publish_events, config.reconnect_max_delay_s, log)
         # Resolved NodeId string ("ns=2;s=...") -> tag id, filled when subscribing: lets the
@@ -156,6 +176,11 @@ class OpcUaSource:
     @property
     def rejected(self) -> int:
         return self.health.rejected_total
+
+    @property
+    def endpoint(self) -> str:
+        """The server in use, or tried next."""
+        return self.servers[self._active]
 
     # -- notifications (asyncio thread) -------------------------------------------------
 
@@ -219,9 +244,11 @@ class OpcUaSource:
         self._mark_comm_lost("not connected yet", publish_event=False)
         health = asyncio.create_task(self._health_loop(stop))
         reconnect = self._reconnect
+        attempts = 0  # failed attempts in this round over the servers
         try:
             while not stop.is_set():
                 failure_is_config = False
+                connects, started = self.connects, time.monotonic()
                 try:
                     await self._session(stop)
                     reason = "connection lost"
@@ -230,19 +257,35 @@ class OpcUaSource:
                 except ua.UaStatusCodeError as exc:
                     reason, failure_is_config = self._explain_status(exc)
                 except (OSError, TimeoutError, ua.UaError, ValueError, ConnectionError) as exc:
-                    reason = f"cannot connect to {self.config.endpoint}: {_describe(exc)}"
+                    reason = f"cannot connect to {self.endpoint}: {_describe(exc)}"
                     log.debug("%s: connect failed", self.name, exc_info=True)
                 except Exception as exc:  # a bug here must not end acquisition for good
                     reason = f"unexpected error: {_describe(exc)}"
                     log.exception("%s: unexpected error in the connection loop", self.name)
                 if stop.is_set():
                     break
+                # _session marks a loss itself (at once, before disconnecting), so `connected` is down already.
+                lost_after_connect = self.connects > connects
                 self.last_error = reason
-                was_connected = self.connected
-                if was_connected:  # the loss event says why
+                marked = self.connected
+                was_connected = marked or lost_after_connect
+                if marked:  # the loss event says why
                     self._mark_comm_lost(reason, publish_event=True)
                     self.connected = False
-                wait = reconnect.failed(reason, failure_is_config, self.connects > 0, report=not was_connected)
+                if len(self.servers) > 1:
+                    # Failover: on a loss try the next server at once; a failed attempt moves
+                    # on too, and only a whole round of failures waits (the backoff).
+                    self._active = (self._active + 1) % len(self.servers)
+                    # A session that ends at once counts as a failed attempt: no switching in a tight loop.
+                    lasted = was_connected and time.monotonic() - started >= self.config.keepalive_s
+                    attempts = 0 if lasted else attempts + 1
+                    if attempts < len(self.servers):
+                        if failure_is_config:
+                            reconnect.report_once(reason)
+                        log.info("%s: %s; trying %s", self.name, reason, self.endpoint)
+                        continue
+                    attempts = 0
+                wait = reconnect.failed(reason, failure_is_config, self.connects > 0, report=not marked)
                 try:
                     await asyncio.wait_for(stop.wait(), wait)
                 except TimeoutError:
@@ -250,6 +293,8 @@ class OpcUaSource:
         finally:
             health.cancel()
             self.connected = False
+            if self._closing:  # at most 2 s each (_disconnect)
+                await asyncio.gather(*self._closing, return_exceptions=True)
 
     def _explain_status(self, exc: ua.UaStatusCodeError) -> tuple[str, bool]:
         code = exc.code
@@ -257,20 +302,20 @@ class OpcUaSource:
         if code in _IDENTITY_CODES:
             who = f"user {self.config.user!r}" if self.config.user else "anonymous access"
             return (
-                f"{self.config.endpoint} refused {who} ({name}): check the user name and the password "
+                f"{self.endpoint} refused {who} ({name}): check the user name and the password "
                 f"behind password_ref {self.config.password_ref!r}"
                 if self.config.user
-                else f"{self.config.endpoint} refused {who} ({name}): the server needs a user name",
+                else f"{self.endpoint} refused {who} ({name}): the server needs a user name",
                 True,
             )
         if code in _CLIENT_CERT_CODES and self.pki is not None:
             thumb = thumbprint(self.pki.own_cert.read_bytes()) if self.pki.own_cert.exists() else "?"
             return (
-                f"{self.config.endpoint} refused this client's certificate ({name}, thumbprint {thumb}): "
+                f"{self.endpoint} refused this client's certificate ({name}, thumbprint {thumb}): "
                 f"trust it on the server",
                 True,
             )
-        return f"{self.config.endpoint}: {name}: {exc}", False
+        return f"{self.endpoint}: {name}: {exc}", False
 
     async def _health_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -283,12 +328,13 @@ class OpcUaSource:
 
     async def _make_client(self) -> Client:
         c = self.config
+        url = self.endpoint
         # asyncua's supervisor stays only for what it sees at once (the transport closing); its
         # periodic probe gives up after one watchdog interval, and a busy server streaming
         # thousands of notifications a second answered it later than that here and was taken
         # for lost. The subscriptions' keep-alives (`_keepalive_watchdog`) tell a live server
         # from a hung one instead; it probes only connections without subscriptions.
-        client = Client(c.endpoint, timeout=c.timeout_s, watchdog_intervall=_ASYNCUA_PROBE_OFF_S)
+        client = Client(url, timeout=c.timeout_s, watchdog_intervall=_ASYNCUA_PROBE_OFF_S)
         client.session_timeout = int(c.session_timeout_s * 1000)
         client.application_uri = c.application_uri or default_application_uri()
         client.name = client.description = "HMI"
@@ -302,15 +348,15 @@ class OpcUaSource:
         cert, key = await pki.ensure_client_certificate(client.application_uri)
         policy = getattr(security_policies, f"SecurityPolicy{c.security_policy}")
         mode = getattr(ua.MessageSecurityMode, c.security_mode)
-        probe = Client(c.endpoint, timeout=c.timeout_s)
+        probe = Client(url, timeout=c.timeout_s)
         endpoints = await probe.connect_and_get_server_endpoints()
         matching = [e for e in endpoints if e.SecurityMode == mode and e.SecurityPolicyUri == policy.URI]
         if not matching:
             offered = sorted({f"{e.SecurityPolicyUri.rsplit('#', 1)[-1]}:{e.SecurityMode.name}" for e in endpoints})
-            raise ValueError(f"{c.endpoint} does not offer {c.security} (it offers: {', '.join(offered)})")
+            raise ValueError(f"{url} does not offer {c.security} (it offers: {', '.join(offered)})")
         endpoint = matching[0]
         server_der, *issuers = _split_certificates(endpoint.ServerCertificate)
-        server_name = f"{endpoint.Server.ApplicationName.Text or endpoint.Server.ApplicationUri!r} at {c.endpoint}"
+        server_name = f"{endpoint.Server.ApplicationName.Text or endpoint.Server.ApplicationUri!r} at {url}"
         # Part 4's checks (validity, ApplicationUri, host, usage, chain and CRLs) before the
         # server gets anything from us; off the loop, as it reads the PKI and may resolve names.
         await asyncio.to_thread(
@@ -318,13 +364,15 @@ class OpcUaSource:
             server_der,
             server_name,
             application_uri=endpoint.Server.ApplicationUri or "",
-            host=urlsplit(c.endpoint).hostname or "",
+            host=urlsplit(url).hostname or "",
             chain=issuers,
         )
         await client.set_security(policy, str(cert), str(key), server_certificate=server_der, mode=mode)
         return client
 
     async def _session(self, stop: asyncio.Event) -> None:
+        for sub in self._subscriptions:
+            sub.retired = True  # their session is over (transferred ones get new objects)
         client = await self._make_client()
         self._lost = asyncio.Event()
 
@@ -335,20 +383,21 @@ class OpcUaSource:
         client.connection_lost_callback = on_connection_lost
         await client.connect(auto_reconnect=False)
         self._client = client
+        self._space.endpoint = self.endpoint
         try:
             namespaces = await client.get_namespace_array()
             transferred = await self._restore_or_create(client, namespaces)
             self.connected = True
             self.connects += 1
-            self.health.set_connected(True)
+            self.health.set_connected(True, self.endpoint)
             self.bus.publish_events(
-                [Event(EventCategory.SYSTEM, self.name, f"Connection {self.name} established ({self.config.endpoint})")]
+                [Event(EventCategory.SYSTEM, self.name, f"Connection {self.name} established ({self.endpoint})")]
             )
             self._reconnect.succeeded()
             log.info(
                 "%s: connected to %s (%s), %s %d subscription(s)",
                 self.name,
-                self.config.endpoint,
+                self.endpoint,
                 self.config.security,
                 "transferred" if transferred else "created",
                 len(self._subscriptions),
@@ -371,13 +420,22 @@ class OpcUaSource:
                 # Now, not after the disconnect below, which waits up to 2 s on a hung server.
                 self._mark_comm_lost("connection lost", publish_event=True)
                 self.connected = False
-            try:
-                await asyncio.wait_for(client.disconnect(), 2.0)
-            except Exception:  # the peer may already be gone; nothing to save
-                log.debug("%s: disconnect failed", self.name, exc_info=True)
+            if len(self.servers) > 1 and not stop.is_set():
+                # The next server is waiting: a hung one may take the full 2 s to close.
+                closing = asyncio.create_task(self._disconnect(client))
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+            else:
+                await self._disconnect(client)
         if stop.is_set():
             self._mark_comm_lost("stopped", publish_event=False)
             self.connected = False
+
+    async def _disconnect(self, client: Client) -> None:
+        try:
+            await asyncio.wait_for(client.disconnect(), 2.0)
+        except Exception:  # the peer may already be gone; nothing to save
+            log.debug("%s: disconnect failed", self.name, exc_info=True)
 
     async def _keepalive_watchdog(self, client: Client) -> None:
         """Return when the connection is lost: a subscription has sent neither data nor
@@ -385,12 +443,18 @@ class OpcUaSource:
         keep alive), the server does not answer a read of its state within the request timeout."""
         interval = self.config.keepalive_s
         next_probe = time.monotonic() + interval
+        # Alone, a server is given two keep-alives and a margin (a busy server is late, and
+        # losing it costs every value until it is back). With another server to go to, a
+        # quarter period late is a hung server: being wrong costs a switch, and the values
+        # continue within two keep-alive periods (about 1.3 here), with room for a loaded host.
+        redundant = len(self.config.servers) > 1
+        patience, margin, tick = (1.25, 0.0, 0.1) if redundant else (2.0, 0.5, 0.25)
         while True:
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(tick)
             now = time.monotonic()
             for sub in self._subscriptions:
                 last = sub.last_publish_at
-                if last is not None and now - last > 2 * sub.keepalive_s + 0.5:
+                if last is not None and now - last > patience * sub.keepalive_s + margin:
                     log.warning(
                         "%s: no publish response for %.1f s (keep-alive %.1f s)", self.name, now - last, sub.keepalive_s
                     )
@@ -407,7 +471,11 @@ class OpcUaSource:
         """Transfer the previous session's subscriptions if the server still has them, else create anew."""
         old = self._subscriptions
         self._subscriptions = []
-        if old and await self._transfer(client, old):
+        # Subscription ids are the server's own: another server of a redundant set never
+        # held ours (it may even hold another client's under the same id), so never transfer there.
+        same_server = self._subscribed_on == self.endpoint
+        self._subscribed_on = self.endpoint
+        if old and same_server and await self._transfer(client, old):
             return True
         await self._create_subscriptions(client, namespaces)
         return False

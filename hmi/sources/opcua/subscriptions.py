@@ -52,8 +52,14 @@ class BatchingSubscription(Subscription):
         self.group = group
         self.first_publish = asyncio.Event()
         self.keepalive_s = 0.0
+        # Set when its session is over: asyncua tells a lost session's subscriptions BadShutdown
+        # from its own task, which may run after the next session (on another server, at once)
+        # has begun, and must not end that one.
+        self.retired = False
 
     async def publish_callback(self, publish_result: ua.PublishResult) -> None:
+        if self.retired:
+            return
         self.last_publish_at = time.monotonic()
         self.first_publish.set()
         message = publish_result.NotificationMessage
