@@ -83,6 +83,9 @@ class TrendBuffers:
         self._lock = threading.Lock()
         self._buffers: dict[int, RingBuffer] = {}
         self._only: set[int] | None = set(tag_ids) if tag_ids is not None else None
+        # Grows with every append that kept a sample (and on clear): a reader that saw the same
+        # version has nothing new to draw, without asking tag by tag.
+        self.version = 0
 
     def watch(self, tag_id: int) -> None:
         with self._lock:
@@ -107,6 +110,7 @@ class TrendBuffers:
                     buf = self._buffers[tag_id] = RingBuffer(self.capacity)
                 rows = order[start:end]
                 buf.append(batch.ts_ns[rows], batch.values[rows], batch.quality[rows])
+                self.version += 1
 
     def get(self, tag_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(ts, values, quality) copies for one tag, oldest first; empty arrays if none."""
@@ -131,6 +135,7 @@ class TrendBuffers:
         with self._lock:
             for buf in self._buffers.values():
                 buf.clear()
+            self.version += 1
 
 
 def values_for_plot(values: np.ndarray, quality: np.ndarray) -> np.ndarray:

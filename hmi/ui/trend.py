@@ -252,6 +252,10 @@ class TrendView(QWidget):
         self._extra_axes: list[pg.AxisItem] = []
         # Before the plot is built: the pens (in order) and their limit lines.
         self._unbuilt: list[tuple[int, TagSpec]] | None = []
+        self._history_generation = 0  # grows when history reaches a pen
+        self._pens_generation = 0  # grows with every pen put on the plot (added, replaced, moved)
+        self._quiet_key: tuple = ()
+        self._quiet_until = -math.inf
         self._unbuilt_limits: dict[int, list[tuple[float, str, str]]] = {}
 
         self._layout = QVBoxLayout(self)
@@ -387,6 +391,7 @@ class TrendView(QWidget):
             self.plot.legend.addItem(curve, label)
         pen = Pen(tag_id, spec, colour, curve, scale.view, scale.axis)
         self.pens.append(pen)
+        self._pens_generation += 1
         self.buffers.watch(tag_id)
         self._sync_views()
         return pen
@@ -619,9 +624,14 @@ class TrendView(QWidget):
         tick without repainting the axes."""
         if self._unbuilt is not None:
             return False
+        now = self.clock() if now_s is None else now_s
+        # Most ticks (30 a second, values at 10) have nothing to draw: tell that from a few
+        # numbers, before asking pyqtgraph for widths and ranges (its Python is most of a tick).
+        quiet_key = (self.buffers.version, self._history_generation, self._pens_generation, self.span_s, self.width())
+        if self.live and quiet_key == self._quiet_key and now <= self._quiet_until:
+            return False
         width = max(int(self.plot.vb.width()), 100)
         if self.live:
-            now = self.clock() if now_s is None else now_s
             self._scroll_to(now, width)
         x0, x1 = self.visible_range()
         drew = False
@@ -639,6 +649,9 @@ class TrendView(QWidget):
             drew = True
         if wanted:
             self._request_history(wanted, width)
+        # Quiet until new samples, history, pens, span or size, or the next scroll step
+        # (the right edge: `now` past it moves the view).
+        self._quiet_key, self._quiet_until = (quiet_key, x1) if self.live else ((), -math.inf)
         if drew:
             for scale in self.scales.values():
                 if scale.auto:
@@ -751,6 +764,7 @@ class TrendView(QWidget):
         with self._history_lock:
             for pen, history in ready:
                 pen.history = history
+            self._history_generation += 1
 
     def history_idle(self) -> bool:
         """No history read in progress (for tests and benchmarks)."""

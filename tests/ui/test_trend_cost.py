@@ -217,3 +217,18 @@ def test_reloading_the_groups_builds_only_the_one_on_screen(qtbot, main_window_f
     assert [v.built for v in old] == built_before
     views = window.trend_tabs.views()
     assert [v.built for v in views] == [i == window.trend_tabs.currentIndex() for i in range(len(views))]
+
+
+def test_a_pen_put_on_the_trend_draws_on_the_next_tick_without_new_samples(qtbot, trend) -> None:
+    """An idle tick is told from a few numbers; a pen replaced (same count of pens) is among
+    them, so the new pen does not wait for the next sample or scroll."""
+    view, clock, _ = trend
+    view.buffers.watch(1)
+    view.buffers.append_batch(SampleBatch.from_arrays([1], [int((clock.now - 1.0) * 1e9)], [3.0]))
+    view.refresh()  # tag 1 is not on the trend yet: its sample only changes the buffers
+    clock.now += 0.1 * pixel_s(view)
+    assert not view.refresh(), "nothing new: an idle tick"
+    view.set_pens([(1, TagSpec("m.other", "bar"))])
+    clock.now += 0.1 * pixel_s(view)
+    assert view.refresh(), "the new pen draws at once"
+    assert view.curve_data(1)[1][-1] == 3.0
