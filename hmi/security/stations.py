@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hmi.paths import data_dir
+from hmi.security.private_file import write_private_json
 
 if TYPE_CHECKING:
     from hmi.security.audit import AuditEntry
@@ -263,19 +264,7 @@ class StationList:
             "stations": [s.to_json() for s in sorted(stations.values(), key=lambda s: s.name)],
             "changes": [*changes, change],
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # mkstemp creates the file 0600: the list is never readable by others, not even briefly.
-        fd, tmp = tempfile.mkstemp(prefix=".stations-", suffix=".json", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=2)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_private_json(self.path, data)
         # Here, not at the top: the supervisor reads keys before any child starts, and the
         # audit module brings SQLAlchemy (docs/performance.md "Start-up").
         from hmi.security.audit import AuditEntry

@@ -23,10 +23,8 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -35,6 +33,7 @@ from typing import Any
 
 from hmi.paths import data_dir
 from hmi.security.audit import AuditEntry
+from hmi.security.private_file import write_private_json
 from hmi.security.roles import Role
 
 USERS_FILE_VERSION = 2  # 2: the change log ("changes")
@@ -264,21 +263,10 @@ class UserStore:
 
     def _save(self, users: dict[str, User], changes: list[UserChange], change: UserChange) -> None:
         change = replace(change, seq=(changes[-1].seq if changes else 0) + 1)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         data = {
             "version": USERS_FILE_VERSION,
             "users": [u.to_json() for u in sorted(users.values(), key=lambda u: u.name)],
             "changes": [c.to_json() for c in [*changes, change]],
         }
-        fd, tmp = tempfile.mkstemp(prefix=".users-", suffix=".json", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=2)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_private_json(self.path, data)
         self.last_change = change
