@@ -164,6 +164,7 @@ class StationsPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)  # no blank band right of the table
         layout.addWidget(self.table, 1)
         row = QHBoxLayout()
         self.summary = QLabel()
