@@ -91,7 +91,9 @@ def test_a_shift_opened_with_db_and_shift_alone_shows_the_machines_and_trends_an
     assert session.source.first_ns == first
     # It starts at the first sample, not at the shift's start (at 1x, a second or two in).
     assert first - NS <= session.source.position_ns < first + 5 * NS
-    assert session.bar.time_label.text().startswith(format_ns(first, zone(time_range.timezone))[:16])
+    # The bar shows the source's position at its next poll (POLL_MS), not at once.
+    shown = format_ns(first, zone(time_range.timezone))[:16]
+    qtbot.waitUntil(lambda: session.bar.time_label.text().startswith(shown), timeout=5000)
     # The timeline shows the two minutes of data, not the eight hours of the shift.
     timeline = session.bar.timeline
     qtbot.waitUntil(lambda: timeline.view_end_ns - timeline.view_start_ns < 10 * 60 * NS, timeout=3_000)
