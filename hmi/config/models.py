@@ -379,6 +379,12 @@ class PositionConfig(Strict):
     machines: list[str] = Field(min_length=1)
 
 
+def _require_unique(what: str, names: list[str]) -> None:
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"{what} names must be unique; repeated: {', '.join(repeated)}")
+
+
 class Project(Strict):
     # The file's format: the loader has upgraded an older one (hmi/config/migrations.py).
     format: int = Field(default=CURRENT_FORMAT, ge=CURRENT_FORMAT, le=CURRENT_FORMAT)
@@ -407,19 +413,13 @@ class Project(Strict):
     @field_validator("shifts")
     @classmethod
     def _unique_shift_names(cls, value: list[ShiftConfig]) -> list[ShiftConfig]:
-        names = [shift.name for shift in value]
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise ValueError(f"shift names must be unique; repeated: {', '.join(repeated)}")
+        _require_unique("shift", [shift.name for shift in value])
         return value
 
     @field_validator("positions")
     @classmethod
     def _unique_position_names(cls, value: list[PositionConfig]) -> list[PositionConfig]:
-        names = [p.name for p in value]
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise ValueError(f"position names must be unique; repeated: {', '.join(repeated)}")
+        _require_unique("position", [p.name for p in value])
         return value
 
     @model_validator(mode="after")
