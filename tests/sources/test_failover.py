@@ -90,9 +90,11 @@ def test_brokers_read_as_written(brokers: list[tuple[str, int]]) -> None:
     assert conn.host == brokers[0][0]
 
 
-def test_opcua_failover_continues_from_the_other_server(tmp_path: Path) -> None:
-    """Killing the active one of two OPC UA servers: the counter continues GOOD from the other within two
-    keep-alives, COMM_LOST only between, and the health tags name the new server, one failover, one loss."""
+def two_servers(
+    tmp_path: Path,
+) -> tuple[subprocess.Popen[str], subprocess.Popen[str], str, str, OpcUaSource, Collector]:
+    """Two OPC UA server processes serving the counter (b counts from 100,000), and a source
+    with both as redundant endpoints, a in use first."""
     port_a, port_b = free_port(), free_port()
     a = start_peer(port_a, tmp_path / "a", start=0)
     b = start_peer(port_b, tmp_path / "b", start=100_000)
@@ -102,8 +104,13 @@ def test_opcua_failover_continues_from_the_other_server(tmp_path: Path) -> None:
         kind="opcua", endpoints=[url_a, url_b], keepalive_s=KEEPALIVE_S, reconnect_max_delay_s=1.0,
         publishing_interval_ms=50,
     )  # fmt: skip
-    source = OpcUaSource("plc", conn, [COUNTER], bus)
-    collector = Collector(bus)
+    return a, b, url_a, url_b, OpcUaSource("plc", conn, [COUNTER], bus), Collector(bus)
+
+
+def test_opcua_failover_continues_from_the_other_server(tmp_path: Path) -> None:
+    """Killing the active one of two OPC UA servers: the counter continues GOOD from the other within two
+    keep-alives, COMM_LOST only between, and the health tags name the new server, one failover, one loss."""
+    a, b, url_a, url_b, source, collector = two_servers(tmp_path)
     gap = 0.0
 
     async def scenario() -> None:
@@ -150,17 +157,7 @@ def test_opcua_failover_continues_from_the_other_server(tmp_path: Path) -> None:
 def test_opcua_failover_from_a_hung_server_within_two_keep_alives(tmp_path: Path) -> None:
     """A server that hangs (its socket open, no answers) is found out by its missing keep-alives
     alone: with another server to go to, the values continue within two keep-alive periods."""
-    port_a, port_b = free_port(), free_port()
-    a = start_peer(port_a, tmp_path / "a", start=0)
-    b = start_peer(port_b, tmp_path / "b", start=100_000)
-    url_a, url_b = f"opc.tcp://127.0.0.1:{port_a}/test", f"opc.tcp://127.0.0.1:{port_b}/test"
-    bus = TagBus()
-    conn = OpcUaConnection(
-        kind="opcua", endpoints=[url_a, url_b], keepalive_s=KEEPALIVE_S, reconnect_max_delay_s=1.0,
-        publishing_interval_ms=50,
-    )  # fmt: skip
-    source = OpcUaSource("plc", conn, [COUNTER], bus)
-    collector = Collector(bus)
+    a, b, _, url_b, source, collector = two_servers(tmp_path)
     gap = 0.0
 
     async def scenario() -> None:
